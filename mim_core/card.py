@@ -1,0 +1,104 @@
+"""Model cards: how a model was made, what it needs, how its threshold was set, what it scored.
+
+The threshold is set on the mpox *val* split only (no non-mpox image): it is the highest val score,
+the split-conformal bound that expects at least n/(n+1) of new mpox photos (93.75 % with 15 val
+images) to score at or below it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import card_path, load_card, save_json, sha256_file
+from .config import MIMConfig
+
+CARD_FORMAT = "mim-card-v1"
+LIMITATIONS = [
+    "Research and screening aid only: it does not diagnose mpox or any other disease.",
+    "Trained on about 60 web-scraped mpox photos (MSLD v1, 224 px crops); skin tones, body sites, cameras "
+    "and lesion stages outside that set are poorly covered.",
+    "A low score means 'reproduced as well as mpox', not 'mpox': other rashes may look mpox-like.",
+    "Scores depend on image scale and sharpness; see the controls in the evaluation table before trusting a number.",
+]
+
+
+def manifest_sha256(data_root: str | Path) -> str | None:
+    manifest = Path(data_root) / "MANIFEST.csv"
+    return sha256_file(manifest) if manifest.is_file() else None
+
+
+def calibrate_threshold(val_scores: np.ndarray) -> dict[str, Any]:
+    """Threshold from mpox val scores (higher = less mpox-like): their maximum (see module doc)."""
+    n = len(val_scores)
+    return {
+        "value": float(np.max(val_scores)),
+        "method": f"maximum MIM score over the {n} mpox val images (split-conformal: expected sensitivity "
+                  f">= {n}/{n + 1} = {n / (n + 1):.4f} on new mpox photos); no non-mpox image used",
+        "val_scores": [round(float(s), 6) for s in val_scores],
+    }
+
+
+def score_records(detector, data_root: str | Path, paths: list[str]) -> np.ndarray:
+    """MIM scores of data-root-relative paths, in order."""
+    root = Path(data_root)
+    return np.array([detector.analyze(root / p).score for p in paths])
+
+
+def recalibrate(weights: str | Path, data_root: str | Path) -> dict[str, Any]:
+    """Re-set the card's threshold for its current measure from the mpox val split; returns the card."""
+    from .detector import MIMDetector
+
+    card = load_card(weights)
+    detector = MIMDetector.load(weights)
+    card["threshold"] = calibrate_threshold(score_records(detector, data_root, card["split"]["val"]))
+    save_json(card_path(weights), card)
+    return card
+
+
+def write_card(weights: str | Path, data_root: str | Path, command: str, name: str = "mim-gan") -> dict[str, Any]:
+    """Create the card beside freshly trained weights (from ``training.json`` in the run folder),
+    calibrating the threshold on the mpox val split."""
+    import torch
+
+    weights = Path(weights)
+    training = json.loads((weights.parent / "training.json").read_text())
+    config = MIMConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=True)["config"])
+    card = {
+        "format": CARD_FORMAT,
+        "name": name,
+        "kind": "mim",
+        "description": "MIM (Mask, Inpainting, and Measure): a GAN inpainter trained on mpox photos only; "
+                       "the score is how badly it reproduces masked parts of a photo.",
+        "score_direction": "higher = less mpox-like",
+        "weights_file": weights.name,
+        "weights_sha256": sha256_file(weights),
+        "config": config.to_dict(),
+        "training": {
+            "command": command,
+            "seed": config.train.seed,
+            "split_seed": config.train.split_seed,
+            "steps": config.train.steps,
+            "best_step_by_val_masked_l1": training["best_step"],
+            "train_seconds": training["train_seconds"],
+            "threads": training["threads"],
+            "generator_parameters": training["generator_parameters"],
+            "device": "cpu",
+        },
+        "data": {
+            "root": "../shared/data",
+            "manifest_sha256": manifest_sha256(data_root),
+            "train_uses": "MSLD_v1/Monkeypox train split only (mpox photos); no non-mpox image is used to "
+                          "train the model or to set its threshold",
+            "split_rule": "MSLD mpox split by source photo (file-name prefix before the last '_'), "
+                          "~60/15/25 %, seeded",
+        },
+        "split": training["split"],
+        "evaluation": {},
+        "limitations": LIMITATIONS,
+    }
+    save_json(card_path(weights), card)
+    return recalibrate(weights, data_root)

@@ -1,0 +1,108 @@
+"""Command line: ``python -m mim_core {train,score,evaluate} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import MIMConfig
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mim_gan.pt"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
+                 ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    config = MIMConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else MIMConfig()
+    config = config.replace(**overrides)
+    weights = train(args.data, args.out, config, resume=not args.no_resume)
+    from .card import write_card
+
+    write_card(weights, args.data, command=" ".join(["python -m mim_core"] + sys.argv[1:]))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .data import ImageDecodeError, decode_image, iter_paths
+    from .detector import MIMDetector
+
+    detector = MIMDetector.load(args.weights, threads=args.threads)
+    failures = 0
+    for path in iter_paths(args.images):
+        try:
+            result = detector.analyze(decode_image(path)).summary()
+        except ImageDecodeError as err:
+            failures += 1
+            result = {"error": str(err)}
+        line = {"path": str(path), **result}
+        if args.json:
+            print(json.dumps(line), flush=True)
+        elif "error" in line:
+            print(f"{path}\tERROR\t{line['error']}", flush=True)
+        else:
+            print(f"{path}\t{line['score']:.4f}\t(threshold {line['threshold']:.4f})\t{line['verdict']}", flush=True)
+    return 1 if failures else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    results = evaluate(args.weights, args.data, args.out, select_on_dev=args.select_on_dev,
+                       update_card=args.update_card, per_class_limit=args.per_class_limit)
+    print((Path(args.out) / "evaluation.md").read_text())
+    print(json.dumps({"selected": results["selected"], **results["margins"]}), file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mim_core", description="MIM: Mask, Inpainting, and Measure.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the inpainter on the mpox train split (resumes from OUT/last.pt)")
+    p.add_argument("--data", default="../shared/data", help="data root holding <dataset>/<class>/<images>")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt and its card")
+    p.add_argument("--config", help="JSON file with a full MIMConfig (default: built-in config)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-resume", action="store_true")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("score", help="score photos: one line (or JSON object with --json) per image")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--json", action="store_true", help="one JSON object per line: path, score, threshold, verdict")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(run=_score)
+
+    p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", required=True, help="folder for evaluation.md, results.json, CSVs and roc.png")
+    p.add_argument("--select-on-dev", action="store_true",
+                   help="set the card's measure to the best MIM variant on dev classes and re-set its threshold")
+    p.add_argument("--update-card", action="store_true", help="record the results in the model card")
+    p.add_argument("--per-class-limit", type=int, help="first N images per non-mpox class (quick checks only)")
+    p.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Known failures print one plain sentence (no traceback) and exit 2."""
+    from .checkpoint import WeightsError
+    from .data import ImageDecodeError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (WeightsError, ImageDecodeError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

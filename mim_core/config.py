@@ -1,0 +1,105 @@
+"""Frozen configs. A checkpoint carries its own config (nanoGPT style), so a model file is self-describing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every image, mpox or not, goes through exactly this.
+
+    The central square crop (``crop_fraction`` of the short side) drops the borders, where DermNet's
+    corner watermark sits, for all images alike, so no score can depend on it.
+    """
+
+    crop_fraction: float = 0.55
+    size: int = 128
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Fixed multi-scale grid masks: at each scale the grid cells are dealt into ``masks_per_scale``
+    disjoint masks that together cover every pixel exactly once."""
+
+    scales: tuple[int, ...] = (8, 16, 32)
+    masks_per_scale: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Inpainting generator (U-Net with a dilated residual bottleneck) and PatchGAN discriminator."""
+
+    width: int = 24
+    bottleneck_blocks: int = 4
+    disc_width: int = 32
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How an analysis turns original vs inpainted into a map and a score.
+
+    ``map``: per-pixel dissimilarity, one of ``l1``, ``ssim``, ``msgms``.
+    ``reference``: ``none`` (score = mean map) or ``gauss`` (score = log of the inpainter's error over the
+    error of a Gaussian fill on the same masks, which cancels image complexity to first order).
+    ``heatmap_max``: the fixed top of the heatmap colour scale, in map units.
+    """
+
+    map: str = "l1"
+    reference: str = "none"
+    heatmap_max: float = 0.25
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adversarial inpainting training on mpox photos only."""
+
+    steps: int = 3000
+    batch_size: int = 12
+    lr: float = 2e-4
+    adv_weight: float = 0.02
+    ssim_weight: float = 0.5
+    ema_decay: float = 0.995
+    seed: int = 0
+    split_seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    checkpoint_every: int = 250
+
+
+@dataclass(frozen=True)
+class MIMConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MIMConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error so stale files fail loudly."""
+        parts = {}
+        for f in fields(cls):
+            sub_cls = f.default_factory  # type: ignore[misc]
+            values = dict(data.get(f.name, {}))
+            for key, value in values.items():
+                if isinstance(value, list):
+                    values[key] = tuple(value)
+            parts[f.name] = sub_cls(**values)
+        return cls(**parts)
+
+    def replace(self, **sections: Any) -> "MIMConfig":
+        """Copy with whole sections or ``section__key=value`` overrides."""
+        data = self.to_dict()
+        for key, value in sections.items():
+            section, _, name = key.partition("__")
+            if name:
+                data[section][name] = value
+            else:
+                data[section] = asdict(value)
+        return MIMConfig.from_dict(data)

@@ -1,0 +1,203 @@
+"""Decoding, preprocessing, folder datasets and the group split.
+
+Decoding is defensive because photos come from phones and the web: EXIF orientation is applied, every
+mode (RGBA, palette, grayscale, CMYK, 16-bit) becomes 8-bit RGB, and anything that is not a whole,
+sane image raises :class:`ImageDecodeError` with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import PreprocessConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+MAX_PIXELS = 40_000_000  # refuse before decoding: a 30000x30000 "bomb" is a few KB on disk
+MIN_SIDE = 32
+MPOX_CLASS = "Monkeypox"
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageDecodeError(ValueError):
+    """The input cannot be used as a photo; ``str(err)`` is a sentence for the user."""
+
+
+def _open(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return Image.open(io.BytesIO(source))
+        return Image.open(source)
+    except FileNotFoundError:
+        raise ImageDecodeError(f"File not found: {source}") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(f"{source} is a folder, not an image file.") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            "This file is not an image format we can read (use a JPEG, PNG or WebP photo)."
+        ) from None
+    except Image.DecompressionBombError:
+        raise ImageDecodeError(
+            f"The image is too large (over {MAX_PIXELS // 1_000_000} megapixels); send a smaller photo."
+        ) from None
+
+
+def decode_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
+    """Open any supported input as an upright 8-bit RGB PIL image.
+
+    Raises:
+        ImageDecodeError: not an image, truncated/corrupt, too large, or too small.
+    """
+    image = _open(source)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"The image is too large ({width}x{height}); send a photo under {MAX_PIXELS // 1_000_000} megapixels."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated: analyse the first frame only
+        image = ImageOps.exif_transpose(image) or image
+        image = _to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(
+            "The image file is damaged or incomplete (it could not be fully decoded); "
+            "try saving or exporting it again."
+        ) from err
+    if min(image.size) < MIN_SIDE:
+        raise ImageDecodeError(
+            f"The image is too small ({image.size[0]}x{image.size[1]}); "
+            f"a usable photo is at least {MIN_SIDE} pixels on each side."
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB. Transparency is composited on white; 16-bit is scaled, not clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        span = max(float(array.max() - array.min()), 1e-12)
+        return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def center_crop_box(width: int, height: int, fraction: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the central square with side ``fraction`` of the short side."""
+    side = max(1, int(round(min(width, height) * fraction)))
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def preprocess(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
+    """RGB PIL image -> float tensor (3, size, size) in [0, 1]: central square crop, area resize."""
+    crop = image.crop(center_crop_box(*image.size, config.crop_fraction))
+    crop = crop.resize((config.size, config.size), Image.Resampling.BOX if crop.width >= config.size
+                       else Image.Resampling.BICUBIC)
+    array = np.asarray(crop, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def load_tensor(path: str | os.PathLike, config: PreprocessConfig) -> torch.Tensor:
+    """Decode + preprocess one file -> (3, size, size) in [0, 1]."""
+    return preprocess(decode_image(path), config)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a folder dataset ``root/<dataset>/<class>/<file>``.
+
+    ``group`` is the source photo: for MSLD the file-name prefix before the last ``_`` (several crops
+    share it), elsewhere the file itself.
+    """
+
+    path: str  # relative to the data root, with forward slashes
+    dataset: str
+    label_class: str
+    group: str
+
+    @property
+    def is_mpox(self) -> bool:
+        return self.label_class == MPOX_CLASS
+
+
+def source_group(dataset: str, label_class: str, file_name: str) -> str:
+    stem = Path(file_name).stem
+    if dataset.startswith("MSLD") and "_" in stem:
+        stem = stem.rsplit("_", 1)[0]
+    return f"{dataset}/{label_class}/{stem}"
+
+
+def scan_dataset(root: str | os.PathLike) -> list[ImageRecord]:
+    """All images under ``root/<dataset>/<class>/``, sorted by path (deterministic)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Data folder not found: {root}")
+    records = []
+    for path in sorted(root.glob("*/*/*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        dataset, label_class = path.parent.parent.name, path.parent.name
+        rel = path.relative_to(root).as_posix()
+        records.append(ImageRecord(rel, dataset, label_class, source_group(dataset, label_class, path.name)))
+    if not records:
+        raise FileNotFoundError(f"No images found under {root}/<dataset>/<class>/")
+    return records
+
+
+def group_split(
+    records: Sequence[ImageRecord], fractions: tuple[float, float, float] = (0.6, 0.15, 0.25), seed: int = 0
+) -> dict[str, list[ImageRecord]]:
+    """Split by source group (never by file) into train/val/test, seeded. Groups are shuffled and dealt
+    by cumulative image count so each part gets close to its fraction of images."""
+    groups: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        groups.setdefault(record.group, []).append(record)
+    names = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(names))
+    total = len(records)
+    bounds = np.cumsum(fractions) * total
+    parts: dict[str, list[ImageRecord]] = {"train": [], "val": [], "test": []}
+    seen = 0
+    for index in order:
+        members = groups[names[index]]
+        centre = seen + len(members) / 2
+        part = "train" if centre <= bounds[0] else "val" if centre <= bounds[1] else "test"
+        parts[part].extend(members)
+        seen += len(members)
+    return {name: sorted(items, key=lambda r: r.path) for name, items in parts.items()}
+
+
+def iter_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively) into a sorted list of image files."""
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,218 @@
+"""The detector API: ``MIMDetector.load(path).analyze(image) -> Analysis``.
+
+An analysis masks the preprocessed photo with every mask of the fixed bank, inpaints each masked copy,
+composites one reconstruction per scale (each pixel comes from the one mask that hid it), and measures
+its dissimilarity to the original. Score: higher = less mpox-like.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_card, load_generator
+from .config import MIMConfig
+from .data import decode_image, preprocess
+from .masks import grid_mask_bank
+from .measure import dissimilarity_map, gaussian_fill, log_ratio, overlay_heatmap
+from .model import inpaint
+
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+class Verdict(str, Enum):
+    MPOX_LIKE = "mpox-like"
+    NOT_MPOX_LIKE = "not mpox-like"
+    UNUSABLE = "not a usable skin photo"
+
+
+# Basic image checks, on the preprocessed crop. Deliberately loose: they catch flat, blank, grayscale or
+# non-skin pictures, not poor photos of skin.
+MIN_LUMA_STD = 0.03
+MIN_SKIN_FRACTION = 0.03  # 2 of 34 mpox crops fell below 0.15 in a check; 1st percentile ~0.002
+MIN_MEAN_SATURATION = 0.04
+
+
+def skin_fraction(crop: np.ndarray) -> float:
+    """Share of pixels of an (H,W,3) uint8 image inside the classic YCrCb skin-tone box
+    (Cr 133-173, Cb 77-127; Chai & Ngan 1999). Crude, but model-free."""
+    ycbcr = np.asarray(Image.fromarray(crop).convert("YCbCr"), dtype=np.int16)
+    cb, cr = ycbcr[..., 1], ycbcr[..., 2]
+    return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
+
+
+def quality_issue(crop: np.ndarray) -> str | None:
+    """Why an (H,W,3) uint8 crop is not a usable skin photo, or None when it passes the checks."""
+    pixels = crop.astype(np.float32) / 255.0
+    if pixels.mean(axis=2).std() < MIN_LUMA_STD:
+        return "The picture is almost flat (no visible detail); take a sharp, well-lit photo of the skin."
+    spread = pixels.max(axis=2) - pixels.min(axis=2)
+    if spread.mean() < MIN_MEAN_SATURATION:
+        return "The picture has no colour (grayscale?); a colour photo of the skin is needed."
+    if skin_fraction(crop) < MIN_SKIN_FRACTION:
+        return "Little or no skin is visible in the centre of the picture; centre the photo on the affected skin."
+    return None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one analysis produced. Images are uint8 (H, W, 3) at model resolution; maps float32 (H, W)."""
+
+    score: float
+    threshold: float
+    verdict: Verdict
+    reason: str
+    original: np.ndarray
+    masked: np.ndarray = field(repr=False)  # (S, H, W, 3): the first mask of each scale, hidden cells grey
+    inpainted: np.ndarray = field(repr=False)  # (S, H, W, 3): composite reconstruction per scale
+    scale_heatmaps: np.ndarray = field(repr=False)  # (S, H, W)
+    scales: tuple[int, ...] = ()
+    heatmap_max: float = 1.0
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """Dissimilarity map averaged over scales, (H, W)."""
+        return self.scale_heatmaps.mean(axis=0)
+
+    def heatmap_overlay(self, scale_index: int | None = None) -> np.ndarray:
+        """Heatmap on the fixed colour scale blended over the original, (H, W, 3) uint8."""
+        heat = self.heatmap if scale_index is None else self.scale_heatmaps[scale_index]
+        return overlay_heatmap(self.original, heat, self.heatmap_max)
+
+    def summary(self) -> dict[str, Any]:
+        return {"score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "verdict": self.verdict.value, "reason": self.reason}
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [0,1] -> (..., H, W, 3) uint8."""
+    return (t.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def reconstruct(fill, images: torch.Tensor, bank: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
+    """Composite reconstruction per scale.
+
+    Args:
+        fill: callable (images (M,3,H,W), masks (M,1,H,W), cell sizes (M,)) -> composited fills (M,3,H,W).
+        images: (B, 3, H, W) in [0, 1].
+        bank: (S, N, 1, H, W) masks; the N masks of a scale partition the pixels.
+        cells: the S grid cell sizes of the bank.
+    Returns:
+        (B, S, 3, H, W): for each scale, every pixel taken from the fill of the mask that hid it.
+    """
+    scales, per_scale = bank.shape[:2]
+    masks = bank.flatten(0, 1)  # (S*N, 1, H, W)
+    mask_cells = torch.tensor(cells).repeat_interleave(per_scale)
+    out = []
+    for image in images:
+        copies = image.unsqueeze(0).expand(masks.shape[0], -1, -1, -1)
+        filled = fill(copies, masks, mask_cells) * masks  # keep only the hidden part of each fill
+        out.append(filled.view(scales, per_scale, *filled.shape[1:]).sum(1))
+    return torch.stack(out)
+
+
+def gaussian_reference(images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """The mpox-agnostic reference fill for :func:`reconstruct`: Gaussian fill with sigma = cell / 2."""
+    out = torch.empty_like(images)
+    for cell in cells.unique().tolist():
+        rows = cells == cell
+        out[rows] = gaussian_fill(images[rows], masks[rows], sigma=cell / 2)
+    return out
+
+
+class MIMDetector:
+    """Mask, inpaint, measure. Build with :meth:`load`; thread-safe for concurrent ``analyze`` calls."""
+
+    def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
+                 card: dict[str, Any] | None = None) -> None:
+        self.generator = generator.eval().to(memory_format=torch.channels_last)
+        self.config = config
+        self.threshold = float(threshold)
+        self.card = card or {}
+        self.bank = grid_mask_bank(config.masks, config.preprocess.size)
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike, threads: int | None = None) -> "MIMDetector":
+        """Load weights + the card beside them, verifying the weights' sha256 against the card.
+
+        Raises:
+            WeightsError: missing card or weights, or a sha256 mismatch.
+        """
+        if threads:
+            torch.set_num_threads(threads)
+        card = load_card(weights)
+        generator, trained = load_generator(weights, card.get("weights_sha256"))
+        config = MIMConfig.from_dict(card["config"]) if "config" in card else trained
+        threshold = card.get("threshold", {}).get("value", float("inf"))
+        return cls(generator, config, threshold, card)
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", "mim"))
+
+    def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        return inpaint(self.generator, images.contiguous(memory_format=torch.channels_last), masks)
+
+    @torch.inference_mode()
+    def score_tensors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(B,3,H,W) preprocessed -> (recon (B,S,3,H,W), maps (B,S,H,W), scores (B,))."""
+        measure = self.config.measure
+        cells = self.config.masks.scales
+        recon = reconstruct(self._fill, images, self.bank, cells)
+        b, s = recon.shape[:2]
+        originals = images.unsqueeze(1).expand_as(recon).flatten(0, 1)
+        maps = dissimilarity_map(originals, recon.flatten(0, 1), measure.map).view(b, s, *images.shape[-2:])
+        errors = maps.mean(dim=(1, 2, 3)).numpy()
+        if measure.reference == "gauss":
+            ref = reconstruct(gaussian_reference, images, self.bank, cells)
+            ref_maps = dissimilarity_map(originals, ref.flatten(0, 1), measure.map)
+            ref_errors = ref_maps.view(b, -1).mean(1).numpy()
+            scores = np.array([log_ratio(e, r) for e, r in zip(errors, ref_errors)])
+        elif measure.reference == "none":
+            scores = errors.astype(np.float64)
+        else:
+            raise ValueError(f"unknown reference {measure.reference!r}")
+        return recon, maps, scores
+
+    def analyze(self, image: ImageInput) -> Analysis:
+        """Analyse one photo (path, bytes, PIL image or (H,W,3) uint8 array).
+
+        Raises:
+            ImageDecodeError: the input cannot be read as a photo (message is user-facing).
+        """
+        return self.analyze_batch([image])[0]
+
+    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
+        """Analyse several photos; raises ImageDecodeError on the first unreadable one (the CLI and demo
+        decode first to report each bad file separately)."""
+        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
+        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
+        recon, maps, scores = self.score_tensors(tensors)
+        grey = torch.full_like(tensors[:1], 0.5)
+        first_masks = self.bank[:, 0]  # (S, 1, H, W)
+        results = []
+        for i, score in enumerate(scores):
+            original = _to_uint8(tensors[i])
+            masked = _to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1])
+            issue = quality_issue(original)
+            if issue:
+                verdict, reason = Verdict.UNUSABLE, issue
+            elif score > self.threshold:
+                verdict, reason = Verdict.NOT_MPOX_LIKE, (
+                    "The model could not reproduce this skin the way it reproduces mpox lesions.")
+            else:
+                verdict, reason = Verdict.MPOX_LIKE, (
+                    "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.")
+            results.append(Analysis(
+                score=float(score), threshold=self.threshold, verdict=verdict, reason=reason, original=original,
+                masked=masked, inpainted=_to_uint8(recon[i]), scale_heatmaps=maps[i].numpy().astype(np.float32),
+                scales=tuple(self.config.masks.scales), heatmap_max=self.config.measure.heatmap_max,
+            ))
+        return results

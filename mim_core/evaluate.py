@@ -1,0 +1,222 @@
+"""Measure every image every image once, derive MIM's score variants and every
+mpox-agnostic control from the same numbers, choose on dev classes, report on test classes.
+
+Positives are mpox photos of the card's split (val for dev decisions, test for reporting). Negatives:
+10 DermNet *dev* classes for design decisions; ``MSLD_v1/Others`` and the 21 other DermNet classes for
+reporting only.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from .controls import ColourStatsDetector, colour_texture_features, png_bits_per_pixel
+from .data import decode_image, preprocess
+from .detector import MIMDetector, _to_uint8, gaussian_reference, reconstruct
+from .card import calibrate_threshold
+from .checkpoint import card_path, save_json
+from .data import scan_dataset
+from .measure import MAP_KINDS, dissimilarity_map, mean_fill
+from .protocol import OTHERS, WATERMARK_BOXES, assign_roles
+
+def blank_watermark(image: Image.Image) -> Image.Image:
+    """Copy of a DermNet photo with its bottom-left watermark area painted black."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    for left, top, right, bottom in WATERMARK_BOXES:
+        draw.rectangle([left * w, top * h, right * w, bottom * h], fill=(0, 0, 0))
+    return out
+
+
+@torch.inference_mode()
+def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, float]:
+    """All raw numbers for one preprocessed (3,H,W) image: errors of the GAN, Gaussian and mean fills
+    under every map kind (averaged over the mask bank), PNG complexity."""
+    batch = image.unsqueeze(0)
+    cells = detector.config.masks.scales
+    fills = {
+        "gan": reconstruct(detector._fill, batch, detector.bank, cells),
+        "gauss": reconstruct(gaussian_reference, batch, detector.bank, cells),
+        "mean": reconstruct(lambda x, m, c: mean_fill(x, m), batch, detector.bank, cells),
+    }
+    originals = batch.unsqueeze(1).expand_as(fills["gan"]).flatten(0, 1)
+    row = {"png_bpp": png_bits_per_pixel(_to_uint8(image))}
+    for fill_name, recon in fills.items():
+        for kind in MAP_KINDS:
+            row[f"err_{fill_name}_{kind}"] = float(dissimilarity_map(originals, recon.flatten(0, 1), kind).mean())
+    return row
+
+
+def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Measure every image (and, for DermNet, its watermark-blanked copy). Adds columns
+    ``<raw>`` / ``blank_<raw>`` and ``feat_<i>`` (colour/texture statistics)."""
+    root, pre = Path(data_root), detector.config.preprocess
+    rows = []
+    for record in tqdm(table.itertuples(), total=len(table), desc="measure", file=sys.stderr, mininterval=10):
+        image = decode_image(root / record.path)
+        tensor = preprocess(image, pre)
+        row = measure_tensor(detector, tensor)
+        features = colour_texture_features(tensor.unsqueeze(0))[0]
+        row.update({f"feat_{i}": v for i, v in enumerate(features)})
+        if record.dataset == "DermNetNZ":
+            blanked = preprocess(blank_watermark(image), pre)
+            same = torch.equal(blanked, tensor)
+            blank_row = row if same else measure_tensor(detector, blanked)
+            row.update({f"blank_{k}": v for k, v in blank_row.items() if not k.startswith("feat_")})
+            row["blank_identical_crop"] = same
+        rows.append(row)
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
+@dataclass(frozen=True)
+class ScoreDef:
+    name: str
+    family: str  # "mim" or "control"
+    description: str
+
+
+def score_definitions() -> list[ScoreDef]:
+    defs = []
+    for kind in MAP_KINDS:
+        defs.append(ScoreDef(f"mim:{kind}", "mim", f"GAN inpainting error, {kind} map"))
+        defs.append(ScoreDef(f"mim:{kind}/gauss", "mim",
+                             f"log(GAN {kind} error / Gaussian-fill {kind} error) on the same masks"))
+    for kind in MAP_KINDS:
+        defs.append(ScoreDef(f"control:gauss-fill:{kind}", "control",
+                             f"Gaussian (classical) fill in place of the GAN, {kind} error"))
+        defs.append(ScoreDef(f"control:fill-ratio:{kind}", "control",
+                             f"log(Gaussian-fill {kind} error / mean-colour-fill {kind} error)"))
+    defs.append(ScoreDef("control:complexity", "control", "PNG bits per pixel of the crop (image complexity)"))
+    defs.append(ScoreDef("control:colour-stats", "control",
+                         "Mahalanobis distance of colour/texture statistics to mpox train crops"))
+    return defs
+
+
+def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """Score columns (named as :func:`score_definitions`) from raw measurements; ``prefix='blank_'``
+    uses the watermark-blanked measurements where present."""
+    def col(name: str) -> pd.Series:
+        blanked = f"{prefix}{name}"
+        return measured[blanked].fillna(measured[name]) if prefix and blanked in measured else measured[name]
+
+    log = lambda s: np.log(np.clip(s.astype(float), 1e-6, None))
+    scores = pd.DataFrame(index=measured.index)
+    for kind in MAP_KINDS:
+        scores[f"mim:{kind}"] = col(f"err_gan_{kind}")
+        scores[f"mim:{kind}/gauss"] = log(col(f"err_gan_{kind}")) - log(col(f"err_gauss_{kind}"))
+        scores[f"control:gauss-fill:{kind}"] = col(f"err_gauss_{kind}")
+        scores[f"control:fill-ratio:{kind}"] = log(col(f"err_gauss_{kind}")) - log(col(f"err_mean_{kind}"))
+    scores["control:complexity"] = col("png_bpp")
+    features = measured[[c for c in measured if c.startswith("feat_")]].to_numpy()
+    train = (measured["role"] == "mpox_train").to_numpy()
+    scores["control:colour-stats"] = ColourStatsDetector(features[train]).score(features)
+    return scores
+
+
+def measure_config_for(score_name: str) -> dict[str, object]:
+    """The detector MeasureConfig fields that reproduce a ``mim:*`` score column."""
+    kind, _, reference = score_name.removeprefix("mim:").partition("/")
+    heatmap_max = {"l1": 0.25, "ssim": 0.5, "msgms": 0.6}[kind]
+    return {"map": kind, "reference": reference or "none", "heatmap_max": heatmap_max}
+
+
+def _score_name(measure: dict) -> str:
+    return f"mim:{measure['map']}" + ("" if measure["reference"] == "none" else f"/{measure['reference']}")
+
+
+def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
+             update_card: bool = False, per_class_limit: int | None = None) -> dict:
+    """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
+
+    ``select_on_dev`` sets the card's measure to the MIM variant with the best mean dev AUROC and
+    re-sets its threshold on mpox val; ``update_card`` records the results in the card.
+    ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
+    """
+    from . import report
+
+    out_dir = Path(out_dir)
+    detector = MIMDetector.load(weights)
+    card = detector.card
+    table = assign_roles(scan_dataset(data_root), card["split"])
+    if per_class_limit:
+        table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
+        table = table.reset_index(drop=True)
+    measured = measure_all(detector, data_root, table)
+    scores, signs_dev = report.orient(compute_scores(measured), table)
+    signs = dict(zip(signs_dev["score"], signs_dev["sign"]))
+    blanked = compute_scores(measured, "blank_") * pd.Series(signs)
+
+    selected = _score_name(card["config"]["measure"])
+    if select_on_dev:
+        mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
+        selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
+        card["config"]["measure"] = measure_config_for(selected)
+        card["threshold"] = calibrate_threshold(scores.loc[table["role"] == "mpox_val", selected].to_numpy())
+    controls = [c for c in scores if c.startswith("control:")]
+    test = report.test_results(scores, table, [selected] + controls)
+    summary = test["summary"]
+    best_mean = max(controls, key=lambda c: summary[c]["mean_dermnet_test"]["auroc"])
+    best_others = max(controls, key=lambda c: summary[c]["others"]["auroc"])
+    per_class = pd.DataFrame(test["per_class"])
+    margins_rows = []
+    for cls, rows in per_class.groupby("class", sort=True):
+        mim = rows[rows["score"] == selected].iloc[0]
+        ctrl = rows[rows["score"] != selected].sort_values("auroc").iloc[-1]
+        margins_rows.append({"class": cls, "n_neg": int(mim["n_neg"]), "mim": mim["auroc"], "mim_low": mim["ci_low"],
+                             "mim_high": mim["ci_high"], "best_control": ctrl["score"],
+                             "best_control_auroc": ctrl["auroc"], "margin": round(mim["auroc"] - ctrl["auroc"], 4)})
+    dermnet_rows = table["dataset"] == "DermNetNZ"
+    wm_test = report.test_results(blanked, table, [selected])["summary"][selected]
+    results = {
+        "model": card.get("name", Path(weights).stem), "weights_sha256": card["weights_sha256"],
+        "selected": selected, "controls": controls, "n_mpox_test": int((table["role"] == "mpox_test").sum()),
+        "definitions": {d.name: d.description for d in score_definitions()},
+        "dev": signs_dev.to_dict("records"), "test": test,
+        "margins": {
+            "mean_dermnet_test": round(summary[selected]["mean_dermnet_test"]["auroc"]
+                                       - summary[best_mean]["mean_dermnet_test"]["auroc"], 4),
+            "best_control_mean_dermnet_test": best_mean,
+            "others": round(summary[selected]["others"]["auroc"] - summary[best_others]["others"]["auroc"], 4),
+            "best_control_others": best_others,
+        },
+        "per_class_margins": margins_rows,
+        "watermark": {
+            "n_dermnet": int(dermnet_rows.sum()),
+            "identical_crops": int(measured.loc[dermnet_rows, "blank_identical_crop"].sum()),
+            "mean_auroc": summary[selected]["mean_dermnet_test"]["auroc"],
+            "mean_auroc_blanked": wm_test["mean_dermnet_test"]["auroc"],
+            "difference": round(wm_test["mean_dermnet_test"]["auroc"] - summary[selected]["mean_dermnet_test"]["auroc"], 4),
+        },
+        "complexity_terciles": report.complexity_terciles(scores, table, measured, selected),
+        "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
+        "per_class_limit": per_class_limit,
+    }
+    report.write_outputs(out_dir, results, scores, table)
+    if update_card:
+        card["evaluation"] = {
+            "command": f"python -m mim_core evaluate --weights {Path(weights).name} --data ../shared/data",
+            "score": selected,
+            "mpox_test_images": results["n_mpox_test"],
+            "mean_auroc_dermnet_test_classes": summary[selected]["mean_dermnet_test"],
+            "auroc_vs_msld_others": summary[selected]["others"],
+            "auroc_pooled_dermnet_test": summary[selected]["pooled_dermnet_test"],
+            "per_class_auroc": {r["class"]: r["auroc"] for r in test["per_class"] if r["score"] == selected},
+            "controls": {c: {"mean_dermnet_test": summary[c]["mean_dermnet_test"]["auroc"],
+                             "others": summary[c]["others"]["auroc"]} for c in controls},
+            "margins": results["margins"],
+            "watermark": results["watermark"],
+            "at_threshold": results["threshold"],
+            "dev_mean_auroc": {r["score"]: r["dev_mean_auroc"] for r in results["dev"]},
+        }
+    if update_card or select_on_dev:
+        save_json(card_path(weights), card)
+    return results

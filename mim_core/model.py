@@ -1,0 +1,91 @@
+"""Pure ``nn.Module``s: the inpainting generator and the PatchGAN discriminator (no training glue here).
+
+Images are (B, 3, H, W) in [0, 1]; masks (B, 1, H, W) with 1 = hidden. The generator sees the
+masked image with the mask as a fourth channel and returns a full RGB prediction; callers composite
+``mask * pred + (1 - mask) * image`` (see :func:`inpaint`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .config import ModelConfig
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, padding=dilation * (kernel // 2), dilation=dilation),
+        nn.GroupNorm(min(8, cout // 4), cout),
+        nn.GELU(),
+    )
+
+
+class DilatedResBlock(nn.Module):
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, channels, dilation=dilation), _conv(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class InpaintGenerator(nn.Module):
+    """U-Net: three stride-2 stages to 1/8 resolution, dilated residual blocks there (a receptive field
+    covering the whole 128 px crop), and skip connections back up."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        w = config.width
+        self.stem = _conv(4, w, kernel=5)
+        self.down1 = _conv(w, 2 * w, stride=2)
+        self.down2 = _conv(2 * w, 4 * w, stride=2)
+        self.down3 = _conv(4 * w, 4 * w, stride=2)
+        self.body = nn.Sequential(
+            *[DilatedResBlock(4 * w, dilation=2 ** (i % 3)) for i in range(config.bottleneck_blocks)]
+        )
+        self.up3 = _conv(8 * w, 4 * w)
+        self.up2 = _conv(6 * w, 2 * w)
+        self.up1 = _conv(3 * w, w)
+        self.head = nn.Conv2d(w, 3, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) image in [0,1], (B,1,H,W) mask -> (B,3,H,W) prediction in [0,1]; H, W multiples of 8."""
+        x = torch.cat([(image - 0.5) * 2 * (1 - mask), mask], dim=1)
+        s0 = self.stem(x)
+        s1 = self.down1(s0)
+        s2 = self.down2(s1)
+        x = self.body(self.down3(s2))
+        x = self.up3(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s2], 1))
+        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s1], 1))
+        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s0], 1))
+        return torch.sigmoid(self.head(x))
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN with spectral norm: (B,3,H,W) image + (B,1,H,W) mask -> (B,1,H/8,W/8) realness logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        w = config.disc_width
+        layers: list[nn.Module] = []
+        channels = [4, w, 2 * w, 4 * w]
+        for cin, cout in zip(channels[:-1], channels[1:]):
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        layers += [spectral_norm(nn.Conv2d(4 * w, 4 * w, 3, 1, 1)), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.head = spectral_norm(nn.Conv2d(4 * w, 1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(torch.cat([(image - 0.5) * 2, mask], dim=1)))
+
+
+def inpaint(generator: nn.Module, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Composite fill: hidden pixels from the generator, known pixels untouched. Shapes as forward."""
+    return mask * generator(image, mask) + (1 - mask) * image
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,188 @@
+"""Tables, plots and files of an evaluation (see :mod:`.evaluate` for the protocol).
+
+Controls get every benefit of the doubt: each one's direction (higher or lower = less mpox-like) is
+chosen on the dev classes. MIM's direction is fixed by design (higher = less mpox-like).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from .protocol import DEV_CLASSES, OTHERS  # noqa: E402
+from .stats import auroc_ci, mean_auroc_ci  # noqa: E402
+
+N_BOOT = 2000
+
+
+def _classes(table: pd.DataFrame, role: str, dataset: str | None = None) -> list[str]:
+    rows = table[table["role"] == role]
+    if dataset:
+        rows = rows[rows["dataset"] == dataset]
+    return sorted(rows["class"].unique())
+
+
+def _negatives(scores: pd.Series, table: pd.DataFrame, classes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(scores[table["class"] == c].to_numpy(), table.loc[table["class"] == c, "group"].to_numpy())
+            for c in classes]
+
+
+def _positives(scores: pd.Series, table: pd.DataFrame, role: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = table["role"] == role
+    return scores[rows].to_numpy(), table.loc[rows, "group"].to_numpy()
+
+
+def dev_mean_auroc(score: pd.Series, table: pd.DataFrame) -> float:
+    """Mean AUROC of mpox val vs each of the 10 DermNet dev classes."""
+    pos, groups = _positives(score, table, "mpox_val")
+    return mean_auroc_ci(pos, groups, _negatives(score, table, [f"DermNetNZ/{c}" for c in DEV_CLASSES]),
+                         n_boot=200).value
+
+
+def orient(scores: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Flip each control whose dev AUROC is higher reversed; returns (oriented scores, dev table)."""
+    oriented, rows = scores.copy(), []
+    for name in scores.columns:
+        plain = dev_mean_auroc(scores[name], table)
+        sign = 1
+        if name.startswith("control:") and plain < 0.5:
+            sign, plain = -1, dev_mean_auroc(-scores[name], table)
+        oriented[name] = sign * scores[name]
+        rows.append({"score": name, "sign": sign, "dev_mean_auroc": round(plain, 4)})
+    return oriented, pd.DataFrame(rows)
+
+
+def test_results(scores: pd.DataFrame, table: pd.DataFrame, names: list[str], prefix_note: str = "") -> dict[str, Any]:
+    """Per test class AUROC with CI, the mean over DermNet test classes, vs Others, pooled DermNet."""
+    dermnet = _classes(table, "test", "DermNetNZ")
+    out: dict[str, Any] = {"dermnet_test_classes": dermnet, "per_class": [], "summary": {}}
+    for name in names:
+        pos, pos_groups = _positives(scores[name], table, "mpox_test")
+        negs = _negatives(scores[name], table, dermnet)
+        for cls, (neg, neg_groups) in zip(dermnet + [OTHERS], negs + _negatives(scores[name], table, [OTHERS])):
+            result = auroc_ci(pos, neg, pos_groups, neg_groups, n_boot=N_BOOT)
+            out["per_class"].append({"score": name, "class": cls, **result.as_dict()})
+        pooled_rows = (table["role"] == "test") & (table["dataset"] == "DermNetNZ")
+        out["summary"][name] = {
+            "mean_dermnet_test": mean_auroc_ci(pos, pos_groups, negs, n_boot=N_BOOT).as_dict(),
+            "others": next(r for r in out["per_class"] if r["score"] == name and r["class"] == OTHERS),
+            "pooled_dermnet_test": auroc_ci(pos, scores.loc[pooled_rows, name], pos_groups,
+                                            table.loc[pooled_rows, "group"], n_boot=N_BOOT).as_dict(),
+        }
+    return out
+
+
+def complexity_terciles(scores: pd.DataFrame, table: pd.DataFrame, measured: pd.DataFrame, name: str) -> list[dict]:
+    """AUROC of mpox test vs pooled DermNet test within terciles of PNG complexity (cut on the pooled set)."""
+    rows = (table["role"] == "mpox_test") | ((table["role"] == "test") & (table["dataset"] == "DermNetNZ"))
+    edges = np.quantile(measured.loc[rows, "png_bpp"], [0, 1 / 3, 2 / 3, 1])
+    out = []
+    for i in range(3):
+        inside = rows & measured["png_bpp"].between(edges[i], edges[i + 1], inclusive="both" if i == 2 else "left")
+        pos = inside & (table["role"] == "mpox_test")
+        neg = inside & (table["role"] == "test")
+        if pos.sum() < 2 or neg.sum() < 2:
+            out.append({"tercile": i + 1, "auroc": None, "n_pos": int(pos.sum()), "n_neg": int(neg.sum())})
+            continue
+        result = auroc_ci(scores.loc[pos, name], scores.loc[neg, name], table.loc[pos, "group"],
+                          table.loc[neg, "group"], n_boot=N_BOOT)
+        out.append({"tercile": i + 1, "png_bpp_range": [round(float(edges[i]), 3), round(float(edges[i + 1]), 3)], **result.as_dict()})
+    return out
+
+
+def threshold_metrics(score: pd.Series, table: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """Sensitivity on mpox test; specificity on Others and on pooled DermNet test, at the card's threshold."""
+    flagged = score > threshold
+    dermnet = (table["role"] == "test") & (table["dataset"] == "DermNetNZ")
+    return {
+        "threshold": threshold,
+        "sensitivity_mpox_test": round(float((~flagged[table["role"] == "mpox_test"]).mean()), 4),
+        "specificity_others": round(float(flagged[table["class"] == OTHERS].mean()), 4),
+        "specificity_dermnet_test": round(float(flagged[dermnet].mean()), 4),
+    }
+
+
+def roc_plot(path: Path, scores: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> None:
+    """ROC curves, mpox test vs MSLD Others and vs pooled DermNet test classes."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    targets = [("MSLD_v1/Others", table["class"] == OTHERS),
+               ("DermNet test classes (pooled)", (table["role"] == "test") & (table["dataset"] == "DermNetNZ"))]
+    pos = table["role"] == "mpox_test"
+    for ax, (title, neg) in zip(axes, targets):
+        for name in names:
+            y = np.r_[np.ones(pos.sum()), np.zeros(neg.sum())]
+            s = -np.r_[scores.loc[pos, name], scores.loc[neg, name]]
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(fpr, tpr, lw=2.5 if name.startswith("mim") else 1.2, label=name)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(title=f"mpox test vs {title}", xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(result: dict) -> str:
+    return f"{result['auroc']:.3f} [{result['ci_low']:.3f}, {result['ci_high']:.3f}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The evaluation as a Markdown document."""
+    mim, controls = results["selected"], results["controls"]
+    summary = results["test"]["summary"]
+    lines = [f"# MIM evaluation: `{results['model']}`", "",
+             f"Selected MIM score (on dev classes only): `{mim}`. Positives: {results['n_mpox_test']} mpox test "
+             "photos. AUROC [95% bootstrap CI over source groups]; higher = better at telling mpox apart.", "",
+             "## Summary: MIM beside every mpox-agnostic control", "",
+             "| score | mean AUROC, 21 DermNet test classes | AUROC vs MSLD Others | pooled DermNet test |",
+             "|---|---|---|---|"]
+    for name in [mim] + controls:
+        s = summary[name]
+        lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['others'])} | {_fmt(s['pooled_dermnet_test'])} |")
+    margins = results["margins"]
+    lines += ["", f"MIM's margin over the best control: mean DermNet test {margins['mean_dermnet_test']:+.3f} "
+              f"(best `{margins['best_control_mean_dermnet_test']}`), vs Others {margins['others']:+.3f} "
+              f"(best `{margins['best_control_others']}`).", "",
+              "## Per test class", "", "| class | n | MIM | best control | its AUROC | margin |", "|---|---|---|---|---|---|"]
+    for row in results["per_class_margins"]:
+        lines.append(f"| {row['class']} | {row['n_neg']} | {row['mim']:.3f} [{row['mim_low']:.3f}, {row['mim_high']:.3f}] "
+                     f"| `{row['best_control']}` | {row['best_control_auroc']:.3f} | {row['margin']:+.3f} |")
+    wm = results["watermark"]
+    lines += ["", "## Watermark check", "",
+              f"DermNet photos scored again with the watermark corner blanked ({wm['identical_crops']} of "
+              f"{wm['n_dermnet']} preprocessed crops identical). Mean DermNet test AUROC: {wm['mean_auroc']:.4f} "
+              f"as is, {wm['mean_auroc_blanked']:.4f} blanked (difference {wm['difference']:+.4f}).", "",
+              "## Complexity terciles (PNG bits per pixel; mpox test vs pooled DermNet test)", "",
+              "| tercile | bpp range | n mpox | n non-mpox | AUROC |", "|---|---|---|---|---|"]
+    for t in results["complexity_terciles"]:
+        auc = f"{t['auroc']:.3f} [{t['ci_low']:.3f}, {t['ci_high']:.3f}]" if t.get("auroc") is not None else "n/a"
+        lines.append(f"| {t['tercile']} | {t.get('png_bpp_range', '')} | {t['n_pos']} | {t['n_neg']} | {auc} |")
+    th = results["threshold"]
+    lines += ["", "## At the card's threshold", "",
+              f"Threshold {th['threshold']:.4f}: sensitivity on mpox test {th['sensitivity_mpox_test']:.3f}; "
+              f"specificity vs Others {th['specificity_others']:.3f}, vs DermNet test {th['specificity_dermnet_test']:.3f}.",
+              "", "## Dev classes (mpox val vs 10 DermNet dev classes): used for every choice", "",
+              "| score | direction | mean dev AUROC |", "|---|---|---|"]
+    for row in results["dev"]:
+        direction = "higher = less mpox-like" if row["sign"] > 0 else "lower = less mpox-like"
+        lines.append(f"| `{row['score']}` | {direction} | {row['dev_mean_auroc']:.3f} |")
+    lines += ["", "Score definitions:", ""] + [f"- `{k}`: {v}" for k, v in results["definitions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir: Path, results: dict[str, Any], scores: pd.DataFrame, table: pd.DataFrame) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    pd.DataFrame(results["test"]["per_class"]).to_csv(out_dir / "per_class_auroc.csv", index=False)
+    pd.concat([table, scores], axis=1).to_csv(out_dir / "scores.csv", index=False)
+    (out_dir / "evaluation.md").write_text(markdown(results))
+    roc_plot(out_dir / "roc.png", scores, table, [results["selected"]] + results["controls"])

@@ -1,0 +1,172 @@
+"""Adversarial inpainting training on the mpox train split only.
+
+Losses: L1 (hidden pixels weighted 1, known 0.1) + SSIM on the composite + a small hinge-GAN term from
+a spectral-norm PatchGAN that sees hidden/known masks. EMA weights are what gets exported; the
+checkpoint with the lowest masked error on the mpox *val* split is kept (no non-mpox image is used).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .augment import augment
+from .checkpoint import export_weights, save_json, save_torch
+from .config import MIMConfig
+from .data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
+from .masks import grid_mask_bank, random_masks
+from .model import InpaintGenerator, PatchDiscriminator, count_parameters, inpaint
+
+
+@dataclass(frozen=True)
+class MpoxSplit:
+    train: list[ImageRecord]
+    val: list[ImageRecord]
+    test: list[ImageRecord]
+
+    def as_paths(self) -> dict[str, list[str]]:
+        return {name: [r.path for r in getattr(self, name)] for name in ("train", "val", "test")}
+
+
+def mpox_split(data_root: str | Path, seed: int) -> MpoxSplit:
+    """The fixed protocol: MSLD mpox split by source photo, ~60/15/25 %."""
+    mpox = [r for r in scan_dataset(data_root) if r.is_mpox]
+    parts = group_split(mpox, (0.6, 0.15, 0.25), seed)
+    return MpoxSplit(parts["train"], parts["val"], parts["test"])
+
+
+def _full_tensor(path: Path) -> torch.Tensor:
+    """Decoded image at native resolution, (3, H, W) in [0, 1], for random-crop augmentation."""
+    return torch.from_numpy(np.array(decode_image(path))).permute(2, 0, 1).float() / 255.0
+
+
+@torch.inference_mode()
+def masked_error(generator: torch.nn.Module, images: torch.Tensor, bank: torch.Tensor) -> float:
+    """Mean L1 over hidden pixels of the fixed analysis bank; (N,3,H,W) images."""
+    masks = bank.flatten(0, 1)
+    total = 0.0
+    for image in images:
+        batch = image.unsqueeze(0).expand(masks.shape[0], -1, -1, -1)
+        filled = inpaint(generator, batch, masks)
+        total += float(((filled - batch).abs() * masks).sum() / (3 * masks.sum()))
+    return total / len(images)
+
+
+def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def _without_steps(config: dict) -> dict:
+    """Config minus ``train.steps``: resuming may extend a run, nothing else may change."""
+    return {**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}}
+
+
+def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume: bool = True) -> Path:
+    """Train (or resume) and export ``out_dir/model.pt``; returns its path.
+
+    ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
+    """
+    cfg = config.train
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = mpox_split(data_root, cfg.split_seed)
+    root = Path(data_root)
+    train_images = [_full_tensor(root / r.path) for r in split.train]
+    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in split.val])
+    bank = grid_mask_bank(config.masks, config.preprocess.size)
+
+    generator = InpaintGenerator(config.model)
+    discriminator = PatchDiscriminator(config.model)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    rng = torch.Generator().manual_seed(cfg.seed)
+    state = {"step": 0, "best_val": float("inf"), "best_step": -1, "history": [], "seconds": 0.0}
+    best_ema = copy.deepcopy(ema.state_dict())
+
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        blob = torch.load(last, map_location="cpu", weights_only=False)
+        if _without_steps(blob["config"]) != _without_steps(config.to_dict()):
+            raise ValueError(f"{last} was made with a different config; use a new --out or --no-resume.")
+        generator.load_state_dict(blob["generator"])
+        discriminator.load_state_dict(blob["discriminator"])
+        ema.load_state_dict(blob["ema"])
+        opt_g.load_state_dict(blob["opt_g"])
+        opt_d.load_state_dict(blob["opt_d"])
+        rng.set_state(blob["rng"])
+        state, best_ema = blob["state"], blob["best_ema"]
+        print(f"resumed from {last} at step {state['step']}", file=sys.stderr)
+
+    print(f"train {len(split.train)} / val {len(split.val)} mpox images; generator "
+          f"{count_parameters(generator):,} params", file=sys.stderr)
+    size = config.preprocess.size
+    started = time.time() - state["seconds"]
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="train",
+               file=sys.stderr, mininterval=5)
+    for step in bar:
+        picks = torch.randint(len(train_images), (cfg.batch_size,), generator=rng)
+        real = torch.stack([augment(train_images[int(i)], size, rng) for i in picks])
+        masks = random_masks(cfg.batch_size, size, config.masks, rng)
+
+        pred = generator(real, masks)
+        fake = masks * pred + (1 - masks) * real
+
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = _hinge_d(discriminator(real, masks), discriminator(fake.detach(), masks))
+        loss_d.backward()
+        opt_d.step()
+
+        weights = masks + 0.1 * (1 - masks)
+        loss_l1 = ((pred - real).abs() * weights).sum() / (3 * weights.sum())
+        loss_ssim = kornia.losses.ssim_loss(fake, real, window_size=11)
+        loss_adv = -discriminator(fake, masks).mean()
+        loss_g = loss_l1 + cfg.ssim_weight * loss_ssim + cfg.adv_weight * loss_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), generator.parameters()):
+                p_ema.lerp_(p, 1 - cfg.ema_decay)
+            for b_ema, b in zip(ema.buffers(), generator.buffers()):
+                b_ema.copy_(b)
+
+        done = step + 1
+        if done % cfg.log_every == 0:
+            bar.set_postfix(l1=f"{loss_l1.item():.4f}", ssim=f"{loss_ssim.item():.3f}", d=f"{loss_d.item():.3f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            val_error = masked_error(ema, val_images, bank)
+            state["history"].append({"step": done, "val_masked_l1": round(val_error, 6),
+                                     "loss_l1": round(loss_l1.item(), 6), "loss_d": round(loss_d.item(), 4)})
+            if val_error < state["best_val"]:
+                state.update(best_val=val_error, best_step=done)
+                best_ema = copy.deepcopy(ema.state_dict())
+            state["step"], state["seconds"] = done, time.time() - started
+            save_torch(last, {
+                "config": config.to_dict(), "generator": generator.state_dict(),
+                "discriminator": discriminator.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "state": state, "best_ema": best_ema,
+            })
+            tqdm.write(f"step {done}: val masked L1 {val_error:.4f} (best {state['best_val']:.4f} "
+                       f"at {state['best_step']})", file=sys.stderr)
+
+    weights = out_dir / "model.pt"
+    sha = export_weights(weights, best_ema, config)
+    save_json(out_dir / "training.json", {
+        "split": split.as_paths(), "best_step": state["best_step"], "best_val_masked_l1": state["best_val"],
+        "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
+        "generator_parameters": count_parameters(generator), "threads": cfg.threads,
+    })
+    print(json.dumps({"weights": str(weights), "sha256": sha, "best_step": state["best_step"]}), file=sys.stderr)
+    return weights

@@ -1,0 +1,27 @@
+"""Shared fixtures. The real data lives at ../shared/data (beside the repository), as in CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_ROOT = (REPO.parent / "shared" / "data").resolve()
+SHIPPED_WEIGHTS = REPO / "weights" / "mim_gan.pt"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    assert (DATA_ROOT / "MANIFEST.csv").is_file(), f"the shared data set is expected at {DATA_ROOT}"
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from mim_core.detector import MIMDetector
+
+    return MIMDetector.load(SHIPPED_WEIGHTS, threads=2)

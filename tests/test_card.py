@@ -1,0 +1,46 @@
+"""The shipped model card is true: its hashes, split and AUROCs are re-derived from the weights."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mim_core.card import manifest_sha256
+from mim_core.checkpoint import load_card, sha256_file
+from mim_core.data import scan_dataset
+from mim_core.protocol import OTHERS, assign_roles
+from mim_core.stats import auroc_ci
+from mim_core.train import mpox_split
+from tests.conftest import SHIPPED_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_card(SHIPPED_WEIGHTS)
+
+
+def test_card_describes_the_weights_and_data(card, data_root: Path):
+    assert card["weights_sha256"] == sha256_file(SHIPPED_WEIGHTS)
+    assert SHIPPED_WEIGHTS.stat().st_size < 25 * 2**20
+    assert card["data"]["manifest_sha256"] == manifest_sha256(data_root)
+    split = mpox_split(data_root, card["config"]["train"]["split_seed"])
+    assert card["split"] == split.as_paths()
+    assert card["training"]["command"].startswith("python -m mim_core train")
+    for key in ("threshold", "evaluation", "limitations", "config"):
+        assert card[key], key
+
+
+def test_shipped_aurocs_are_reproduced(card, detector, data_root: Path):
+    """Score the test split and every test class with the shipped detector; compare with the card."""
+    table = assign_roles(scan_dataset(data_root), card["split"])
+    table = table[table["role"].isin(["mpox_test", "test"])].reset_index(drop=True)
+    scores = np.array([detector.analyze(data_root / p).score for p in table["path"]])
+    pos = scores[table["role"] == "mpox_test"]
+    recorded = card["evaluation"]["per_class_auroc"]
+    assert set(recorded) == set(table.loc[table["role"] == "test", "class"])
+    for cls, expected in recorded.items():
+        value = auroc_ci(pos, scores[table["class"] == cls], n_boot=10).value
+        assert value == pytest.approx(expected, abs=2e-3), cls
+    dermnet = [v for c, v in recorded.items() if c != OTHERS]
+    assert len(dermnet) == 21
+    assert np.mean(dermnet) == pytest.approx(card["evaluation"]["mean_auroc_dermnet_test_classes"]["auroc"], abs=2e-3)

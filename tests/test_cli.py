@@ -1,0 +1,37 @@
+"""`python -m mim_core score` as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mim_core", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detector, data_root: Path):
+    good = [data_root / p for p in detector.card["split"]["test"][:2]]
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    result = _run("score", "--json", str(good[0]), str(bad), str(good[1]))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(good[0]), str(bad), str(good[1])]
+    assert "error" in lines[1] and "not an image" in lines[1]["error"]
+    for line in (lines[0], lines[2]):
+        assert set(line) >= {"path", "score", "threshold", "verdict"}
+        assert line["score"] == round(detector.analyze(Path(line["path"])).score, 6)
+
+
+def test_score_all_good_exits_zero_and_missing_weights_is_one_sentence(detector, data_root: Path):
+    good = data_root / detector.card["split"]["test"][0]
+    ok = _run("score", str(good))
+    assert ok.returncode == 0 and "threshold" in ok.stdout
+    missing = _run("score", "--weights", "nowhere/none.pt", str(good))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("error: ")

@@ -1,0 +1,113 @@
+"""Decoding of the files people actually send, and the group split."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mim_core.config import PreprocessConfig
+from mim_core.data import ImageDecodeError, decode_image, group_split, preprocess, scan_dataset, source_group
+
+
+def _jpeg(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, **kwargs)
+    return buffer.getvalue()
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (120, 60), (200, 10, 10))
+    image.paste((10, 10, 200), (0, 0, 30, 60))  # blue left strip
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    decoded = decode_image(_jpeg(image, exif=exif))
+    assert decoded.size == (60, 120)
+    top = np.asarray(decoded)[:10].mean(axis=(0, 1))
+    assert top[2] > 150 and top[0] < 80  # the blue strip is now on top
+
+
+def test_rgba_is_composited_on_white():
+    image = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    decoded = decode_image(_png(image))
+    assert decoded.mode == "RGB" and np.asarray(decoded).min() == 255
+
+
+def test_grayscale_and_cmyk_become_rgb():
+    gray = decode_image(_png(Image.new("L", (64, 64), 77)))
+    assert gray.mode == "RGB" and np.asarray(gray)[0, 0].tolist() == [77, 77, 77]
+    cmyk = decode_image(_jpeg(Image.new("CMYK", (64, 64), (0, 255, 255, 0))))
+    red = np.asarray(cmyk)[32, 32]
+    assert cmyk.mode == "RGB" and red[0] > 200 and red[1] < 60
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    array = np.full((64, 64), 32768, dtype=np.uint16)
+    decoded = decode_image(_png(Image.fromarray(array)))
+    assert 120 <= np.asarray(decoded)[0, 0, 0] <= 135
+
+
+def test_palette_with_transparency():
+    image = Image.new("P", (64, 64), 0)
+    image.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    image.info["transparency"] = 0
+    assert np.asarray(decode_image(_png(image))).min() == 255
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"", "not an image"),
+    (b"\x00\x01garbage" * 100, "not an image"),
+    (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", "not an image"),
+])
+def test_non_images_give_a_clear_error(payload, words):
+    with pytest.raises(ImageDecodeError, match=words):
+        decode_image(payload)
+
+
+def test_truncated_jpeg_is_refused(data_root: Path):
+    data = (data_root / "MSLD_v1" / "Monkeypox" / "P13_1.jpg").read_bytes()
+    with pytest.raises(ImageDecodeError, match="damaged or incomplete"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_tiny_and_huge_images_are_refused():
+    with pytest.raises(ImageDecodeError, match="too small"):
+        decode_image(_png(Image.new("RGB", (1, 1))))
+    bomb = _png(Image.new("1", (30000, 30000)))  # a few KB on disk, 900 megapixels decoded
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageDecodeError, match="too large"):
+        decode_image(bomb)
+
+
+def test_preprocess_is_a_central_crop_of_fixed_size():
+    image = Image.new("RGB", (640, 480), (0, 0, 0))
+    image.paste((255, 255, 255), (186, 106, 454, 374))  # just covers the central 264 px (0.55 x 480) square
+    tensor = preprocess(image, PreprocessConfig())
+    assert tensor.shape == (3, 128, 128) and tensor.min() == 1.0
+    wider = preprocess(image, PreprocessConfig(crop_fraction=0.7))
+    assert wider.min() == 0.0  # a wider crop reaches the black border
+
+
+def test_msld_groups_by_source_photo():
+    assert source_group("MSLD_v1", "Monkeypox", "P13_2.jpg") == "MSLD_v1/Monkeypox/P13"
+    assert source_group("MSLD_v1", "Others", "58_!.jpg") == "MSLD_v1/Others/58"
+    assert source_group("DermNetNZ", "Orf", "orf_3.jpg") == "DermNetNZ/Orf/orf_3"
+
+
+def test_group_split_never_splits_a_source_photo(data_root: Path):
+    mpox = [r for r in scan_dataset(data_root) if r.is_mpox]
+    parts = group_split(mpox, seed=0)
+    groups = {name: {r.group for r in items} for name, items in parts.items()}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+    assert not (groups["val"] & groups["test"])
+    sizes = {name: len(items) for name, items in parts.items()}
+    assert sum(sizes.values()) == len(mpox) == 102
+    assert 0.5 < sizes["train"] / 102 < 0.7 and 0.1 < sizes["val"] / 102 < 0.2 and 0.2 < sizes["test"] / 102 < 0.3
+    assert group_split(mpox, seed=0) == parts and group_split(mpox, seed=1) != parts

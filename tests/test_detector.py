@@ -1,0 +1,76 @@
+"""The detector API on the shipped weights."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mim_core.checkpoint import WeightsError
+from mim_core.detector import MIMDetector, Verdict
+from tests.conftest import SHIPPED_WEIGHTS
+
+MPOX = "MSLD_v1/Monkeypox"
+
+
+def _test_split_image(detector, data_root: Path) -> Path:
+    return data_root / detector.card["split"]["test"][0]
+
+
+def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
+    result = detector.analyze(_test_split_image(detector, data_root))
+    size, scales = detector.config.preprocess.size, len(detector.config.masks.scales)
+    assert result.original.shape == (size, size, 3) and result.original.dtype == np.uint8
+    assert result.masked.shape == result.inpainted.shape == (scales, size, size, 3)
+    assert result.heatmap.shape == (size, size) and result.heatmap.min() >= 0
+    assert result.heatmap_overlay().shape == (size, size, 3)
+    assert result.threshold == detector.card["threshold"]["value"]
+    assert result.verdict in set(Verdict)
+    assert np.isfinite(result.score)
+    # the masked view really hides pixels and the inpainting is not a copy of the original
+    assert (result.masked[0] != result.original).any()
+    assert not np.array_equal(result.inpainted[0], result.original)
+
+
+def test_same_photo_same_score_across_detectors_and_batching(detector, data_root: Path):
+    paths = [data_root / p for p in detector.card["split"]["val"][:2]]
+    first = [detector.analyze(p).score for p in paths]
+    again = MIMDetector.load(SHIPPED_WEIGHTS)
+    assert [again.analyze(p).score for p in paths] == first
+    batched = [a.score for a in detector.analyze_batch(paths)]
+    assert np.allclose(batched, first, rtol=0, atol=1e-9)
+
+
+def test_val_mpox_photos_fall_at_or_under_the_threshold(detector, data_root: Path):
+    # the threshold was set as the max MIM score over the mpox val split: re-derive it
+    scores = [detector.analyze(data_root / p).score for p in detector.card["split"]["val"]]
+    assert max(scores) == pytest.approx(detector.threshold, abs=1e-6)
+
+
+def test_flat_and_non_skin_pictures_are_not_usable(detector):
+    flat = np.full((300, 300, 3), 128, dtype=np.uint8)
+    assert detector.analyze(flat).verdict is Verdict.UNUSABLE
+    blue = np.zeros((300, 300, 3), dtype=np.uint8)
+    blue[..., 2] = np.random.default_rng(0).integers(100, 255, (300, 300))
+    assert detector.analyze(blue).verdict is Verdict.UNUSABLE
+    assert detector.analyze(Image.fromarray(blue).convert("L").convert("RGB")).verdict is Verdict.UNUSABLE
+
+
+def test_tampered_weights_are_refused(tmp_path: Path):
+    weights = tmp_path / "mim_gan.pt"
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    shutil.copy(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    MIMDetector.load(weights)  # an intact copy loads
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match its model card"):
+        MIMDetector.load(weights)
+
+
+def test_missing_card_is_a_clear_error(tmp_path: Path):
+    weights = tmp_path / "alone.pt"
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    with pytest.raises(WeightsError, match="Model card"):
+        MIMDetector.load(weights)

@@ -1,0 +1,38 @@
+"""Training runs end to end on the real mpox split, resumes, and writes a card."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from mim_core.card import write_card
+from mim_core.checkpoint import load_card
+from mim_core.config import MIMConfig
+from mim_core.detector import MIMDetector
+from mim_core.train import train
+
+
+def test_train_resume_and_card(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=2, train__batch_size=2, train__checkpoint_every=1)
+    weights = train(data_root, tmp_path, config)
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert [h["step"] for h in record["history"]] == [1, 2]
+    # resume: the longer run continues from step 2 rather than starting over
+    weights = train(data_root, tmp_path, config.replace(train__steps=3))
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert [h["step"] for h in record["history"]] == [1, 2, 3]
+    # trained on mpox only, split by source photo
+    assert all(p.startswith("MSLD_v1/Monkeypox/") for part in record["split"].values() for p in part)
+    card = write_card(weights, data_root, command="test")
+    assert card["weights_sha256"] == record["weights_sha256"]
+    assert load_card(weights)["threshold"]["value"] == card["threshold"]["value"]
+    assert MIMDetector.load(weights).threshold == card["threshold"]["value"]
+
+
+def test_train_is_seeded(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=1, train__batch_size=2, train__checkpoint_every=1)
+    a = torch.load(train(data_root, tmp_path / "a", config), weights_only=True)["generator"]
+    b = torch.load(train(data_root, tmp_path / "b", config), weights_only=True)["generator"]
+    c = torch.load(train(data_root, tmp_path / "c", config.replace(train__seed=1)), weights_only=True)["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
