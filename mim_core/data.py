@@ -21,7 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import PreprocessConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-MAX_PIXELS = 40_000_000  # refuse before decoding: a 30000x30000 "bomb" is a few KB on disk
+MAX_PIXELS = 100_000_000  # refuse before decoding: a 30000x30000 "bomb" is a few KB on disk
+DRAFT_SIDE = 1024  # big JPEGs decode at 1/2..1/8 scale (still >= this), bounding memory for phone photos
 MIN_SIDE = 32
 MPOX_CLASS = "Monkeypox"
 
@@ -65,6 +66,8 @@ def decode_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image
         raise ImageDecodeError(
             f"The image is too large ({width}x{height}); send a photo under {MAX_PIXELS // 1_000_000} megapixels."
         )
+    if image.format == "JPEG":
+        image.draft(None, (DRAFT_SIDE, DRAFT_SIDE))  # the model sees 128 px; no need for 50 MP in memory
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -200,7 +200,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
         "per_class_limit": per_class_limit,
     }
-    report.write_outputs(out_dir, results, scores, table)
+    report.write_outputs(out_dir, results, scores, measured)
     if update_card:
         card["evaluation"] = {
             "command": f"python -m mim_core evaluate --weights {Path(weights).name} --data ../shared/data",

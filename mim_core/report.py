@@ -179,10 +179,14 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: Path, results: dict[str, Any], scores: pd.DataFrame, table: pd.DataFrame) -> None:
+def write_outputs(out_dir: Path, results: dict[str, Any], scores: pd.DataFrame, measured: pd.DataFrame) -> None:
+    """results.json, evaluation.md, per_class_auroc.csv, scores.csv (score per image), measurements.csv
+    (raw per-image numbers, for new measures without re-running the model) and roc.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    table = measured[["path", "dataset", "class", "group", "role"]]
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     pd.DataFrame(results["test"]["per_class"]).to_csv(out_dir / "per_class_auroc.csv", index=False)
     pd.concat([table, scores], axis=1).to_csv(out_dir / "scores.csv", index=False)
+    measured.to_csv(out_dir / "measurements.csv", index=False)
     (out_dir / "evaluation.md").write_text(markdown(results))
     roc_plot(out_dir / "roc.png", scores, table, [results["selected"]] + results["controls"])

@@ -77,6 +77,12 @@ def test_truncated_jpeg_is_refused(data_root: Path):
         decode_image(data[: len(data) // 2])
 
 
+def test_a_50_megapixel_phone_photo_is_decoded_at_reduced_scale():
+    big = Image.new("RGB", (8160, 6120), (180, 120, 100))
+    decoded = decode_image(_jpeg(big))
+    assert decoded.mode == "RGB" and min(decoded.size) >= 1024 and decoded.size[0] <= 8160 // 2
+
+
 def test_tiny_and_huge_images_are_refused():
     with pytest.raises(ImageDecodeError, match="too small"):
         decode_image(_png(Image.new("RGB", (1, 1))))
