@@ -1,0 +1,165 @@
+"""Models as cards, and scoring every case with each of them (``run-models``).
+
+Every ``weights/*.json`` with a ``kind`` is a model card; the weights file beside it (``weights_file``,
+else the card's stem + ``.pt``) is the model. The card's ``kind`` picks a scorer factory from a small
+registry: ``"mim"`` is built in (:class:`MIMScorer`); classifier baselines (issue #6) add theirs with
+:func:`register_scorer`. A scorer returns (score, label) for one decoded RGB photo; the card's
+``score_direction`` says which way the score points, and its ``threshold.value`` is the pre-set cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from PIL import Image
+
+from mim_core.checkpoint import sha256_file
+from mim_core.data import decode_image
+
+from .store import ClinicalError, Store
+
+
+class Scorer(Protocol):
+    """What ``run-models`` needs of a model: its card and a score + label for one photo."""
+
+    card: dict[str, Any]
+
+    def score(self, image: Image.Image) -> tuple[float, str]:
+        """(score, label) for one upright RGB photo."""
+        ...
+
+
+ScorerFactory = Callable[[Path, dict[str, Any]], Scorer]
+_FACTORIES: dict[str, ScorerFactory] = {}
+
+
+def register_scorer(kind: str, factory: ScorerFactory) -> None:
+    """Make cards of ``kind`` scoreable: ``factory(weights_path, card)`` builds their scorer."""
+    _FACTORIES[kind] = factory
+
+
+class MIMScorer:
+    """MIM through :class:`mim_core.detector.MIMDetector` (weights sha256 verified on load)."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.card = detector.card
+
+    @classmethod
+    def load(cls, weights: Path, card: dict[str, Any]) -> "MIMScorer":
+        from mim_core.detector import MIMDetector
+
+        return cls(MIMDetector.load(weights))
+
+    def score(self, image: Image.Image) -> tuple[float, str]:
+        analysis = self.detector.analyze(image)
+        return float(analysis.score), analysis.verdict.value
+
+
+register_scorer("mim", MIMScorer.load)
+
+
+def mpox_when(card: dict[str, Any]) -> str:
+    """'lower' when lower scores mean mpox (MIM: "higher = less mpox-like"), 'higher' otherwise."""
+    text = str(card.get("score_direction", "")).lower()
+    if "higher" in text and "less" in text or "lower" in text and "more" in text:
+        return "lower"
+    if "higher" in text and "more" in text or "lower" in text and "less" in text:
+        return "higher"
+    raise ClinicalError(f"Model card '{card.get('name')}' does not say which way its score points "
+                        "(score_direction such as 'higher = more mpox-like').")
+
+
+def model_version(card: dict[str, Any]) -> str:
+    """A short version string: the card's ``version`` or the weights' sha256 prefix."""
+    return str(card.get("version") or f"{card.get('name', 'model')}@sha256:{str(card.get('weights_sha256'))[:12]}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A card found in the weights folder, with its weights path."""
+
+    name: str
+    kind: str
+    card: dict[str, Any]
+    weights: Path
+
+
+def discover(weights_dir: str | Path) -> tuple[list[ModelSpec], list[str]]:
+    """Cards in ``weights_dir`` that can be scored, and a note for each one that cannot."""
+    folder = Path(weights_dir)
+    if not folder.is_dir():
+        raise ClinicalError(f"Weights folder {folder} not found.")
+    specs, notes = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            notes.append(f"{path.name}: skipped, not readable JSON")
+            continue
+        if not isinstance(card, dict) or "kind" not in card:
+            continue  # not a model card
+        name, kind = str(card.get("name", path.stem)), str(card["kind"])
+        weights = path.parent / str(card.get("weights_file", path.with_suffix(".pt").name))
+        if not weights.is_file():
+            notes.append(f"{name}: skipped, weights file {weights.name} not present")
+        elif kind not in _FACTORIES:
+            notes.append(f"{name}: skipped, no scorer registered for kind '{kind}'")
+        elif "value" not in card.get("threshold", {}):
+            notes.append(f"{name}: skipped, its card has no threshold.value")
+        else:
+            specs.append(ModelSpec(name, kind, card, weights))
+    return specs, notes
+
+
+def run_record(spec: ModelSpec, weights_sha256: str) -> dict[str, Any]:
+    """The model_runs row for a card; ``run_key`` changes with the weights, config, threshold or direction."""
+    card = spec.card
+    threshold, direction = float(card["threshold"]["value"]), mpox_when(card)
+    identity = {"name": spec.name, "kind": spec.kind, "weights": weights_sha256, "config": card.get("config"),
+                "threshold": threshold, "mpox_when": direction}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return {"model_name": spec.name, "kind": spec.kind, "version": model_version({**card, "name": spec.name}),
+            "weights_sha256": weights_sha256, "threshold": threshold, "mpox_when": direction, "run_key": key,
+            "config": card.get("config", {}), "card": card}
+
+
+def run_models(store: Store, weights_dir: str | Path, log: Callable[[str], None] = print,
+               chunk: int = 16) -> list[dict[str, Any]]:
+    """Score every usable case with every scoreable model; cases a run already scored are skipped.
+
+    Predictions are saved every ``chunk`` cases, so an interrupted run resumes where it stopped.
+    Returns one summary per model: name, run_id, scored now, already scored.
+    """
+    specs, notes = discover(weights_dir)
+    for note in notes:
+        log(note)
+    if not specs:
+        raise ClinicalError(f"No scoreable model card in {weights_dir}.")
+    cases = [c["id"] for c in store.cases(usable_only=True)]
+    summaries = []
+    for spec in specs:
+        scorer = _FACTORIES[spec.kind](spec.weights, spec.card)
+        actual = sha256_file(spec.weights)
+        expected = spec.card.get("weights_sha256")
+        if expected and expected != actual:
+            raise ClinicalError(f"{spec.weights} does not match its model card's sha256; restore the shipped file.")
+        run_id = store.model_run(run_record(spec, actual))
+        done = {r["case_id"] for r in store.query("SELECT case_id FROM predictions WHERE run_id = ?", [run_id])}
+        todo = [case_id for case_id in cases if case_id not in done]
+        batch: list[dict[str, Any]] = []
+        for case_id in todo:
+            score, label = scorer.score(decode_image(store.case_png(case_id)))
+            batch.append({"case_id": case_id, "score": score, "label": label})
+            if len(batch) >= chunk:
+                store.add_predictions(run_id, batch)
+                batch = []
+        if batch:
+            store.add_predictions(run_id, batch)
+        log(f"{spec.name}: run {run_id}, scored {len(todo)} case(s), {len(done)} already scored")
+        summaries.append({"model": spec.name, "run_id": run_id, "scored": len(todo), "already": len(done)})
+    return summaries

@@ -1,0 +1,194 @@
+"""The exported validation report: report.html (self-contained), metrics.json, verdicts.csv, predictions.csv."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from . import APP_VERSION  # noqa: E402
+from .analysis import compute_metrics  # noqa: E402
+from .schema import PHASES  # noqa: E402
+from .stats import called_mpox  # noqa: E402
+from .store import Store  # noqa: E402
+
+VERDICT_COLUMNS = ["id", "case_id", "file_name", "dataset", "label_class", "reference_label", "reviewer_id",
+                   "session_id", "phase", "label", "confidence", "lead_time_s", "created_at", "app_version",
+                   "model_version", "comment", "supersedes", "superseded_by"]
+PREDICTION_COLUMNS = ["run_id", "model_name", "kind", "version", "weights_sha256", "threshold", "mpox_when",
+                      "case_id", "file_name", "dataset", "label_class", "reference_label", "group_id", "score",
+                      "label", "called_mpox"]
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None, recursively, so metrics.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _png(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
+    """ROC curves of every model, each model's operating point, and each reviewer unaided -> aided."""
+    if not any("roc" in c for c in curves.values()) and not metrics["reviewers"]:
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    for name, curve in curves.items():
+        if "roc" not in curve:
+            continue
+        model = metrics["models"][name]
+        fpr, tpr = curve["roc"]
+        ax.plot(fpr, tpr, lw=1.8, label=f"{name} (AUROC {model['auroc']:.3f})")
+        if model["sensitivity"] is not None and model["specificity"] is not None:
+            ax.plot(1 - model["specificity"], model["sensitivity"], "o", ms=7, color=ax.lines[-1].get_color())
+    for reviewer, phases in metrics["reviewers"].items():
+        points = [(1 - phases[p]["specificity"], phases[p]["sensitivity"]) for p in PHASES
+                  if phases[p]["sensitivity"] is not None and phases[p]["specificity"] is not None]
+        if len(points) == 2:
+            ax.annotate("", xy=points[1], xytext=points[0], arrowprops={"arrowstyle": "->", "color": "0.35"})
+        for (x, y), phase in zip(points, PHASES):
+            ax.plot(x, y, "s", mfc="white" if phase == "unaided" else "0.2", mec="0.2", ms=6)
+        if points:
+            ax.text(points[-1][0] + 0.01, points[-1][1] - 0.03, reviewer, fontsize=7)
+    ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="1 - specificity", ylabel="sensitivity",
+           title="Detecting mpox: models (curves, ● threshold)\nreviewers (□ unaided → ■ aided)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def _fmt(value: Any, ci: Any = None) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str) -> str:
+    """The report page; every figure is an embedded PNG, so the file stands alone."""
+    flow, models, rules = metrics["flow"], metrics["models"], metrics["rules"]
+    parts = [f"<h1>MIM clinical validation report</h1><p class=meta>{escape(APP_VERSION)} · database "
+             f"{escape(db_path)} · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
+             "<p class=warn>Research and screening aid only. The reference standard is the class folder each image "
+             "came from (web-collected data sets with known label noise), not a laboratory test.</p>",
+             "<h2>1. Flow of cases</h2>",
+             _table(["step", "count"], [
+                 ["images imported", flow["cases_imported"]],
+                 ["excluded (unreadable)", flow["excluded"]],
+                 *[[f"  – {reason}", n] for reason, n in flow["excluded_reasons"].items()],
+                 ["usable cases", flow["usable"]],
+                 *[[f"  – reference {label}", n] for label, n in sorted(flow["reference"].items())],
+                 ["reviewers with verdicts", flow["reviewers"]],
+                 *[[f"{phase}: cases read / verdicts / cases called ungradable",
+                    f"{flow[phase]['cases_read']} / {flow[phase]['verdicts']} / {flow[phase]['ungradable_cases']}"]
+                   for phase in PHASES],
+                 ["corrections (new verdicts superseding earlier ones)", flow["corrections"]]])]
+    parts.append("<h2>2. Models at their pre-set thresholds</h2>")
+    if models:
+        parts.append(_table(
+            ["model", "kind", "version", "n (mpox / not)", "AUROC [95% CI]", "threshold", "sensitivity",
+             "specificity", "PPV", "NPV", "'not a usable photo'"],
+            [[name, m["kind"], m["version"], f"{m['n']} ({m['n_mpox']} / {m['n_not_mpox']})",
+              _fmt(m["auroc"], m["auroc_ci"]), f"{m['threshold']:.4g} ({m['mpox_when']} = mpox)",
+              _fmt(m["sensitivity"], m["sensitivity_ci"]), _fmt(m["specificity"], m["specificity_ci"]),
+              _fmt(m["ppv"], m["ppv_ci"]), _fmt(m["npv"], m["npv_ci"]), m["unusable_photo_verdicts"]]
+             for name, m in models.items()]))
+    else:
+        parts.append("<p>No model has been run yet (<code>python -m clinical run-models</code>).</p>")
+    if roc_png:
+        parts.append(f"<img alt='ROC curves and reviewer operating points' src='data:image/png;base64,{roc_png}'>")
+    parts.append("<h2>3. DeLong test: MIM vs each baseline (paired AUROCs)</h2>")
+    if metrics["delong"]:
+        parts.append(_table(["baseline", "vs", "AUROC MIM", "AUROC baseline", "difference [95% CI]", "z", "p"],
+                            [[b, d["vs"], _fmt(d.get("auc_a")), _fmt(d.get("auc_b")),
+                              _fmt(d.get("difference"), [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None
+                                   else None), _fmt(d.get("z")), _fmt(d.get("p_value")) + (
+                                  f" ({d['note']})" if d.get("note") else "")] for b, d in metrics["delong"].items()]))
+    for note in metrics["notes"]:
+        parts.append(f"<p>{escape(note)}</p>")
+    parts.append("<h2>4. Reviewers: unaided vs aided</h2>")
+    if metrics["reviewers"]:
+        parts.append(_table(["reviewer", "phase", "read", "sensitivity", "specificity", "labels", "mean confidence"],
+                            [[r, p, e["n_read"], _fmt(e["sensitivity"], e["sensitivity_ci"]),
+                              _fmt(e["specificity"], e["specificity_ci"]),
+                              ", ".join(f"{k}: {v}" for k, v in sorted(e["labels"].items())),
+                              _fmt(e["mean_confidence"])]
+                             for r, phases in metrics["reviewers"].items() for p, e in phases.items()]))
+        kappa = metrics["kappa"]
+        parts.append("<h3>Agreement between reviewers (four labels)</h3>")
+        parts.append(_table(["pair", *[f"Cohen's κ {p} (n)" for p in PHASES]],
+                            [[pair.replace("__", " vs "),
+                              *[f"{_fmt(v[p])} ({kappa['cohen_n'][pair][p]})" for p in PHASES]]
+                             for pair, v in kappa["cohen"].items()] +
+                            [["all reviewers (Fleiss' κ)", *[f"{_fmt(kappa['fleiss'][p])} ({kappa['fleiss_n'][p]})"
+                                                              for p in PHASES]]]))
+        majority = metrics["mim_vs_reviewer_majority"]
+        if majority:
+            parts.append(f"<h3>{escape(majority['model'])} vs the reviewers' majority call</h3>")
+            parts.append(_table(["phase", "cases", "agreement [95% CI]", "Cohen's κ", "ties left out"],
+                                [[p, majority[p]["n"], _fmt(majority[p]["agreement"], majority[p]["agreement_ci"]),
+                                  _fmt(majority[p]["kappa"]), majority[p]["ties"]] for p in PHASES]))
+    else:
+        parts.append("<p>No clinician verdicts recorded yet.</p>")
+    parts.append("<h2>5. Methods and rules</h2><ul>" + "".join(
+        f"<li><b>{escape(k)}</b>: {escape(str(v))}</li>" for k, v in rules.items()) +
+        "<li>Sensitivity, specificity, PPV and NPV use the model card's pre-set threshold; PPV and NPV depend on "
+        "this sample's prevalence.</li><li>Files: metrics.json (all numbers), verdicts.csv (every verdict, "
+        "corrections included), predictions.csv (every model score).</li></ul>")
+    style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "th{background:#f3f3f3}.meta{color:#666}.warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>MIM clinical validation</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_report(store: Store, out_dir: str | Path, uncertain: str = "positive", n_boot: int = 2000) -> dict[str, Any]:
+    """Write the four report files into ``out_dir``; returns the metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, curves = compute_metrics(store, uncertain=uncertain, n_boot=n_boot)
+    metrics = _clean(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    (out / "report.html").write_text(render_html(metrics, roc_figure(metrics, curves), str(store.path)),
+                                     encoding="utf-8")
+    _write_csv(out / "verdicts.csv", VERDICT_COLUMNS, store.all_verdicts())
+    predictions = store.predictions()
+    for p in predictions:
+        p["called_mpox"] = bool(called_mpox([p["score"]], p["threshold"], p["mpox_when"])[0])
+    _write_csv(out / "predictions.csv", PREDICTION_COLUMNS, predictions)
+    return metrics

@@ -1,0 +1,100 @@
+"""Accuracy and agreement statistics, UI-free, on top of well-kept libraries.
+
+- AUROC with a group-bootstrap CI: :func:`mim_core.stats.auroc_ci` (lower score = positive), reused here
+  for any model through its score direction.
+- Proportions with Wilson score intervals: statsmodels ``proportion_confint(method="wilson")``.
+- Cohen's kappa: scikit-learn; Fleiss' kappa: statsmodels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, roc_curve
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
+
+from mim_core.stats import AUROC, auroc_ci
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """k of n, with a Wilson score interval (all None when n is 0)."""
+
+    k: int
+    n: int
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> Proportion:
+    """k/n with its Wilson score interval."""
+    if n == 0:
+        return Proportion(k, n, None, None, None)
+    low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    return Proportion(int(k), int(n), k / n, float(low), float(high))
+
+
+def binary_metrics(truth: Sequence[bool], called: Sequence[bool]) -> dict[str, Proportion | int]:
+    """Sensitivity, specificity, PPV and NPV (with Wilson CIs) and the 2x2 counts."""
+    t, c = np.asarray(truth, bool), np.asarray(called, bool)
+    tp, fp = int((t & c).sum()), int((~t & c).sum())
+    fn, tn = int((t & ~c).sum()), int((~t & ~c).sum())
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "sensitivity": wilson(tp, tp + fn), "specificity": wilson(tn, tn + fp),
+            "ppv": wilson(tp, tp + fp), "npv": wilson(tn, tn + fn)}
+
+
+def oriented(scores: Sequence[float], mpox_when: str) -> np.ndarray:
+    """Scores turned so that lower = mpox (MIM's convention, which mim_core.stats expects)."""
+    values = np.asarray(scores, float)
+    return values if mpox_when == "lower" else -values
+
+
+def model_auroc(scores: Sequence[float], is_mpox: Sequence[bool], groups: Sequence[str], mpox_when: str,
+                n_boot: int = 2000, seed: int = 0) -> AUROC:
+    """AUROC for detecting mpox with a 95 % bootstrap CI over source groups."""
+    s, y, g = oriented(scores, mpox_when), np.asarray(is_mpox, bool), np.asarray(groups)
+    return auroc_ci(s[y], s[~y], list(g[y]), list(g[~y]), n_boot=n_boot, seed=seed)
+
+
+def roc_points(scores: Sequence[float], is_mpox: Sequence[bool], mpox_when: str) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) of the ROC curve for detecting mpox."""
+    fpr, tpr, _ = roc_curve(np.asarray(is_mpox, bool), -oriented(scores, mpox_when))
+    return fpr, tpr
+
+
+def called_mpox(scores: Sequence[float], threshold: float, mpox_when: str) -> np.ndarray:
+    """The model's call at its pre-set threshold (MIM: score <= threshold is mpox-like)."""
+    values = np.asarray(scores, float)
+    return values <= threshold if mpox_when == "lower" else values >= threshold
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two raters on the same items (None when fewer than 2 items or undefined)."""
+    if len(a) != len(b):
+        raise ValueError("both raters must rate the same items")
+    if len(a) < 2:
+        return None
+    if len(set(a) | set(b)) == 1:
+        return None  # both raters used one single category: kappa is 0/0
+    return _finite(float(cohen_kappa_score(list(a), list(b))))
+
+
+def fleiss(ratings: Sequence[Sequence[str]], categories: Sequence[str]) -> float | None:
+    """Fleiss' kappa for items x raters labels (every item rated by the same number of raters)."""
+    if len(ratings) < 2 or len(ratings[0]) < 2:
+        return None
+    index = {c: i for i, c in enumerate(categories)}
+    coded = np.array([[index[label] for label in row] for row in ratings])
+    table, _ = aggregate_raters(coded, n_cat=len(categories))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _finite(float(fleiss_kappa(table, method="fleiss")))
