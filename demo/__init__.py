@@ -1,0 +1,1 @@
+"""MIM's Gradio web demo. ``from demo.app import build_demo, launch_options``."""

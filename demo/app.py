@@ -1,0 +1,107 @@
+"""The MIM web demo: ``build_demo()`` returns the Gradio Blocks app; ``launch_options()`` the settings
+to launch it with (Gradio 6 takes theme and CSS at launch).
+
+    from demo.app import build_demo, launch_options
+    build_demo().launch(**launch_options())
+
+Tabs: Analyse (one photo), Batch (many photos or a zip), any extra tabs (e.g. the clinical module's
+Review tab), Model (the model card). The model is loaded once here; the only per-user data lives in
+each session's ``gr.State`` and in uploads, which are deleted after use.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+from mim_core.detector import MIMDetector
+
+from . import views
+from .model_card import placeholder_warning
+from .ui import DemoContext, analyse_tab, batch_tab, model_card_api, model_tab
+from .uploads import file_hashes
+
+DEMO_DIR = Path(__file__).resolve().parent
+REPO = DEMO_DIR.parent
+DEFAULT_WEIGHTS = REPO / "weights" / "mim_gan.pt"
+EXAMPLES_DIR = DEMO_DIR / "examples"
+EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+# Cached outputs (crops of patient photos, CSVs) older than CACHE_AGE_S are deleted every CACHE_EVERY_S.
+CACHE_EVERY_S, CACHE_AGE_S = 300, 900
+MAX_QUEUE = 64  # requests waiting beyond this are turned away with "queue full" rather than piling up
+MAX_FILE_SIZE = "100mb"
+
+# A builder of one extra tab: called inside the app's gr.Tabs, it creates a ``with gr.Tab(...):`` block
+# and wires its events. It takes no argument, or one DemoContext (the loaded model and settings).
+TabBuilder = Callable[..., None]
+
+
+def example_photos(folder: Path = EXAMPLES_DIR) -> list[str]:
+    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
+
+
+def _attribution(folder: Path = EXAMPLES_DIR) -> str:
+    path = folder / "ATTRIBUTION.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _call_builder(builder: TabBuilder, ctx: DemoContext) -> None:
+    takes_context = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                        for p in inspect.signature(builder).parameters.values())
+    builder(ctx) if takes_context else builder()
+
+
+def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: int = 2, concurrency: int = 1,
+               extra_tabs: Sequence[TabBuilder] | None = None, detector: MIMDetector | None = None) -> gr.Blocks:
+    """Build the demo app (not launched).
+
+    Args:
+        weights_path: the MIM weights; the model card JSON must sit beside them.
+        threads: torch CPU threads for the whole process (set once, here).
+        concurrency: analyses run at the same time (Analyse and Batch share the limit); with few cores,
+            1 gives the fastest answer per request, the rest wait in the queue.
+        extra_tabs: builders of more tabs, shown between Batch and Model (see :data:`TabBuilder`).
+        detector: an already loaded detector (tests, or an app that embeds this one); overrides weights_path.
+    Raises:
+        mim_core.checkpoint.WeightsError: missing weights or card, or a sha256 mismatch.
+    """
+    detector = detector or MIMDetector.load(weights_path, threads=threads)
+    examples = example_photos()
+    ctx = DemoContext(detector=detector, upload_root=get_upload_folder(), examples=examples,
+                      keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution())
+    with gr.Blocks(title="MIM: mpox screening research demo", analytics_enabled=False,
+                   delete_cache=(CACHE_EVERY_S, CACHE_AGE_S)) as demo:
+        gr.Markdown("# MIM: Mask, Inpainting, and Measure\nSee what the model sees: it hides patches of a skin "
+                    "photo, fills them back in the way it learned from mpox photos, and measures how different "
+                    "the fill is. Skin it reproduces as well as mpox is called *mpox-like*.")
+        gr.HTML(views.notice_html(), elem_id="mim-notice")
+        if warning := placeholder_warning(detector.card):
+            gr.HTML(f'<div class="mim-notice mim-warning" role="alert">{warning}</div>')
+        with gr.Tabs():
+            analyse_tab(ctx)
+            batch_tab(ctx)
+            for builder in extra_tabs or ():
+                _call_builder(builder, ctx)
+            model_tab(ctx)
+        model_card_api(ctx)
+    demo.queue(default_concurrency_limit=concurrency, max_size=MAX_QUEUE)
+    return demo
+
+
+def launch_options(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``demo.launch``: theme, CSS, upload size limit, no server-side rendering.
+    Host and port come from Gradio's defaults (127.0.0.1:7860) or GRADIO_SERVER_NAME / _PORT, which
+    Hugging Face Spaces sets."""
+    theme = gr.themes.Soft(primary_hue="teal", font=["system-ui", "sans-serif"],
+                           font_mono=["ui-monospace", "monospace"])  # no web-font downloads
+    # run_history=False: Gradio would otherwise keep past requests (patient photos) in the browser.
+    options = dict(theme=theme, css_paths=[DEMO_DIR / "style.css"], max_file_size=MAX_FILE_SIZE,
+                   ssr_mode=False, show_error=False, footer_links=["api"], run_history=False)
+    options.update(overrides)
+    return options

@@ -1,0 +1,125 @@
+"""Event handlers of the Analyse tab, as plain functions of the detector and the inputs.
+
+No Gradio here: ``demo/ui.py`` wires these to components, and tests call them directly. Nothing is
+kept between calls except what the caller passes back in (the session's ``Outcome``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from mim_core.data import ImageDecodeError
+from mim_core.detector import Analysis, MIMDetector, Verdict
+
+from . import views
+from .uploads import UploadError, discard_upload, read_upload, upload_path
+
+log = logging.getLogger(__name__)
+
+EMPTY_MESSAGE = "Add a photo (upload, webcam or paste) or pick an example: the analysis starts at once."
+INTERNAL_ERROR = "Something went wrong while analysing this photo; please try again or try another photo."
+
+RGB = np.ndarray  # an (H, W, 3) uint8 image
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one Analyse request produced; the session keeps it so a new mask scale needs no re-run."""
+
+    analysis: Analysis | None = None
+    message: str = EMPTY_MESSAGE  # why there is no analysis (shown to the user)
+    unreadable: bool = False  # the input never reached the model
+    source: str | None = None  # the upload's server path (already deleted), to spot a repeated event
+
+
+def scale_labels(scales: Sequence[int]) -> list[str]:
+    return [f"{s} px cells" for s in scales]
+
+
+def default_scale_label(scales: Sequence[int]) -> str:
+    """The middle scale: lesions span a few of its cells at the model's 128 px."""
+    return scale_labels(scales)[len(scales) // 2]
+
+
+def scale_index(label: str | None, scales: Sequence[int]) -> int:
+    labels = scale_labels(scales)
+    return labels.index(label) if label in labels else len(scales) // 2
+
+
+def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozenset[str] = frozenset(),
+                   previous: Outcome | None = None) -> Outcome:
+    """Read the uploaded photo, delete it from the server, analyse it. Never raises: every failure
+    becomes an ``Outcome`` whose message says what to do.
+
+    ``previous`` is the session's last outcome: the browser can fire a second change event for the
+    same upload (it does when the file is not a displayable image), after the file was deleted;
+    that repeat gets the same answer instead of "no longer on the server"."""
+    path = upload_path(upload)
+    if path is None:
+        return Outcome()
+    if previous is not None and previous.source == path and not os.path.exists(path):
+        return previous
+    data = None
+    try:
+        data = read_upload(path)
+        return Outcome(analysis=detector.analyze(data), message="", source=path)
+    except (UploadError, ImageDecodeError) as err:
+        return Outcome(message=str(err), unreadable=True, source=path)
+    except Exception:  # a bug must not reach the user as a traceback; it goes to the server log
+        log.exception("analysis failed")
+        return Outcome(message=INTERNAL_ERROR, unreadable=True, source=path)
+    finally:
+        discard_upload(path, root, data=data, keep=keep)
+
+
+def panels(outcome: Outcome, scale_label: str | None) -> tuple[RGB | None, RGB | None, RGB | None, RGB | None]:
+    """Original, masked, inpainted and heatmap-over-original at the chosen mask scale (Nones when no analysis)."""
+    a = outcome.analysis
+    if a is None:
+        return None, None, None, None
+    i = scale_index(scale_label, a.scales)
+    return a.original, a.masked[i], a.inpainted[i], a.heatmap_overlay(i)
+
+
+def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float, str, str]:
+    """Score, threshold, verdict and reason as the ``analyze`` endpoint returns them. An input that could
+    not be read is 'not a usable skin photo', with the reason saying why."""
+    a = outcome.analysis
+    if a is not None:
+        return a.score, a.threshold, a.verdict.value, a.reason
+    verdict = Verdict.UNUSABLE.value if outcome.unreadable else ""
+    return None, threshold, verdict, outcome.message
+
+
+def analyze_outputs(detector: MIMDetector, upload: Any, scale_label: str | None, root: str,
+                    keep: frozenset[str] = frozenset(), previous: Outcome | None = None) -> tuple[Any, ...]:
+    """The ``analyze`` endpoint: the four panels, score, threshold, verdict, reason, then the Outcome
+    for the session state."""
+    outcome = analyze_upload(detector, upload, root, keep, previous)
+    return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
+
+
+def verdict_card(outcome: Outcome) -> str:
+    if outcome.analysis is not None:
+        return views.verdict_html(outcome.analysis.verdict, outcome.analysis.reason)
+    if outcome.unreadable:
+        return views.unreadable_html(outcome.message)
+    return views.placeholder_html(outcome.message)
+
+
+def score_bar(outcome: Outcome, calibration: Sequence[float]) -> str:
+    if outcome.analysis is None:
+        return ""
+    return views.score_bar_html(outcome.analysis.score, outcome.analysis.threshold, calibration)
+
+
+def slider(outcome: Outcome, scale_label: str | None) -> tuple[RGB, RGB] | None:
+    """(original, inpainted) at the chosen scale for the before/after slider."""
+    if outcome.analysis is None:
+        return None
+    return outcome.analysis.original, outcome.analysis.inpainted[scale_index(scale_label, outcome.analysis.scales)]

@@ -1,0 +1,151 @@
+"""Layout of the tabs and the wiring of their events. Handlers live in handlers.py / batch.py."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from mim_core.detector import MIMDetector
+
+from . import batch, handlers, views
+from .model_card import card_markdown
+
+MODEL_QUEUE = "mim-model"  # every event that runs the model shares one concurrency limit
+STATE_TTL_S = 900  # an idle session's analysis is dropped after this long
+
+
+@dataclass(frozen=True)
+class DemoContext:
+    """What tab builders get: the loaded model and the demo's settings (no user data)."""
+
+    detector: MIMDetector
+    upload_root: str  # Gradio's upload/cache folder: uploads inside it are deleted after use
+    examples: list[str] = field(default_factory=list)
+    keep: frozenset[str] = frozenset()  # sha256 of the example photos, never deleted
+    concurrency: int = 1
+    attribution: str = ""  # Markdown crediting the example photos
+
+    @property
+    def calibration(self) -> list[float]:
+        return list(self.detector.card.get("threshold", {}).get("val_scores") or [])
+
+
+def _panel(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, elem_id=elem_id, elem_classes=["mim-panel"], interactive=False, type="numpy",
+                    format="png", height=280, buttons=["fullscreen"])
+
+
+def analyse_tab(ctx: DemoContext) -> None:
+    scales = ctx.detector.config.masks.scales
+    with gr.Tab("Analyse", id="analyse"):
+        state = gr.State(None, time_to_live=STATE_TTL_S)
+        with gr.Row():
+            with gr.Column(scale=2):
+                photo = gr.Image(label="Photo of the skin", sources=["upload", "webcam", "clipboard"],
+                                 type="filepath", height=300, elem_id="mim-photo")
+                if ctx.examples:
+                    gr.Examples(examples=[[p] for p in ctx.examples], inputs=[photo], label="Example photos",
+                                example_labels=[Path(p).stem.replace("_", " ") for p in ctx.examples])
+                scale = gr.Radio(handlers.scale_labels(scales), value=handlers.default_scale_label(scales),
+                                 label="Mask scale to inspect",
+                                 info="The score uses every scale; the panels show one.")
+            with gr.Column(scale=3):
+                card = gr.HTML(views.placeholder_html(handlers.EMPTY_MESSAGE), elem_id="mim-verdict-card")
+                bar = gr.HTML("", elem_id="mim-score-bar")
+                with gr.Accordion("Numbers (as the API returns them)", open=False):
+                    with gr.Row():
+                        score = gr.Number(label="Score", interactive=False)
+                        threshold = gr.Number(label="Threshold", value=ctx.detector.threshold, interactive=False)
+                        verdict = gr.Textbox(label="Verdict", interactive=False)
+                    reason = gr.Textbox(label="Reason", interactive=False)
+        with gr.Row(equal_height=True):
+            original = _panel("Original (model's view)", "mim-original")
+            masked = _panel("Masked", "mim-masked")
+            inpainted = _panel("Inpainted", "mim-inpainted")
+            heatmap = _panel("Heatmap", "mim-heatmap")
+        gr.Markdown("**Original**: the centre crop the model analyses. **Masked**: one of the masks at the chosen "
+                    "scale (grey = hidden). **Inpainted**: every hidden patch filled in by the model. **Heatmap**: "
+                    "where the fill differs from the original, over the original, on the fixed colour scale below.",
+                    elem_classes=["mim-caption"])
+        gr.HTML(views.colour_bar_html(ctx.detector.config.measure.heatmap_max, ctx.detector.config.measure.map))
+        slider = gr.ImageSlider(label="Before / after: original vs inpainted", type="numpy", format="png",
+                                max_height=420, elem_id="mim-slider")
+        if ctx.attribution:
+            with gr.Accordion("Example photo credits", open=False):
+                gr.Markdown(ctx.attribution)
+
+        def analyze(upload: Any, scale_label: str | None, previous: handlers.Outcome | None) -> tuple[Any, ...]:
+            return handlers.analyze_outputs(ctx.detector, upload, scale_label, ctx.upload_root, ctx.keep, previous)
+
+        def extras(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[str, str, Any]:
+            outcome = outcome or handlers.Outcome()
+            return (handlers.verdict_card(outcome), handlers.score_bar(outcome, ctx.calibration),
+                    handlers.slider(outcome, scale_label))
+
+        def rescale(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[Any, ...]:
+            outcome = outcome or handlers.Outcome()
+            return (*handlers.panels(outcome, scale_label)[1:], handlers.slider(outcome, scale_label))
+
+        # preprocess=False: the raw upload reaches our decoder, which answers every bad file in words
+        # (Gradio's own image preprocessing would fail on them with a generic error).
+        photo.change(
+            analyze, [photo, scale, state],
+            [original, masked, inpainted, heatmap, score, threshold, verdict, reason, state],
+            api_name="analyze", preprocess=False, concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
+            api_description="Analyse one photo: original, masked, inpainted and heatmap images at the chosen mask "
+                            "scale, then score, threshold, verdict and reason.",
+        ).then(extras, [state, scale], [card, bar, slider], api_visibility="private", concurrency_limit=None,
+               show_progress="hidden")
+        scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",
+                     concurrency_limit=None, show_progress="hidden")
+
+
+def batch_tab(ctx: DemoContext) -> None:
+    with gr.Tab("Batch", id="batch"):
+        gr.Markdown(f"Analyse up to {batch.MAX_BATCH_PHOTOS} photos at once: choose image files and/or `.zip` "
+                    "archives of photos. Each file is deleted from the server once the batch is done.")
+        files = gr.File(label="Photos or .zip archives", file_count="multiple", type="filepath",
+                        elem_id="mim-batch-files")
+        run = gr.Button("Analyse all", variant="primary", elem_id="mim-batch-run")
+        summary = gr.Markdown(label="Summary", elem_id="mim-batch-summary")
+        results = gr.Dataframe(headers=batch.COLUMNS, datatype=batch.DATATYPES, interactive=False, wrap=True,
+                               label="Results", elem_id="mim-batch-table", column_widths=batch.COLUMN_WIDTHS)
+        download = gr.File(label="Results as CSV", interactive=False, elem_id="mim-batch-csv")
+
+        def analyse_all(uploads: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            rows, skipped = batch.analyse_batch(ctx.detector, uploads or [], ctx.upload_root, ctx.keep,
+                                                progress=lambda f, desc: progress(f, desc=desc))
+            csv_path = None
+            if rows:  # written straight into Gradio's cache, which serves it and ages it out
+                folder = Path(ctx.upload_root) / f"mim-batch-{uuid.uuid4().hex}"
+                csv_path = str(batch.write_csv(rows, ctx.detector.threshold, folder / batch.CSV_NAME))
+            return batch.summary(rows, skipped), batch.table(rows), csv_path
+
+        run.click(analyse_all, [files], [summary, results, download], api_name="analyze_batch",
+                  concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
+                  api_description="Analyse several photos (files or .zip): summary, results table and CSV file.",
+                  ).then(lambda: None, None, files, api_visibility="private", concurrency_limit=None,
+                         show_progress="hidden")  # the uploads are gone from the server: clear the list
+
+
+def model_tab(ctx: DemoContext) -> None:
+    card = ctx.detector.card
+    with gr.Tab("Model", id="model"):
+        gr.Markdown(card_markdown(card), elem_id="mim-model-card")
+        with gr.Accordion("The card file as shipped (JSON)", open=False):
+            gr.JSON(card)
+
+
+def model_card_api(ctx: DemoContext) -> None:
+    """An API-only endpoint, ``model_card``, returning the card of the loaded weights."""
+    card = ctx.detector.card
+
+    def model_card() -> dict:
+        """The model card of the loaded weights."""
+        return card
+
+    gr.api(model_card, api_name="model_card")
