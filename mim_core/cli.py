@@ -52,7 +52,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     results = evaluate(args.weights, args.data, args.out, select_on_dev=args.select_on_dev,
-                       update_card=args.update_card, per_class_limit=args.per_class_limit)
+                       update_card=args.update_card, per_class_limit=args.per_class_limit,
+                       reuse_measurements=args.reuse_measurements)
     print((Path(args.out) / "evaluation.md").read_text())
     print(json.dumps({"selected": results["selected"], **results["margins"]}), file=sys.stderr)
     return 0
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set the card's measure to the best MIM variant on dev classes and re-set its threshold")
     p.add_argument("--update-card", action="store_true", help="record the results in the model card")
     p.add_argument("--per-class-limit", type=int, help="first N images per non-mpox class (quick checks only)")
+    p.add_argument("--reuse-measurements", action="store_true",
+                   help="re-derive scores and tables from OUT/measurements.csv of an earlier run (same weights)")
     p.set_defaults(run=_evaluate)
     return parser
 

@@ -8,6 +8,7 @@ reporting only.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +135,14 @@ def _score_name(measure: dict) -> str:
 
 
 def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
-             update_card: bool = False, per_class_limit: int | None = None) -> dict:
+             update_card: bool = False, per_class_limit: int | None = None, reuse_measurements: bool = False) -> dict:
     """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
 
     ``select_on_dev`` sets the card's measure to the MIM variant with the best mean dev AUROC and
     re-sets its threshold on mpox val; ``update_card`` records the results in the card.
     ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
+    ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
+    new score or control costs seconds instead of a pass over every image.
     """
     from . import report
 
@@ -150,7 +153,16 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     if per_class_limit:
         table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
         table = table.reset_index(drop=True)
-    measured = measure_all(detector, data_root, table)
+    cache = out_dir / "measurements.csv"
+    if reuse_measurements and cache.is_file():
+        previous = json.loads((out_dir / "results.json").read_text())
+        if previous["weights_sha256"] != card["weights_sha256"]:
+            raise ValueError(f"{cache} was measured with other weights; run without --reuse-measurements.")
+        measured = pd.read_csv(cache)
+        if list(measured["path"]) != list(table["path"]):
+            raise ValueError(f"{cache} covers other images; run without --reuse-measurements.")
+    else:
+        measured = measure_all(detector, data_root, table)
     scores, signs_dev = report.orient(compute_scores(measured), table)
     signs = dict(zip(signs_dev["score"], signs_dev["sign"]))
     blanked = compute_scores(measured, "blank_") * pd.Series(signs)

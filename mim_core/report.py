@@ -90,12 +90,12 @@ def complexity_terciles(scores: pd.DataFrame, table: pd.DataFrame, measured: pd.
         inside = rows & measured["png_bpp"].between(edges[i], edges[i + 1], inclusive="both" if i == 2 else "left")
         pos = inside & (table["role"] == "mpox_test")
         neg = inside & (table["role"] == "test")
-        if pos.sum() < 2 or neg.sum() < 2:
-            out.append({"tercile": i + 1, "auroc": None, "n_pos": int(pos.sum()), "n_neg": int(neg.sum())})
-            continue
-        result = auroc_ci(scores.loc[pos, name], scores.loc[neg, name], table.loc[pos, "group"],
-                          table.loc[neg, "group"], n_boot=N_BOOT)
-        out.append({"tercile": i + 1, "png_bpp_range": [round(float(edges[i]), 3), round(float(edges[i + 1]), 3)], **result.as_dict()})
+        row = {"tercile": i + 1, "png_bpp_range": [round(float(edges[i]), 3), round(float(edges[i + 1]), 3)],
+               "auroc": None, "n_pos": int(pos.sum()), "n_neg": int(neg.sum())}
+        if pos.sum() >= 2 and neg.sum() >= 2:  # an AUROC from fewer positives is noise, not a number
+            row.update(auroc_ci(scores.loc[pos, name], scores.loc[neg, name], table.loc[pos, "group"],
+                                table.loc[neg, "group"], n_boot=N_BOOT).as_dict())
+        out.append(row)
     return out
 
 
