@@ -86,8 +86,10 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
     val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in split.val])
     bank = grid_mask_bank(config.masks, config.preprocess.size)
 
-    generator = InpaintGenerator(config.model)
-    discriminator = PatchDiscriminator(config.model)
+    with torch.random.fork_rng():  # layer init draws from the global RNG: seed it here, leave it untouched
+        torch.manual_seed(cfg.seed)
+        generator = InpaintGenerator(config.model)
+        discriminator = PatchDiscriminator(config.model)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))

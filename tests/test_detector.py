@@ -39,7 +39,7 @@ def test_same_photo_same_score_across_detectors_and_batching(detector, data_root
     again = MIMDetector.load(SHIPPED_WEIGHTS)
     assert [again.analyze(p).score for p in paths] == first
     batched = [a.score for a in detector.analyze_batch(paths)]
-    assert np.allclose(batched, first, rtol=0, atol=1e-9)
+    assert np.allclose(batched, first, rtol=0, atol=1e-6)  # batch size changes float summation order
 
 
 def test_val_mpox_photos_fall_at_or_under_the_threshold(detector, data_root: Path):
