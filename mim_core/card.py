@@ -53,7 +53,7 @@ def recalibrate(weights: str | Path, data_root: str | Path) -> dict[str, Any]:
     from .detector import MIMDetector
 
     card = load_card(weights)
-    detector = MIMDetector.load(weights)
+    detector = MIMDetector.load(weights, require_threshold=False)
     card["threshold"] = calibrate_threshold(score_records(detector, data_root, card["split"]["val"]))
     save_json(card_path(weights), card)
     return card

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_card, load_generator
+from .checkpoint import WeightsError, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
@@ -139,18 +139,28 @@ class MIMDetector:
         self.bank = grid_mask_bank(config.masks, config.preprocess.size)
 
     @classmethod
-    def load(cls, weights: str | os.PathLike, threads: int | None = None) -> "MIMDetector":
+    def load(cls, weights: str | os.PathLike, threads: int | None = None,
+             require_threshold: bool = True) -> "MIMDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
 
+        ``require_threshold=False`` is only for calibration itself (the threshold is then NaN, and no
+        verdict should be read).
+
         Raises:
-            WeightsError: missing card or weights, or a sha256 mismatch.
+            WeightsError: missing card or weights, a sha256 mismatch, or a card without a threshold
+                (which would otherwise call every photo mpox-like).
         """
         if threads:
             torch.set_num_threads(threads)
         card = load_card(weights)
         generator, trained = load_generator(weights, card.get("weights_sha256"))
         config = MIMConfig.from_dict(card["config"]) if "config" in card else trained
-        threshold = card.get("threshold", {}).get("value", float("inf"))
+        threshold = card.get("threshold", {}).get("value")
+        if threshold is None:
+            if require_threshold:
+                raise WeightsError(f"The model card of {weights} has no calibrated threshold; run "
+                                   "`python -m mim_core evaluate --select-on-dev` or retrain to set one.")
+            threshold = float("nan")
         return cls(generator, config, threshold, card)
 
     @property
@@ -158,7 +168,10 @@ class MIMDetector:
         return str(self.card.get("name", "mim"))
 
     def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        return inpaint(self.generator, images.contiguous(memory_format=torch.channels_last), masks)
+        # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
+        channels_last = torch.channels_last
+        return inpaint(self.generator, images.contiguous(memory_format=channels_last),
+                       masks.contiguous(memory_format=channels_last))
 
     @torch.inference_mode()
     def score_tensors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -74,3 +74,15 @@ def test_missing_card_is_a_clear_error(tmp_path: Path):
     shutil.copy(SHIPPED_WEIGHTS, weights)
     with pytest.raises(WeightsError, match="Model card"):
         MIMDetector.load(weights)
+
+
+def test_a_card_without_threshold_is_refused(tmp_path: Path):
+    import json
+
+    weights = tmp_path / "mim_gan.pt"
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    del card["threshold"]
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="no calibrated threshold"):
+        MIMDetector.load(weights)
