@@ -81,23 +81,22 @@ def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFram
 @dataclass(frozen=True)
 class ScoreDef:
     name: str
-    family: str  # "mim" or "control"
     description: str
 
 
 def score_definitions() -> list[ScoreDef]:
     defs = []
     for kind in MAP_KINDS:
-        defs.append(ScoreDef(f"mim:{kind}", "mim", f"GAN inpainting error, {kind} map"))
-        defs.append(ScoreDef(f"mim:{kind}/gauss", "mim",
+        defs.append(ScoreDef(f"mim:{kind}", f"GAN inpainting error, {kind} map"))
+        defs.append(ScoreDef(f"mim:{kind}/gauss",
                              f"log(GAN {kind} error / Gaussian-fill {kind} error) on the same masks"))
     for kind in MAP_KINDS:
-        defs.append(ScoreDef(f"control:gauss-fill:{kind}", "control",
+        defs.append(ScoreDef(f"control:gauss-fill:{kind}",
                              f"Gaussian (classical) fill in place of the GAN, {kind} error"))
-        defs.append(ScoreDef(f"control:fill-ratio:{kind}", "control",
+        defs.append(ScoreDef(f"control:fill-ratio:{kind}",
                              f"log(Gaussian-fill {kind} error / mean-colour-fill {kind} error)"))
-    defs.append(ScoreDef("control:complexity", "control", "PNG bits per pixel of the crop (image complexity)"))
-    defs.append(ScoreDef("control:colour-stats", "control",
+    defs.append(ScoreDef("control:complexity", "PNG bits per pixel of the crop (image complexity)"))
+    defs.append(ScoreDef("control:colour-stats",
                          "Mahalanobis distance of colour/texture statistics to mpox train crops"))
     return defs
 

@@ -8,7 +8,6 @@ draws random masks from the same family so the generator sees what it will be as
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .config import MaskConfig
 
@@ -63,9 +62,3 @@ def random_masks(
             masks[i, 0, top : top + h, left : left + w] = 1.0
     return masks
 
-
-def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grow a (B, 1, H, W) mask by ``pixels`` (max-pool), e.g. to show hole borders."""
-    if pixels <= 0:
-        return mask
-    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
