@@ -53,7 +53,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     results = evaluate(args.weights, args.data, args.out, select_on_dev=args.select_on_dev,
                        update_card=args.update_card, per_class_limit=args.per_class_limit,
-                       reuse_measurements=args.reuse_measurements)
+                       reuse_measurements=args.reuse_measurements, dermnet_short_side=args.dermnet_short_side)
     print((Path(args.out) / "evaluation.md").read_text())
     print(json.dumps({"selected": results["selected"], **results["margins"]}), file=sys.stderr)
     return 0
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class-limit", type=int, help="first N images per non-mpox class (quick checks only)")
     p.add_argument("--reuse-measurements", action="store_true",
                    help="re-derive scores and tables from OUT/measurements.csv of an earlier run (same weights)")
+    p.add_argument("--dermnet-short-side", type=int,
+                   help="stress check: shrink DermNet photos to this short side first (224 = MSLD's scale)")
     p.set_defaults(run=_evaluate)
     return parser
 

@@ -57,13 +57,21 @@ def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, floa
     return row
 
 
-def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFrame) -> pd.DataFrame:
+def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFrame,
+                dermnet_short_side: int | None = None) -> pd.DataFrame:
     """Measure every image (and, for DermNet, its watermark-blanked copy). Adds columns
-    ``<raw>`` / ``blank_<raw>`` and ``feat_<i>`` (colour/texture statistics)."""
+    ``<raw>`` / ``blank_<raw>`` and ``feat_<i>`` (colour/texture statistics).
+
+    ``dermnet_short_side`` first shrinks each DermNet photo to that short side (area resampling): with
+    224, DermNet reaches the model at MSLD's scale, so a score cannot ride on the resampling difference.
+    """
     root, pre = Path(data_root), detector.config.preprocess
     rows = []
     for record in tqdm(table.itertuples(), total=len(table), desc="measure", file=sys.stderr, mininterval=10):
         image = decode_image(root / record.path)
+        if dermnet_short_side and record.dataset == "DermNetNZ":
+            factor = dermnet_short_side / min(image.size)
+            image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BOX)
         tensor = preprocess(image, pre)
         row = measure_tensor(detector, tensor)
         features = colour_texture_features(tensor.unsqueeze(0))[0]
@@ -134,7 +142,8 @@ def _score_name(measure: dict) -> str:
 
 
 def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
-             update_card: bool = False, per_class_limit: int | None = None, reuse_measurements: bool = False) -> dict:
+             update_card: bool = False, per_class_limit: int | None = None, reuse_measurements: bool = False,
+             dermnet_short_side: int | None = None) -> dict:
     """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
 
     ``select_on_dev`` sets the card's measure to the MIM variant with the best mean dev AUROC and
@@ -142,7 +151,10 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
     ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
     new score or control costs seconds instead of a pass over every image.
+    ``dermnet_short_side``: see :func:`measure_all` (a stress check; not for the card).
     """
+    if dermnet_short_side and (update_card or select_on_dev):
+        raise ValueError("--dermnet-short-side is a stress check; it cannot select a measure or update the card.")
     from . import report
 
     out_dir = Path(out_dir)
@@ -155,13 +167,13 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     cache = out_dir / "measurements.csv"
     if reuse_measurements and cache.is_file():
         previous = json.loads((out_dir / "results.json").read_text())
-        if previous["weights_sha256"] != card["weights_sha256"]:
-            raise ValueError(f"{cache} was measured with other weights; run without --reuse-measurements.")
+        if (previous["weights_sha256"], previous.get("dermnet_short_side")) != (card["weights_sha256"], dermnet_short_side):
+            raise ValueError(f"{cache} was measured with other weights or resampling; run without --reuse-measurements.")
         measured = pd.read_csv(cache)
         if list(measured["path"]) != list(table["path"]):
             raise ValueError(f"{cache} covers other images; run without --reuse-measurements.")
     else:
-        measured = measure_all(detector, data_root, table)
+        measured = measure_all(detector, data_root, table, dermnet_short_side)
     scores, signs_dev = report.orient(compute_scores(measured), table)
     signs = dict(zip(signs_dev["score"], signs_dev["sign"]))
     blanked = compute_scores(measured, "blank_") * pd.Series(signs)
@@ -210,6 +222,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         "complexity_terciles": report.complexity_terciles(scores, table, measured, selected),
         "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
         "per_class_limit": per_class_limit,
+        "dermnet_short_side": dermnet_short_side,
     }
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:

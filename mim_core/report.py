@@ -142,6 +142,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"# MIM evaluation: `{results['model']}`", "",
              f"Selected MIM score (on dev classes only): `{mim}`. Positives: {results['n_mpox_test']} mpox test "
              "photos. AUROC [95% bootstrap CI over source groups]; higher = better at telling mpox apart.", "",
+             *([f"**Stress check:** every DermNet photo was first shrunk to a short side of "
+                f"{results['dermnet_short_side']} px (MSLD's scale).", ""] if results.get("dermnet_short_side") else []),
              "## Summary: MIM beside every mpox-agnostic control", "",
              "| score | mean AUROC, 21 DermNet test classes | AUROC vs MSLD Others | pooled DermNet test |",
              "|---|---|---|---|"]
