@@ -28,3 +28,20 @@ def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Pa
     assert wm["difference"] == 0
     text = (tmp_path / "evaluation.md").read_text()
     assert "margin over the best control" in text and "Watermark check" in text
+
+
+def test_dermnet_resampling_stress_check(tmp_path: Path, data_root: Path, detector):
+    import pandas as pd
+    import pytest
+
+    from mim_core.evaluate import measure_all
+
+    table = pd.DataFrame([{"path": "DermNetNZ/Orf/" + sorted(p.name for p in (data_root / "DermNetNZ" / "Orf").iterdir())[0],
+                           "dataset": "DermNetNZ", "class": "DermNetNZ/Orf", "group": "g", "role": "test"}])
+    native = measure_all(detector, data_root, table).iloc[0]
+    shrunk = measure_all(detector, data_root, table, dermnet_short_side=224).iloc[0]
+    # shrinking before the crop changes what the model sees (less resampling left to do, a smoother crop)
+    assert shrunk["png_bpp"] != native["png_bpp"]
+    assert shrunk["err_gan_ssim"] != native["err_gan_ssim"]
+    with pytest.raises(ValueError, match="stress check"):
+        evaluate(SHIPPED_WEIGHTS, data_root, tmp_path, update_card=True, dermnet_short_side=224)
