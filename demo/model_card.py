@@ -38,11 +38,19 @@ def _auroc_row(label: str, result: Any) -> list[Any] | None:
 
 
 def placeholder_warning(card: dict[str, Any]) -> str | None:
-    """A warning when the shipped weights are a smoke-test placeholder, else None."""
+    """A warning when the weights are a smoke-test placeholder, or when the card's own evaluation says
+    the model does not beat the mpox-agnostic controls; else None."""
     steps = card.get("training", {}).get("steps")
     if isinstance(steps, int) and steps < PLACEHOLDER_STEPS:
         return (f"These weights were trained for only {steps} steps: a placeholder for testing the software. "
                 "Their scores and verdicts mean nothing.")
+    margins = card.get("evaluation", {}).get("margins", {})
+    worst = min((m for m in (margins.get("mean_dermnet_test"), margins.get("others")) if isinstance(m, (int, float))),
+                default=None)
+    if worst is not None and worst <= 0:
+        return (f"On our own evaluation this model does not beat simple checks that know nothing of mpox "
+                f"(margin {worst:+.2f} AUROC against the best one; see the Model tab). Treat its verdicts as a "
+                "demonstration of the method, not as evidence about a rash.")
     return None
 
 
