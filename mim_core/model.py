@@ -53,15 +53,26 @@ class InpaintGenerator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) image in [0,1], (B,1,H,W) mask -> (B,3,H,W) prediction in [0,1]; H, W multiples of 8."""
-        x = torch.cat([(image - 0.5) * 2 * (1 - mask), mask], dim=1)
-        s0 = self.stem(x)
+        s0 = _conv_of_concat(self.stem, (image - 0.5) * 2 * (1 - mask), mask)
         s1 = self.down1(s0)
         s2 = self.down2(s1)
         x = self.body(self.down3(s2))
-        x = self.up3(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s2], 1))
-        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s1], 1))
-        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), s0], 1))
+        x = _conv_of_concat(self.up3, F.interpolate(x, scale_factor=2.0, mode="nearest"), s2)
+        x = _conv_of_concat(self.up2, F.interpolate(x, scale_factor=2.0, mode="nearest"), s1)
+        x = _conv_of_concat(self.up1, F.interpolate(x, scale_factor=2.0, mode="nearest"), s0)
         return torch.sigmoid(self.head(x))
+
+
+def _conv_of_concat(block: nn.Sequential, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``block(torch.cat([a, b], 1))`` for a conv-norm-act block, without materialising the concatenation:
+    the conv splits over input channels into two convs that are summed (same weights, same result up to
+    float rounding; the copy was ~15 % of CPU inference time)."""
+    conv, norm, act = block
+    split = a.shape[1]
+    padding, dilation = conv.padding, conv.dilation
+    y = F.conv2d(a, conv.weight[:, :split], conv.bias, conv.stride, padding, dilation)
+    y = y + F.conv2d(b, conv.weight[:, split:], None, conv.stride, padding, dilation)
+    return act(norm(y))
 
 
 class PatchDiscriminator(nn.Module):
