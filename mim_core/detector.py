@@ -163,10 +163,6 @@ class MIMDetector:
             threshold = float("nan")
         return cls(generator, config, threshold, card)
 
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", "mim"))
-
     def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
         channels_last = torch.channels_last
