@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ def _open(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
         raise ImageDecodeError(f"File not found: {source}") from None
     except IsADirectoryError:
         raise ImageDecodeError(f"{source} is a folder, not an image file.") from None
+    except PermissionError:
+        raise ImageDecodeError(f"{source} cannot be read (permission denied).") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(
             "This file is not an image format we can read (use a JPEG, PNG or WebP photo)."
@@ -51,6 +54,11 @@ def _open(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageDecodeError(
             f"The image is too large (over {MAX_PIXELS // 1_000_000} megapixels); send a smaller photo."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):  # the header itself is cut short or corrupt
+        raise ImageDecodeError(
+            "The image file is damaged or incomplete (it could not be fully decoded); "
+            "try saving or exporting it again."
         ) from None
 
 
@@ -96,7 +104,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         top = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if image.mode == "F":
-        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        array = np.asarray(image, dtype=np.float64)
+        finite = np.isfinite(array)
+        low = float(array[finite].min()) if finite.any() else 0.0
+        array = np.clip(np.where(finite, array, low), -1e300, 1e300)  # NaN/inf -> the darkest finite value
         span = max(float(array.max() - array.min()), 1e-12)
         return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
