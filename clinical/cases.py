@@ -39,8 +39,17 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def build_case(path: Path) -> NewCase:
-    """A case from one file; an unreadable image becomes an excluded case that keeps the reason."""
-    data = path.read_bytes()
+    """A case from one file; an unreadable image becomes an excluded case that keeps the reason.
+
+    Raises:
+        ClinicalError: the file itself cannot be read (gone, permission denied): without its bytes there is
+            no case id, so the whole import is refused rather than half done.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ClinicalError(f"{path} cannot be read ({err.strerror or err}); nothing was imported. "
+                            "Fix or remove the file and run the import again.") from None
     label_class = path.parent.name
     dataset = path.parent.parent.name or "unknown"
     label = reference_label(label_class)

@@ -152,7 +152,8 @@ def corpus(photo: Path) -> list[BadInput]:
                  REFUSED, TOO_SMALL),
         BadInput("10x100000 strip", "strip_tall.png", _save(Image.new("RGB", (10, 100_000), (190, 130, 110)), "PNG"),
                  REFUSED, TOO_SMALL),
-        BadInput("16x16 icon", "icon.ico", _save(Image.fromarray(skin((16, 16))), "ICO"), REFUSED, TOO_SMALL),
+        BadInput("16x16 ICO icon named .png", "icon_ico.png", _save(Image.fromarray(skin((16, 16))), "ICO"),
+                 REFUSED, TOO_SMALL),
         BadInput("decompression bomb: 30000x30000 PNG", "bomb.png", png_claiming(30_000, 30_000), REFUSED, TOO_LARGE),
         BadInput("decompression bomb: 60000x60000 JPEG", "bomb.jpg", jpeg_claiming(jpeg, 60_000, 60_000), REFUSED,
                  TOO_LARGE),
@@ -184,7 +185,7 @@ def corpus(photo: Path) -> list[BadInput]:
         BadInput("file name with ../ and backslashes", "..\\..\\..%2F..%2Fetc_passwd.jpg", jpeg, ANALYSED),
         BadInput("unicode file name", "éruption_皮疹_😷 фото.jpg", jpeg, ANALYSED),
         BadInput("very long file name", "x" * 230 + ".jpg", jpeg, ANALYSED),
-        BadInput("file name with a newline and HTML", "line\nbreak <script>alert(1)</script>.jpg", jpeg, ANALYSED),
+        BadInput("file name with a newline and HTML", "line\nbreak <img src=x onerror=alert(1)>.jpg", jpeg, ANALYSED),
         BadInput("WebP, lossy", "photo.webp", _save(rgb, "WEBP", quality=80), ANALYSED),
     ]
     assert len({i.kind for i in items}) == len(items) and len({i.name for i in items}) == len(items)
