@@ -1,4 +1,4 @@
-"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,report,add-reviewer} ...``.
+"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,report,add-reviewer,backup,restore}``.
 
 Known failures print ``error: <one sentence>`` on stderr and exit 2, with no traceback; imports run in
 one transaction, so a rejected import leaves the database as it was.
@@ -83,6 +83,26 @@ def _add_reviewer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    counts = backup(args.db, args.out)
+    print(f"backed up {args.db} to {args.out}: {counts['cases']} case(s), {counts['reviewers']} reviewer(s), "
+          f"{counts['verdicts']} verdict(s); integrity check ok")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .backup import restore
+
+    counts, kept = restore(args.backup, args.db, replace=args.replace)
+    if kept is not None:
+        print(f"the database it replaced was saved as {kept}")
+    print(f"restored {args.backup} into {args.db}: {counts['cases']} case(s), {counts['reviewers']} reviewer(s), "
+          f"{counts['verdicts']} verdict(s); integrity check ok")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clinical",
                                      description="MIM clinical module: cases, model runs, verdicts, reports.")
@@ -120,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("reviewer", "admin"), default="reviewer")
     p.add_argument("--credential-stdin", action="store_true", help="read the credential from the first stdin line")
     p.set_defaults(run=_add_reviewer)
+
+    p = sub.add_parser("backup", help="online backup (SQLite backup API) into a new, checked, single file")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", required=True, help="the backup file to create (never overwritten)")
+    p.set_defaults(run=_backup)
+
+    p = sub.add_parser("restore", help="restore a backup (the database it replaces is kept beside it)")
+    p.add_argument("--from", dest="backup", required=True, metavar="BACKUP", help="a file written by backup")
+    p.add_argument("--db", required=True)
+    p.add_argument("--replace", action="store_true", help="overwrite an existing database (a copy is kept)")
+    p.set_defaults(run=_restore)
     return parser
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .models import model_version
 from .store import ClinicalError, ReviewSession, Store
 
 
@@ -36,6 +35,15 @@ class ReviewItem:
 def _recorded(store: Store, session: ReviewSession) -> set[tuple[str, str]]:
     return {(r["case_id"], r["phase"]) for r in store.query(
         "SELECT DISTINCT case_id, phase FROM verdicts WHERE reviewer_id = ?", [session.reviewer_id])}
+
+
+def _model_version(detector: Any) -> str | None:
+    """The detector's model version; :mod:`clinical.models` (and torch) is imported only when there is one."""
+    if detector is None:
+        return None
+    from .models import model_version
+
+    return model_version(detector.card)
 
 
 def next_item(store: Store, session: ReviewSession) -> ReviewItem | None:
@@ -78,7 +86,7 @@ def record_verdict(store: Store, session: ReviewSession, expected: tuple[str, st
     if not label:
         raise ClinicalError("Choose a verdict before saving.")
     # the app's model version, recorded in both phases (in the unaided one it was not shown yet)
-    version = model_version(detector.card) if detector is not None else None
+    version = _model_version(detector)
     verdict_id = store.add_verdict(session, item.case_id, item.phase, label, int(confidence), lead_time_s,
                                    model_version=version, comment=comment)
     return (f"Saved {item.phase} verdict #{verdict_id} for case {item.position} of {item.total} "
@@ -88,7 +96,7 @@ def record_verdict(store: Store, session: ReviewSession, expected: tuple[str, st
 def mim_panels(store: Store, detector: Any, case_id: str) -> tuple[str, list[tuple[np.ndarray, str]]]:
     """The model output for the aided phase: a summary line and (image, caption) panels."""
     analysis = detector.analyze(store.case_png(case_id))
-    text = (f"**MIM ({model_version(detector.card)}):** {analysis.verdict.value} — score {analysis.score:.4f}, "
+    text = (f"**MIM ({_model_version(detector)}):** {analysis.verdict.value} — score {analysis.score:.4f}, "
             f"threshold {analysis.threshold:.4f} (higher = less mpox-like). {analysis.reason}")
     panels: list[tuple[np.ndarray, str]] = [(analysis.original, "model input (central crop)")]
     for index, scale in enumerate(analysis.scales):
