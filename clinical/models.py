@@ -2,9 +2,10 @@
 
 Every ``weights/*.json`` with a ``kind`` is a model card; the weights file beside it (``weights_file``,
 else the card's stem + ``.pt``) is the model. The card's ``kind`` picks a scorer factory from a small
-registry: ``"mim"`` is built in (:class:`MIMScorer`); classifier baselines (issue #6) add theirs with
-:func:`register_scorer`. A scorer returns (score, label) for one decoded RGB photo; the card's
-``score_direction`` says which way the score points, and its ``threshold.value`` is the pre-set cut.
+registry: ``"mim"`` (:class:`MIMScorer`) and ``"classifier"`` (the baselines of issue #6) are built in;
+other kinds add theirs with :func:`register_scorer`. A scorer returns (score, label) for one decoded RGB
+photo; the card's ``score_direction`` says which way the score points, and its ``threshold.value`` is the
+pre-set cut.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ class MIMScorer:
 
 
 register_scorer("mim", MIMScorer.load)
+
+
+def classifier_scorer(weights: Path, card: dict[str, Any]) -> Scorer:
+    """Classifier baselines (issue #6) through :class:`mim_core.classifier.ClassifierDetector`, which verifies
+    the weights' sha256 and gives (P(mpox), verdict); their cards say "higher = more mpox-like"."""
+    from mim_core.classifier import ClassifierDetector
+
+    return ClassifierDetector.load(weights)
+
+
+register_scorer("classifier", classifier_scorer)
 
 
 def mpox_when(card: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mim_core {train,score,evaluate} ...``."""
+"""Command line: ``python -m mim_core {train,score,evaluate,train-classifier,benchmark} ...``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dermnet-short-side", type=int,
                    help="stress check: shrink DermNet photos to this short side first (224 = MSLD's scale)")
     p.set_defaults(run=_evaluate)
+
+    from .cli_baselines import add_commands
+
+    add_commands(sub)  # train-classifier, benchmark (issue #6)
     return parser
 
 

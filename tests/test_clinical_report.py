@@ -51,14 +51,15 @@ def test_run_models_uses_cards_and_the_registry(store: Store, tmp_path: Path):
             "threshold": {"value": 127.5}}
     (weights / "toy.json").write_text(json.dumps(card))
     (weights / "cnn.json").write_text(json.dumps({"name": "cnn", "kind": "classifier", "weights_file": "cnn.pt"}))
-    (weights / "vit.json").write_text(json.dumps({"name": "vit", "kind": "classifier", "weights_file": "vit.bin"}))
+    vit = {"name": "vit", "kind": "vision-transformer", "weights_file": "vit.bin"}  # a kind nobody registered
+    (weights / "vit.json").write_text(json.dumps(vit))
     (weights / "vit.bin").write_bytes(b"x")
     models.register_scorer("toy", MeanBrightness)
     notes: list[str] = []
     first = models.run_models(store, weights, log=notes.append)
     assert [(s["model"], s["scored"], s["already"]) for s in first] == [("toy", 2 * N_PER_CLASS, 0)]
     assert any("cnn: skipped, weights file cnn.pt not present" in n for n in notes)
-    assert any("vit: skipped, no scorer registered for kind 'classifier'" in n for n in notes)
+    assert any("vit: skipped, no scorer registered for kind 'vision-transformer'" in n for n in notes)
     again = models.run_models(store, weights, log=notes.append)
     assert [(s["scored"], s["already"]) for s in again] == [(0, 2 * N_PER_CLASS)]
     run = store.runs()[0]

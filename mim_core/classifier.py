@@ -1,0 +1,268 @@
+"""Classifier baselines (issue #6): torchvision ResNet-18 / MobileNetV3-small, binary mpox vs non-mpox.
+
+They exist to test MIM's case against classifiers on the same data, the same split and the same
+preprocessing. Architectures come from torchvision with ``weights=None``: they are trained from scratch,
+because no pretrained weights can be downloaded on the machines this project runs on.
+
+A shipped classifier is ``NAME.pt`` (the config that built it + its state dict, stored in fp16) with its
+model card ``NAME.json`` beside it, exactly like MIM's. :class:`ClassifierDetector` loads one (verifying
+the weights' sha256 against the card) and answers with the same score-style interface as
+:class:`mim_core.detector.MIMDetector`: ``analyze(image)`` returns an object with ``score``,
+``threshold``, ``verdict``, ``reason`` and ``summary()``. Score: probability of mpox, **higher = more
+mpox-like** (the opposite of MIM's direction; every card says which way its score points).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+from PIL import Image
+
+from .checkpoint import WeightsError, load_card, save_torch, sha256_file
+from .config import PreprocessConfig
+from .data import decode_image, preprocess
+from .detector import Verdict
+
+WEIGHTS_FORMAT = "mim-classifier-v1"
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
+NEGATIVE_SETS = ("others", "others+dev")
+SCORE_DIRECTION = "higher = more mpox-like"
+# Fixed input normalisation (inputs are [0, 1] RGB); ImageNet statistics, a convention, not pretraining.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything that defines a classifier baseline and how it is trained.
+
+    ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
+    (also the 10 DermNet dev classes). Training draws balanced batches (half mpox, half negatives).
+    ``load_short_side``: photos with a longer short side are shrunk to it once at load (area
+    resampling) to bound memory; the random crops (40-85 % of the short side) still reach the model at
+    its input size or above.
+    """
+
+    arch: str = "resnet18"
+    negatives: str = "others"
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 30
+    bn_momentum: float = 0.1  # torchvision's MobileNetV3 uses 0.01 (tuned for long ImageNet runs): its eval
+    # statistics then lag hundreds of steps behind the weights in a 600-step run
+    eval_every: int = 50
+    seed: int = 0
+    split_seed: int = 0
+    threads: int = 1
+    load_short_side: int = 320
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        if self.negatives not in NEGATIVE_SETS:
+            raise ValueError(f"Unknown negative set {self.negatives!r}; choose one of {', '.join(NEGATIVE_SETS)}.")
+        if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1:
+            raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error so stale files fail loudly."""
+        values = dict(data)
+        values["preprocess"] = PreprocessConfig(**values.get("preprocess", {}))
+        return cls(**values)
+
+
+class BinaryClassifier(nn.Module):
+    """A torchvision backbone with one output logit; normalisation is part of the model.
+
+    Forward: (B, 3, H, W) RGB in [0, 1] -> (B,) logits of "mpox".
+    """
+
+    def __init__(self, arch: str, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        if arch == "resnet18":
+            self.net = torchvision.models.resnet18(weights=None, num_classes=1)
+        elif arch == "mobilenet_v3_small":
+            self.net = torchvision.models.mobilenet_v3_small(weights=None, num_classes=1)
+        else:
+            raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        for module in self.net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = bn_momentum
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.mean) / self.std).squeeze(1)
+
+
+def build_model(config: ClassifierConfig, seed: int) -> BinaryClassifier:
+    """Fresh model; layer initialisation draws from a forked, seeded global RNG (left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BinaryClassifier(config.arch, config.bn_momentum)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def export_classifier(path: str | os.PathLike, state: dict[str, torch.Tensor], config: ClassifierConfig) -> str:
+    """Write the deployable weights (config + state dict with floating tensors in fp16); returns sha256.
+
+    fp16 halves the file (ResNet-18: 45 -> 22 MB). The card's numbers are measured on these stored
+    weights (loaded back to fp32), so the rounding is part of what is evaluated.
+    """
+    half = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+            for k, v in state.items()}
+    save_torch(path, {"format": WEIGHTS_FORMAT, "config": config.to_dict(), "state_dict": half})
+    return sha256_file(path)
+
+
+def load_classifier(weights: str | os.PathLike, expected_sha256: str | None) -> tuple[BinaryClassifier, ClassifierConfig]:
+    """Verify the sha256 (when given) and build the classifier in eval mode (fp32)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise WeightsError(f"Weights file {weights} not found. Train one with `python -m mim_core train-classifier`.")
+    if expected_sha256 is not None:
+        actual = sha256_file(weights)
+        if actual != expected_sha256:
+            raise WeightsError(
+                f"Weights file {weights} does not match its model card (sha256 {actual[:12]}… vs "
+                f"{expected_sha256[:12]}…): it is corrupt or was replaced. Restore the shipped file.")
+    try:
+        blob = torch.load(weights, map_location="cpu", weights_only=True)
+        if blob.get("format") != WEIGHTS_FORMAT:
+            raise ValueError(f"format {blob.get('format')!r}, expected {WEIGHTS_FORMAT!r}")
+        config = ClassifierConfig.from_dict(blob["config"])
+        model = BinaryClassifier(config.arch, config.bn_momentum)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except Exception as err:  # any failure here means the file is not a classifier weights file
+        raise WeightsError(f"{weights} is not a readable classifier weights file ({err}).") from err
+    return model.eval(), config
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """(N, 3, H, W) preprocessed images in [0, 1] -> (N,) float64 mpox probabilities."""
+    model.eval()
+    out = [torch.sigmoid(model(images[i:i + batch_size].float())).double().cpu().numpy()
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A classifier's answer for one photo, shaped like :class:`mim_core.detector.Analysis`'s summary.
+
+    ``original`` is the model's view, (H, W, 3) uint8.
+    """
+
+    score: float
+    threshold: float
+    verdict: Verdict
+    reason: str
+    original: np.ndarray = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "verdict": self.verdict.value, "reason": self.reason}
+
+
+class ClassifierDetector:
+    """A classifier baseline behind the same interface as MIMDetector. Score = P(mpox), higher = more
+    mpox-like; the verdict compares it with the card's threshold (set on the validation split).
+
+    The verdict comes from the classifier alone: unlike MIM's, no image-quality gate is applied (the
+    benchmark reports what the same model-free gate would change).
+    """
+
+    score_direction = SCORE_DIRECTION
+
+    def __init__(self, model: BinaryClassifier, config: ClassifierConfig, threshold: float,
+                 card: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.threshold = float(threshold)
+        self.card = card or {}
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike, threads: int | None = None,
+             require_threshold: bool = True) -> "ClassifierDetector":
+        """Load weights + the card beside them, verifying the weights' sha256 against the card.
+
+        Raises:
+            WeightsError: missing card or weights, a sha256 mismatch, a card of another kind, or no threshold.
+        """
+        if threads:
+            torch.set_num_threads(threads)
+        card = load_card(weights)
+        if card.get("kind") != "classifier":
+            raise WeightsError(f"The card beside {weights} is of kind {card.get('kind')!r}, not a classifier.")
+        model, config = load_classifier(weights, card.get("weights_sha256"))
+        threshold = card.get("threshold", {}).get("value")
+        if threshold is None:
+            if require_threshold:
+                raise WeightsError(f"The model card of {weights} has no calibrated threshold; retrain it with "
+                                   "`python -m mim_core train-classifier` to set one.")
+            threshold = float("nan")
+        return cls(model, config, threshold, card)
+
+    def score_tensors(self, images: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) preprocessed images -> (B,) mpox probabilities."""
+        return predict_proba(self.model, images)
+
+    def analyze(self, image: ImageInput) -> Prediction:
+        """Classify one photo (path, bytes, PIL image or (H,W,3) uint8 array).
+
+        Raises:
+            ImageDecodeError: the input cannot be read as a photo (message is user-facing).
+        """
+        return self.analyze_batch([image])[0]
+
+    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
+        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
+        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
+        results = []
+        for tensor, prob in zip(tensors, self.score_tensors(tensors)):
+            if prob >= self.threshold:
+                verdict, reason = Verdict.MPOX_LIKE, (
+                    f"The classifier gives this photo an mpox probability of {prob:.2f}, at or above its threshold.")
+            else:
+                verdict, reason = Verdict.NOT_MPOX_LIKE, (
+                    f"The classifier gives this photo an mpox probability of {prob:.2f}, below its threshold.")
+            original = (tensor.permute(1, 2, 0) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+            results.append(Prediction(float(prob), self.threshold, verdict, reason, original))
+        return results
+
+    def score(self, image: Image.Image) -> tuple[float, str]:
+        """(score, label) for one upright RGB photo: the clinical module's Scorer protocol."""
+        prediction = self.analyze(image)
+        return prediction.score, prediction.verdict.value
+
+
+def load_detector(weights: str | os.PathLike, threads: int | None = None) -> Any:
+    """MIMDetector or ClassifierDetector, picked by the card's ``kind``."""
+    kind = load_card(weights).get("kind")
+    if kind == "classifier":
+        return ClassifierDetector.load(weights, threads=threads)
+    if kind == "mim":
+        from .detector import MIMDetector
+
+        return MIMDetector.load(weights, threads=threads)
+    raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected 'mim' or 'classifier'.")

@@ -1,0 +1,258 @@
+"""Training a classifier baseline and writing its model card (``python -m mim_core train-classifier``).
+
+Data, on the fixed protocol's split:
+
+- positives: the MSLD mpox split of :func:`mim_core.train.mpox_split` (train / val / test by source photo);
+- negatives: ``MSLD_v1/Others`` split the same way (60/15/25 % by source photo: ``11.jpg`` and
+  ``11_1.jpg`` are crops of one photo), and for ``others+dev`` also the 10 DermNet *dev* classes
+  (85/15 % train/val; dev classes are never reported on). The 21 DermNet test classes are never seen.
+
+The checkpoint with the lowest class-balanced validation loss is kept. The threshold uses MIM's rule so
+that verdicts compare like with like: the lowest mpox probability over the mpox val photos (every val
+mpox photo is called mpox-like; split-conformal sensitivity >= n/(n+1)). Youden's threshold on the same
+val split is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from .augment import augment
+from .card import CARD_FORMAT, manifest_sha256
+from .checkpoint import card_path, save_json
+from .classifier import (SCORE_DIRECTION, ClassifierConfig, build_model, count_parameters, export_classifier,
+                         load_classifier, predict_proba)
+from .data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
+from .protocol import DEV_CLASSES, OTHERS
+from .stats import auroc_ci
+
+PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
+                   "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
+LIMITATIONS = [
+    "Research baseline only: it does not diagnose mpox or any other disease.",
+    PRETRAINED_NOTE,
+    "Trained on about 60 web-scraped mpox photos and a few hundred negatives; it has only seen the negative "
+    "classes named in its card and may call anything else mpox.",
+    "The score is a probability from a model trained on balanced batches; it is not calibrated to any "
+    "real-world prevalence.",
+]
+
+
+@dataclass(frozen=True)
+class ClassifierSplit:
+    """Positives (mpox) and negatives per part: ``{"train"|"val"|"test": [ImageRecord, ...]}``."""
+
+    positives: dict[str, list[ImageRecord]]
+    negatives: dict[str, list[ImageRecord]]
+
+    def as_paths(self) -> dict[str, dict[str, list[str]]]:
+        return {side: {part: [r.path for r in items] for part, items in getattr(self, side).items()}
+                for side in ("positives", "negatives")}
+
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_paths(), sort_keys=True).encode()).hexdigest()
+
+
+def classifier_split(data_root: str | Path, negatives: str, split_seed: int) -> ClassifierSplit:
+    """The classifier's split (see module doc); the mpox part is the protocol's, identical to MIM's."""
+    from .train import mpox_split
+
+    mpox = mpox_split(data_root, split_seed)
+    records = scan_dataset(data_root)
+    others = [r for r in records if f"{r.dataset}/{r.label_class}" == OTHERS]
+    if not others:
+        raise FileNotFoundError(f"No {OTHERS} images under {data_root}.")
+    neg = group_split(others, (0.6, 0.15, 0.25), split_seed)
+    if negatives == "others+dev":
+        dev = [r for r in records if r.dataset == "DermNetNZ" and r.label_class in DEV_CLASSES]
+        dev_parts = group_split(dev, (0.85, 0.15, 0.0), split_seed)
+        neg = {part: sorted(neg[part] + dev_parts[part], key=lambda r: r.path) for part in neg}
+    return ClassifierSplit({"train": mpox.train, "val": mpox.val, "test": mpox.test}, neg)
+
+
+def _load_uint8(path: Path, short_side: int) -> torch.Tensor:
+    """Decoded photo as (3, H, W) uint8, shrunk (area) so its short side is at most ``short_side``."""
+    image = decode_image(path)
+    if min(image.size) > short_side:
+        factor = short_side / min(image.size)
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BOX)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+
+
+def _balanced_loss(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean of the positives' and the negatives' mean BCE (so the larger class does not dominate)."""
+    losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return float((losses[labels == 1].mean() + losses[labels == 0].mean()) / 2)
+
+
+def _lr_factor(step: int, config: ClassifierConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the base rate."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress))
+
+
+def train_classifier(data_root: str | Path, out_dir: str | Path, config: ClassifierConfig,
+                     device: str = "cpu", log=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
+    """Train from scratch and export ``out_dir/model.pt`` (+ ``training.json``); returns the weights path.
+
+    Every random draw (batches, crops, flips, jitter, layer init, dropout) comes from generators seeded
+    by ``config.seed``; the global RNG is forked around training and left untouched.
+    """
+    torch.set_num_threads(config.threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(data_root)
+    split = classifier_split(root, config.negatives, config.split_seed)
+    pos_train = [_load_uint8(root / r.path, config.load_short_side) for r in split.positives["train"]]
+    neg_train = [_load_uint8(root / r.path, config.load_short_side) for r in split.negatives["train"]]
+    val_records = split.positives["val"] + split.negatives["val"]
+    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in val_records])
+    val_labels = torch.tensor([1.0] * len(split.positives["val"]) + [0.0] * len(split.negatives["val"]))
+    log(f"{config.arch} vs {config.negatives}: train {len(pos_train)} mpox / {len(neg_train)} negatives, "
+        f"val {len(split.positives['val'])} / {len(split.negatives['val'])}")
+
+    rng = torch.Generator().manual_seed(config.seed)
+    half = config.batch_size // 2
+    size = config.preprocess.size
+    history: list[dict[str, Any]] = []
+    started = time.time()
+    with torch.random.fork_rng(devices=[]):  # dropout (MobileNet) draws from the global RNG: seed a fork of it
+        torch.manual_seed(config.seed)
+        if device.startswith("cuda"):
+            torch.cuda.manual_seed_all(config.seed)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        model = build_model(config, config.seed).to(device)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        best = {"loss": float("inf"), "step": 0, "state": copy.deepcopy(model.state_dict())}
+        for step in range(config.steps):
+            for group in optimiser.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, config)
+            pos_pick = torch.randint(len(pos_train), (half,), generator=rng)
+            neg_pick = torch.randint(len(neg_train), (config.batch_size - half,), generator=rng)
+            views = [augment(pos_train[int(i)].float() / 255, size, rng) for i in pos_pick]
+            views += [augment(neg_train[int(i)].float() / 255, size, rng) for i in neg_pick]
+            images = torch.stack(views).to(device)
+            labels = torch.tensor([1.0] * half + [0.0] * (config.batch_size - half), device=device)
+            model.train()
+            loss = F.binary_cross_entropy_with_logits(model(images), labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            done = step + 1
+            if done % config.eval_every == 0 or done == config.steps:
+                model.eval()
+                with torch.inference_mode():
+                    logits = torch.cat([model(val_images[i:i + 64].to(device)).cpu()
+                                        for i in range(0, len(val_images), 64)])
+                val_loss = _balanced_loss(logits, val_labels)
+                val_auroc = float(roc_auc_score(val_labels.numpy(), logits.numpy()))
+                history.append({"step": done, "train_loss": round(loss.item(), 5), "val_loss": round(val_loss, 5),
+                                "val_auroc": round(val_auroc, 4), "seconds": round(time.time() - started, 1)})
+                if val_loss < best["loss"]:
+                    best = {"loss": val_loss, "step": done,
+                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                log(f"step {done}/{config.steps}: train loss {loss.item():.4f}, val loss {val_loss:.4f}, "
+                    f"val AUROC {val_auroc:.3f} (best loss at {best['step']}) [{time.time() - started:.0f} s]")
+    weights = out_dir / "model.pt"
+    sha = export_classifier(weights, best["state"], config)
+    save_json(out_dir / "training.json", {
+        "split": split.as_paths(), "split_sha256": split.sha256(), "best_step": best["step"],
+        "best_val_loss": round(best["loss"], 6), "train_seconds": round(time.time() - started, 1),
+        "history": history, "weights_sha256": sha, "parameters": count_parameters(model),
+        "threads": config.threads, "device": device,
+    })
+    return weights
+
+
+def groups_of(paths: list[str]) -> list[str]:
+    """Source-photo group of each data-root-relative path ``<dataset>/<class>/<file>``."""
+    return [source_group(*p.split("/", 2)) for p in paths]
+
+
+def _at_threshold(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[str, float]:
+    return {"sensitivity": round(float((pos >= threshold).mean()), 4),
+            "specificity": round(float((neg < threshold).mean()), 4)}
+
+
+def write_classifier_card(weights: str | Path, data_root: str | Path, command: str, name: str) -> dict[str, Any]:
+    """Card beside freshly exported weights (from ``training.json`` in the same folder): threshold from the
+    val split, metrics of the *stored* weights on val and on the mpox test vs negatives' test split."""
+    weights, root = Path(weights), Path(data_root)
+    training = json.loads((weights.parent / "training.json").read_text())
+    model, config = load_classifier(weights, training["weights_sha256"])
+    split = training["split"]
+
+    def probs(paths: list[str]) -> np.ndarray:
+        images = torch.stack([load_tensor(root / p, config.preprocess) for p in paths])
+        return predict_proba(model, images)
+
+    pos_val, neg_val = probs(split["positives"]["val"]), probs(split["negatives"]["val"])
+    pos_test, neg_test = probs(split["positives"]["test"]), probs(split["negatives"]["test"])
+    threshold = float(pos_val.min())
+    labels = np.r_[np.ones(len(pos_val)), np.zeros(len(neg_val))]
+    fpr, tpr, cuts = roc_curve(labels, np.r_[pos_val, neg_val])
+    youden = float(cuts[1:][int(np.argmax((tpr - fpr)[1:]))])  # cuts[0] is +inf (nothing called mpox)
+    test_auroc = auroc_ci(-pos_test, -neg_test, groups_of(split["positives"]["test"]),
+                          groups_of(split["negatives"]["test"]))
+    negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
+                      else "MSLD_v1/Others and the 10 DermNet dev classes")
+    card = {
+        "format": CARD_FORMAT,
+        "name": name,
+        "kind": "classifier",
+        "description": f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs "
+                       f"{negatives_text}. The score is the predicted probability of mpox.",
+        "score_direction": SCORE_DIRECTION,
+        "weights_file": weights.name,
+        "weights_sha256": training["weights_sha256"],
+        "config": config.to_dict(),
+        "training": {
+            "command": command, "seed": config.seed, "split_seed": config.split_seed, "steps": config.steps,
+            "best_step_by_val_loss": training["best_step"], "train_seconds": training["train_seconds"],
+            "threads": training["threads"], "device": training["device"], "parameters": training["parameters"],
+            "pretrained": False, "pretrained_note": PRETRAINED_NOTE,
+            "storage": "state dict stored in fp16 (loaded as fp32); every number below is measured on the stored weights",
+            "history": training["history"],
+        },
+        "data": {
+            "root": "../shared/data", "manifest_sha256": manifest_sha256(root),
+            "train_uses": f"MSLD_v1/Monkeypox train split (positives) and the train split of {negatives_text} "
+                          "(negatives); the 21 DermNet test classes are never used",
+            "split_rule": "MSLD mpox and MSLD Others each split by source photo (file-name prefix before the last "
+                          "'_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes 85/15 % "
+                          "train/val by file",
+        },
+        "split": split, "split_sha256": training["split_sha256"],
+        "threshold": {
+            "value": threshold,
+            "method": f"lowest mpox probability over the {len(pos_val)} mpox val images (MIM's rule: every val "
+                      f"mpox photo called mpox-like; split-conformal sensitivity >= {len(pos_val)}/{len(pos_val) + 1})",
+            "youden_on_val": youden,
+            "val_scores": [round(float(s), 6) for s in pos_val],
+        },
+        "evaluation": {
+            "val": {"auroc": round(float(roc_auc_score(labels, np.r_[pos_val, neg_val])), 4),
+                    "n_pos": len(pos_val), "n_neg": len(neg_val), **_at_threshold(pos_val, neg_val, threshold)},
+            "test_vs_negatives_test_split": {**test_auroc.as_dict(), **_at_threshold(pos_test, neg_test, threshold)},
+            "note": "AUROC for detecting mpox with a 95 % bootstrap CI over source photos. Unseen classes, noise and "
+                    "abnormal inputs: `python -m mim_core benchmark` (docs/benchmark.md).",
+        },
+        "limitations": LIMITATIONS,
+    }
+    save_json(card_path(weights), card)
+    return card
