@@ -49,6 +49,11 @@ def _png(fig: plt.Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _plain(text: str) -> str:
+    """Names as literal plot text: an unescaped ``$`` would start matplotlib mathtext (and can fail to parse)."""
+    return text.replace("$", r"\$")
+
+
 def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
     """ROC curves of every model, each model's operating point, and each reviewer unaided -> aided."""
     if not any("roc" in c for c in curves.values()) and not metrics["reviewers"]:
@@ -59,7 +64,7 @@ def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
             continue
         model = metrics["models"][name]
         fpr, tpr = curve["roc"]
-        ax.plot(fpr, tpr, lw=1.8, label=f"{name} (AUROC {model['auroc']:.3f})")
+        ax.plot(fpr, tpr, lw=1.8, label=f"{_plain(name)} (AUROC {model['auroc']:.3f})")
         if model["sensitivity"] is not None and model["specificity"] is not None:
             ax.plot(1 - model["specificity"], model["sensitivity"], "o", ms=7, color=ax.lines[-1].get_color())
     for reviewer, phases in metrics["reviewers"].items():
@@ -70,11 +75,12 @@ def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
         for (x, y), phase in zip(points, PHASES):
             ax.plot(x, y, "s", mfc="white" if phase == "unaided" else "0.2", mec="0.2", ms=6)
         if points:
-            ax.text(points[-1][0] + 0.01, points[-1][1] - 0.03, reviewer, fontsize=7)
+            ax.text(points[-1][0] + 0.01, points[-1][1] - 0.03, _plain(reviewer), fontsize=7)
     ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="1 - specificity", ylabel="sensitivity",
            title="Detecting mpox: models (curves, ● threshold)\nreviewers (□ unaided → ■ aided)")
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 

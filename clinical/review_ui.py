@@ -9,18 +9,23 @@ Mount it inside any ``gr.Blocks``::
 
 Handlers only translate between widgets and :mod:`clinical.review`; each call opens its own database
 connection. The session token lives in ``gr.State`` (server side), so every read and write is scoped
-to the signed-in reviewer. API names are prefixed ``review_`` so they cannot clash with the demo's.
+to the signed-in reviewer; values a client sends for a ``gr.State`` are ignored by Gradio. Admin-only
+actions (creating reviewers, exporting the report) check the role on the server, not just hide the
+widgets. API names are prefixed ``review_`` so they cannot clash with the demo's.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from .review import MY_VERDICT_HEADERS, mim_panels, my_verdicts, next_item, progress_text, record_verdict
@@ -28,14 +33,19 @@ from .schema import LABELS, ROLES
 from .store import ClinicalError, Store
 
 NOT_SIGNED_IN = "Please sign in first."
+REPORT_FILES = ("report.html", "metrics.json", "verdicts.csv", "predictions.csv")
+log = logging.getLogger(__name__)
 
 
 class ReviewHandlers:
     """The tab's event handlers, UI-agnostic enough to be called directly in tests."""
 
-    def __init__(self, db_path: str | Path, detector: Any) -> None:
+    def __init__(self, db_path: str | Path, detector: Any, report_root: str | Path | None = None,
+                 report_boot: int = 2000) -> None:
         self.store = Store(db_path)
         self.detector = detector
+        self.report_root = Path(report_root or get_upload_folder())
+        self.report_boot = report_boot
 
     # Every screen refresh returns the same tuple; see ``build_review_tab`` for the matching outputs.
     def screen(self, token: str | None, message: str) -> tuple:
@@ -63,7 +73,10 @@ class ReviewHandlers:
                 text, panels, None, 3, "", gr.update(value=button, interactive=True), admin)
 
     def sign_in(self, reviewer_id: str, credential: str) -> tuple:
-        result = self.store.sign_in(reviewer_id or "", credential or "")
+        try:
+            result = self.store.sign_in(reviewer_id or "", credential or "")
+        except ClinicalError as err:  # rate limited
+            return self.screen(None, f"Sign-in refused: {err}")
         if result is None:
             return self.screen(None, "Sign-in failed: unknown reviewer or wrong credential.")
         token, session = result
@@ -99,6 +112,22 @@ class ReviewHandlers:
         except ClinicalError as err:
             return f"Not created: {err}"
         return f"Created {role} '{reviewer_id.strip()}'. Give them their credential in person."
+
+    def report(self, token: str | None) -> tuple[str, list[str] | None]:
+        """Admin only: write the validation report (all reviewers' verdicts) and return its files."""
+        session = self.store.session(token)
+        if session is None or session.role != "admin":
+            return "Only an admin can export the validation report.", None
+        from .report import write_report
+
+        folder = Path(self.report_root) / f"mim-report-{uuid.uuid4().hex}"  # Gradio's cache: served, aged out
+        try:
+            write_report(self.store, folder, n_boot=self.report_boot)
+        except (ClinicalError, ValueError) as err:
+            log.exception("report failed")
+            return f"The report could not be written: {err}", None
+        return (f"Report written for {session.display_name}: report.html, metrics.json, verdicts.csv, "
+                "predictions.csv.", [str(folder / name) for name in REPORT_FILES])
 
 
 def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") -> ReviewHandlers:
@@ -143,6 +172,9 @@ def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") 
             new_credential = gr.Textbox(label="Credential (8+ characters)", type="password")
             create = gr.Button("Create reviewer")
             admin_status = gr.Markdown()
+            export = gr.Button("Export the validation report (all reviewers)")
+            report_status = gr.Markdown()
+            report_files = gr.File(label="Report files", file_count="multiple", interactive=False)
         screen = [token, current, shown_at, status, signin_box, work_box, progress, photo, mim_box, mim_text,
                   mim_gallery, verdict, confidence, comment, save, admin_box]
         sign_in.click(handlers.sign_in, [reviewer_id, credential], screen, api_name="review_sign_in")
@@ -152,4 +184,5 @@ def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") 
         mine.click(handlers.mine, [token], [table], api_name="review_my_verdicts")
         create.click(handlers.create_reviewer, [token, new_id, new_name, new_role, new_credential], [admin_status],
                      api_name="review_create_reviewer")
+        export.click(handlers.report, [token], [report_status, report_files], api_name="review_report")
     return handlers

@@ -152,6 +152,13 @@ def m002_session_end(db: Database) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN ended_at TEXT")
 
 
+@MIGRATIONS(name="m003_sign_in_failures")
+def m003_sign_in_failures(db: Database) -> None:
+    """Failed sign-ins per reviewer id, for rate limiting (see :mod:`clinical.signin`)."""
+    db.executescript("CREATE TABLE sign_in_failures (reviewer_id TEXT NOT NULL, at TEXT NOT NULL);"
+                     "CREATE INDEX sign_in_failures_id_at ON sign_in_failures(reviewer_id, at);")
+
+
 def migrate(db: Database) -> None:
     """Bring ``db`` to the current schema (WAL on, pending migrations applied; idempotent)."""
     db.enable_wal()

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from sqlite_utils import Database
 
-from . import APP_VERSION
+from . import APP_VERSION, signin
 from .credentials import check_strength, hash_credential, new_token, token_digest, verify_credential
 from .schema import LABELS, PHASES, ROLES, migrate
 
@@ -185,6 +185,7 @@ class Store:
                                 [hash_credential(credential), reviewer_id])
             if cursor.rowcount != 1:
                 raise ClinicalError(f"No reviewer with id '{reviewer_id}'.")
+            signin.clear_failures(db, reviewer_id)  # an admin reset also lifts a sign-in lockout
 
     def reviewers(self) -> list[dict[str, Any]]:
         """Reviewer ids, names and roles (never credential hashes)."""
@@ -192,14 +193,28 @@ class Store:
                           "FROM reviewers ORDER BY id")
 
     def sign_in(self, reviewer_id: str, credential: str) -> tuple[str, ReviewSession] | None:
-        """Check the credential; on success open a review session and return (token, session)."""
+        """Check the credential; on success open a review session and return (token, session); None when
+        the id or credential is wrong.
+
+        Raises:
+            ClinicalError: too many failed sign-ins for this id recently (see :mod:`clinical.signin`);
+                the credential is then not even checked.
+        """
+        reviewer_id = reviewer_id.strip()
+        with self.connect() as db:
+            wait = signin.seconds_locked(db, reviewer_id)
+        if wait:
+            raise ClinicalError(signin.locked_message(wait))
         rows = self.query("SELECT id, display_name, role, credential_hash FROM reviewers WHERE id = ?",
-                          [reviewer_id.strip()])
+                          [reviewer_id])
         stored = rows[0]["credential_hash"] if rows else None
         if not verify_credential(credential, stored) or not rows:
+            with self.write() as db:
+                signin.record_failure(db, reviewer_id)
             return None
         token, session_id = new_token(), uuid.uuid4().hex
         with self.write() as db:
+            signin.clear_failures(db, reviewer_id)
             db["sessions"].insert({"id": session_id, "reviewer_id": rows[0]["id"], "kind": "review",
                                    "token_sha256": token_digest(token), "started_at": utc_now(),
                                    "app_version": APP_VERSION, "source": None})

@@ -47,7 +47,7 @@ def test_migrations_from_empty_and_reapplied(tmp_path: Path):
     assert db.table_names() == []
     migrate(db)
     assert TABLES <= set(db.table_names())
-    names = ["m001_initial", "m002_session_end"]
+    names = ["m001_initial", "m002_session_end", "m003_sign_in_failures"]
     assert [m.name for m in MIGRATIONS.applied(db)] == names
     assert "ended_at" in db["sessions"].columns_dict and db.journal_mode == "wal"
     db["reviewers"].insert({"id": "x", "display_name": "X", "role": "reviewer", "created_at": "now"})
