@@ -1,0 +1,334 @@
+"""The robustness benchmark (issue #6): MIM against every classifier baseline card in a weights folder.
+
+Three parts, every model on exactly the same images and the same model view (the protocol's centre
+crop at model resolution):
+
+(a) **Unseen categories**: mpox test photos vs each of the 21 DermNet *test* classes (no model trained or
+    chose anything on them), their mean and the pooled set, plus MSLD Others' *test* split (the
+    classifiers trained on Others' train split; MIM on no negative at all). AUROC with the group-bootstrap
+    CIs of :mod:`mim_core.report` / :mod:`mim_core.stats`.
+(b) **Noise**: mpox test, Others test and the first ``noise_per_class`` photos of each DermNet test class,
+    each under every corruption of :mod:`mim_core.corruptions` at each severity; AUROC vs severity.
+(c) **Abnormal inputs** (:mod:`mim_core.abnormal`): the fraction each model calls mpox, and the fraction
+    the model-free quality gate (MIM's ``not a usable skin photo``) flags.
+
+Scores are oriented so that lower = more mpox-like before any AUROC (MIM's convention in
+:mod:`mim_core.stats`); every card's ``score_direction`` says which way its raw score points.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .abnormal import abnormal_images
+from .checkpoint import WeightsError
+from .classifier import load_detector
+from .classifier_train import classifier_split
+from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
+from .data import decode_image, scan_dataset
+from .detector import quality_issue
+from .protocol import DEV_CLASSES, OTHERS
+from .stats import auroc_ci
+
+KINDS = ("mim", "classifier")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """``per_class_limit``: first N photos per DermNet test class in part (a); ``noise_per_class``: first
+    N per DermNet test class among part (b)'s negatives; ``limit``: at most N mpox and N Others test
+    photos everywhere and N abnormal pictures per category (quick checks only)."""
+
+    seed: int = 0
+    split_seed: int = 0
+    per_class_limit: int | None = None
+    noise_per_class: int = 2
+    limit: int | None = None
+    severities: tuple[int, ...] = (1, 2, 3)
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    threads: int = 1
+    batch_size: int = 16
+    n_boot: int = 2000
+
+
+def mpox_sign(card: dict[str, Any]) -> float:
+    """+1 when the card's raw score is higher = less mpox-like (MIM), -1 when higher = more mpox-like."""
+    text = str(card.get("score_direction", "")).lower()
+    if "higher" in text and "less" in text:
+        return 1.0
+    if "higher" in text and "more" in text:
+        return -1.0
+    raise ValueError(f"Model card '{card.get('name')}' does not say which way its score points.")
+
+
+@dataclass
+class BenchModel:
+    """A loaded model with its card; :meth:`raw` scores preprocessed views (B, 3, H, W) -> (B,)."""
+
+    name: str
+    kind: str
+    card: dict[str, Any]
+    detector: Any
+    sign: float
+    seconds: float = 0.0
+    images: int = 0
+
+    @property
+    def threshold(self) -> float:
+        return float(self.detector.threshold)
+
+    def raw(self, views: torch.Tensor) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.detector.score_tensors(views)
+        scores = np.asarray(out[2] if isinstance(out, tuple) else out, dtype=np.float64)
+        self.seconds += time.perf_counter() - started
+        self.images += len(views)
+        return scores
+
+    def called_mpox(self, raw: np.ndarray) -> np.ndarray:
+        """Bool per image: the model's own call (MIM: score <= threshold; classifiers: P >= threshold)."""
+        return raw <= self.threshold if self.sign > 0 else raw >= self.threshold
+
+
+def load_models(weights_dir: str | Path, threads: int) -> list[BenchModel]:
+    """Every card of kind mim/classifier in ``weights_dir`` whose weights are present (sha256 verified)."""
+    folder = Path(weights_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Weights folder {folder} not found.")
+    models = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # not a model card
+        if not isinstance(card, dict) or card.get("kind") not in KINDS:
+            continue
+        weights = folder / card.get("weights_file", path.with_suffix(".pt").name)
+        if not weights.is_file():
+            print(f"benchmark: skipping {path.name}: weights file {weights.name} not present", file=sys.stderr)
+            continue
+        detector = load_detector(weights, threads=threads)
+        models.append(BenchModel(card.get("name", path.stem), card["kind"], detector.card, detector, mpox_sign(card)))
+    if not [m for m in models if m.kind == "mim"] or len(models) < 2:
+        raise WeightsError(f"The benchmark needs MIM and at least one classifier card in {folder}.")
+    configs = {m.detector.config.preprocess for m in models}
+    if len(configs) != 1:
+        raise ValueError(f"The models preprocess differently ({configs}); the benchmark needs one shared view.")
+    return sorted(models, key=lambda m: (m.kind != "mim", m.name))
+
+
+def _model_split(card: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(mpox test paths, every non-mpox path the model trained or calibrated on) from its card."""
+    split = card.get("split", {})
+    if "positives" in split:
+        return split["positives"]["test"], split["negatives"]["train"] + split["negatives"]["val"]
+    return split.get("test", []), []
+
+
+def benchmark_table(data_root: str | Path, models: list[BenchModel], config: BenchmarkConfig) -> pd.DataFrame:
+    """One row per image of parts (a) and (b): path, dataset, class, group, role (mpox_test / test), and
+    ``in_noise`` (whether part (b) corrupts it). Refuses models whose split leaks into these images."""
+    split = classifier_split(data_root, "others", config.split_seed)
+    positives, others = split.positives["test"], split.negatives["test"]
+    if config.limit:
+        positives, others = positives[: config.limit], others[: config.limit]
+    test_paths = {r.path for r in positives}
+    for model in models:
+        mpox_test, seen_negatives = _model_split(model.card)
+        if set(mpox_test) != {r.path for r in split.positives["test"]}:
+            raise ValueError(f"{model.name} was made on another mpox split than the protocol's (seed "
+                             f"{config.split_seed}); its test photos differ.")
+        if set(seen_negatives) & {r.path for r in others}:
+            raise ValueError(f"{model.name} trained on MSLD Others test photos; retrain it on the protocol's split.")
+    rows = [{"path": r.path, "dataset": r.dataset, "class": f"{r.dataset}/{r.label_class}", "group": r.group,
+             "role": "mpox_test", "in_noise": True} for r in positives]
+    rows += [{"path": r.path, "dataset": r.dataset, "class": OTHERS, "group": r.group, "role": "test",
+              "in_noise": True} for r in others]
+    counts: dict[str, int] = {}
+    for r in scan_dataset(data_root):
+        if r.dataset != "DermNetNZ" or r.label_class in DEV_CLASSES:
+            continue
+        n = counts[r.label_class] = counts.get(r.label_class, 0) + 1
+        if config.per_class_limit and n > config.per_class_limit:
+            continue
+        rows.append({"path": r.path, "dataset": r.dataset, "class": f"{r.dataset}/{r.label_class}", "group": r.group,
+                     "role": "test", "in_noise": n <= config.noise_per_class})
+    assert not test_paths & {row["path"] for row in rows if row["role"] == "test"}
+    return pd.DataFrame(rows)
+
+
+def _score_views(models: list[BenchModel], views: list[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Raw score of every model for every (H, W, 3) uint8 view."""
+    out: dict[str, list[np.ndarray]] = {m.name: [] for m in models}
+    for start in range(0, len(views), batch_size):
+        batch = torch.stack([view_tensor(v) for v in views[start:start + batch_size]])
+        for model in models:
+            out[model.name].append(model.raw(batch))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def _auroc(oriented: np.ndarray, table: pd.DataFrame, neg_mask: np.ndarray, n_boot: int) -> dict[str, Any]:
+    pos = (table["role"] == "mpox_test").to_numpy()
+    if not pos.any() or not neg_mask.any():
+        return {"auroc": None, "ci_low": None, "ci_high": None, "n_pos": int(pos.sum()), "n_neg": int(neg_mask.sum())}
+    return auroc_ci(oriented[pos], oriented[neg_mask], table["group"][pos], table["group"][neg_mask],
+                    n_boot=n_boot).as_dict()
+
+
+def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.ndarray],
+                config: BenchmarkConfig) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Part (a): clean scores, per-class / mean / pooled AUROC (via :func:`mim_core.report.test_results`)."""
+    from . import report
+
+    raw = _score_views(models, views, config.batch_size)
+    oriented = pd.DataFrame({m.name: m.sign * raw[m.name] for m in models})
+    results = report.test_results(oriented, table, [m.name for m in models])
+    scores = table[["path", "class", "role"]].copy()
+    for m in models:
+        scores[m.name] = raw[m.name]
+        scores[f"{m.name}:called_mpox"] = m.called_mpox(raw[m.name])
+    at_threshold = {}
+    for m in models:
+        called = scores[f"{m.name}:called_mpox"].to_numpy()
+        dermnet = (table["role"] == "test") & (table["dataset"] == "DermNetNZ")
+        at_threshold[m.name] = {
+            "sensitivity_mpox_test": round(float(called[table["role"] == "mpox_test"].mean()), 4),
+            "specificity_others_test": round(float(1 - called[table["class"] == OTHERS].mean()), 4),
+            "specificity_dermnet_test": round(float(1 - called[dermnet].mean()), 4) if dermnet.any() else None,
+        }
+    return {**results, "at_threshold": at_threshold}, scores
+
+
+def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
+               config: BenchmarkConfig) -> pd.DataFrame:
+    """Part (b): one row per model x condition (clean, then corruption x severity)."""
+    pre = models[0].detector.config.preprocess
+    sub = table.reset_index(drop=True)
+    others = (sub["class"] == OTHERS).to_numpy()
+    dermnet = ((sub["role"] == "test") & (sub["dataset"] == "DermNetNZ")).to_numpy()
+    negatives = (sub["role"] == "test").to_numpy()
+    positives = (sub["role"] == "mpox_test").to_numpy()
+    conditions = [("clean", 0)] + [(c, s) for c in config.corruptions for s in config.severities]
+    rows = []
+    for name, severity in tqdm(conditions, desc="noise", file=sys.stderr, mininterval=30):
+        views = [to_view(p, pre) if name == "clean" else
+                 corrupted_view(p, name, severity, config.seed * 100_003 + i, pre) for i, p in enumerate(photos)]
+        raw = _score_views(models, views, config.batch_size)
+        gated = np.array([quality_issue(v) is not None for v in views])
+        for m in models:
+            oriented = m.sign * raw[m.name]
+            called = m.called_mpox(raw[m.name])
+            pooled = _auroc(oriented, sub, negatives, config.n_boot)
+            rows.append({
+                "model": m.name, "kind": m.kind, "corruption": name, "severity": severity,
+                "description": "none" if name == "clean" else describe(name, severity),
+                "auroc": pooled["auroc"], "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"],
+                "auroc_others": _auroc(oriented, sub, others, config.n_boot)["auroc"],
+                "auroc_dermnet": _auroc(oriented, sub, dermnet, config.n_boot)["auroc"],
+                "n_pos": int(positives.sum()), "n_neg": int(negatives.sum()),
+                "mpox_called_mpox": round(float(called[positives].mean()), 4),
+                "negatives_called_mpox": round(float(called[negatives].mean()), 4),
+                "gate_flagged": round(float(gated.mean()), 4),
+            })
+    return pd.DataFrame(rows)
+
+
+def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Part (c): per image x model rows, and a summary per model x category (plus 'all')."""
+    pre = models[0].detector.config.preprocess
+    images = abnormal_images(config.seed)
+    if config.limit:  # quick checks: the first `limit` pictures of each category
+        counts: dict[str, int] = {}
+        kept = []
+        for a in images:
+            counts[a.category] = counts.get(a.category, 0) + 1
+            if counts[a.category] <= config.limit:
+                kept.append(a)
+        images = kept
+    views = [to_view(decode_image(a.image), pre) for a in images]
+    issues = [quality_issue(v) for v in views]
+    raw = _score_views(models, views, config.batch_size)
+    rows = []
+    for m in models:
+        called = m.called_mpox(raw[m.name])
+        for a, score, call, issue in zip(images, raw[m.name], called, issues):
+            prob = float(score) if m.kind == "classifier" else None
+            rows.append({"model": m.name, "kind": m.kind, "category": a.category, "image": a.name,
+                         "score": float(score), "called_mpox": bool(call), "gate_flagged": issue is not None,
+                         "called_mpox_after_gate": bool(call) and issue is None,
+                         "confident_mpox": prob is not None and prob >= 0.9, "gate_reason": issue or ""})
+    per_image = pd.DataFrame(rows)
+    summary = []
+    for (model, category), part in list(per_image.groupby(["model", "category"], sort=False)) + \
+            [((m, "all"), per_image[per_image["model"] == m]) for m in per_image["model"].unique()]:
+        summary.append({"model": model, "kind": part["kind"].iloc[0], "category": category, "n": len(part),
+                        "called_mpox": round(float(part["called_mpox"].mean()), 4),
+                        "called_mpox_after_gate": round(float(part["called_mpox_after_gate"].mean()), 4),
+                        "gate_flagged": round(float(part["gate_flagged"].mean()), 4),
+                        "confident_mpox": round(float(part["confident_mpox"].mean()), 4)
+                        if part["kind"].iloc[0] == "classifier" else None})
+    return per_image, pd.DataFrame(summary)
+
+
+def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str | Path,
+                  config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any]:
+    """Run parts (a)-(c) and write benchmark.md / .json, CSVs and PNG plots into ``out_dir``."""
+    from .benchmark_report import write_outputs
+
+    torch.set_num_threads(config.threads)
+    started = time.time()
+    models = load_models(weights_dir, config.threads)
+    table = benchmark_table(data_root, models, config)
+    root, pre = Path(data_root), models[0].detector.config.preprocess
+    photos = {}
+    views = []
+    for row in tqdm(table.itertuples(), total=len(table), desc="decode", file=sys.stderr, mininterval=30):
+        photo = decode_image(root / row.path)
+        if row.in_noise:
+            photos[row.path] = photo
+        views.append(to_view(photo, pre))
+    timings: dict[str, float] = {}
+    unseen, unseen_scores = unseen_part(models, table, views, config)
+    timings["unseen_s"] = round(time.time() - started, 1)
+    noise_table = table[table["in_noise"]].reset_index(drop=True)
+    noise = noise_part(models, noise_table, [photos[p] for p in noise_table["path"]], config)
+    timings["noise_s"] = round(time.time() - started - timings["unseen_s"], 1)
+    abnormal, abnormal_summary = abnormal_part(models, config)
+    timings["total_s"] = round(time.time() - started, 1)
+    results = {
+        "config": {**asdict(config), "severities": list(config.severities), "corruptions": list(config.corruptions)},
+        "models": [{"name": m.name, "kind": m.kind, "weights_sha256": m.card.get("weights_sha256"),
+                    "score_direction": m.card.get("score_direction"), "threshold": m.threshold,
+                    "trained_on_negatives": _negatives_text(m.card),
+                    "ms_per_image": round(1000 * m.seconds / max(1, m.images), 1)} for m in models],
+        "n": {"mpox_test": int((table["role"] == "mpox_test").sum()),
+              "others_test": int((table["class"] == OTHERS).sum()),
+              "dermnet_test": int(((table["role"] == "test") & (table["dataset"] == "DermNetNZ")).sum()),
+              "noise_images": len(noise_table), "abnormal_images": int(abnormal["image"].nunique())},
+        "unseen": unseen,
+        "noise": noise.to_dict("records"),
+        "abnormal": abnormal_summary.to_dict("records"),
+        "abnormal_natural_sources": sorted(abnormal.loc[abnormal["category"] == "natural", "image"].unique().tolist()),
+        "timings": {**timings, "threads": config.threads},
+    }
+    write_outputs(Path(out_dir), results, unseen_scores, noise, abnormal, abnormal_summary)
+    return results
+
+
+def _negatives_text(card: dict[str, Any]) -> str:
+    if card.get("kind") == "mim":
+        return "none (mpox only)"
+    return {"others": "MSLD Others (train split)",
+            "others+dev": "MSLD Others (train split) + 10 DermNet dev classes"}.get(
+        card.get("config", {}).get("negatives"), "see card")
+

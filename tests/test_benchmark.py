@@ -1,0 +1,93 @@
+"""The robustness benchmark runs end to end on a small real subset and writes every file it promises."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mim_core.benchmark import BenchmarkConfig, benchmark_table, load_models, run_benchmark
+from mim_core.benchmark_report import FILES
+from mim_core.cli import main
+from mim_core.corruptions import CORRUPTIONS
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severities=(1,), n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    """MIM and the smallest shipped classifier, copied with their cards."""
+    folder = tmp_path_factory.mktemp("weights")
+    for stem in ("mim_gan", "mobilenet_v3_small_others"):
+        for suffix in (".pt", ".json"):
+            shutil.copyfile(WEIGHTS / f"{stem}{suffix}", folder / f"{stem}{suffix}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bench(weights_dir: Path, data_root: Path, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    return out, run_benchmark(weights_dir, data_root, out, SMALL)
+
+
+def test_benchmark_writes_every_promised_file(bench):
+    out, results = bench
+    for name in FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert json.loads((out / "benchmark.json").read_text())["n"] == results["n"]
+    markdown = (out / "benchmark.md").read_text()
+    for heading in ("## (a) Unseen categories", "## (b) Noise", "## (c) Abnormal inputs"):
+        assert heading in markdown
+    assert [m["kind"] for m in results["models"]] == ["mim", "classifier"]
+
+
+def test_unseen_part_covers_the_21_test_classes_and_others(bench):
+    out, results = bench
+    per_class = pd.read_csv(out / "unseen_per_class.csv")
+    assert per_class["class"].nunique() == 22 and "MSLD_v1/Others" in set(per_class["class"])
+    assert not set(per_class["class"]) & {f"DermNetNZ/{c}" for c in ("Acne_vulgaris", "Psoriasis", "Vitiligo")}
+    # re-derive each model's Others AUROC from the written scores, in the model's own direction
+    scores = pd.read_csv(out / "unseen_scores.csv")
+    pos = scores["role"] == "mpox_test"
+    neg = scores["class"] == "MSLD_v1/Others"
+    for model in results["models"]:
+        raw = scores[model["name"]].to_numpy()
+        mpox_like = -raw if model["kind"] == "mim" else raw
+        expected = roc_auc_score(np.r_[np.ones(pos.sum()), np.zeros(neg.sum())], np.r_[mpox_like[pos], mpox_like[neg]])
+        assert results["unseen"]["summary"][model["name"]]["others"]["auroc"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_noise_and_abnormal_tables(bench):
+    out, results = bench
+    noise = pd.read_csv(out / "noise.csv")
+    assert len(noise) == 2 * (1 + len(CORRUPTIONS))
+    assert set(noise["corruption"]) == {"clean", *CORRUPTIONS}
+    assert noise["auroc"].between(0, 1).all() and noise["gate_flagged"].between(0, 1).all()
+    summary = pd.read_csv(out / "abnormal_summary.csv")
+    assert {"flat", "noise", "text", "chart", "pattern", "natural", "all"} <= set(summary["category"])
+    flat = summary[summary["category"] == "flat"]
+    assert (flat["gate_flagged"] == 1.0).all()  # the model-free gate flags flat colours, whichever model
+    per_image = pd.read_csv(out / "abnormal.csv")
+    assert not (per_image["called_mpox_after_gate"] & per_image["gate_flagged"]).any()
+
+
+def test_benchmark_refuses_a_leaky_split(weights_dir: Path, data_root: Path, tmp_path: Path, bench):
+    leaky = tmp_path / "weights"
+    shutil.copytree(weights_dir, leaky)
+    card = json.loads((leaky / "mobilenet_v3_small_others.json").read_text())
+    others_test = pd.read_csv(bench[0] / "unseen_scores.csv").query("`class` == 'MSLD_v1/Others'")["path"]
+    card["split"]["negatives"]["train"].append(others_test.iloc[0])
+    (leaky / "mobilenet_v3_small_others.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="trained on MSLD Others test photos"):
+        benchmark_table(data_root, load_models(leaky, threads=1), SMALL)
+
+
+def test_cli_error_is_a_sentence(tmp_path: Path, capsys, data_root: Path):
+    (tmp_path / "w").mkdir()
+    assert main(["benchmark", "--out", str(tmp_path / "o"), "--weights-dir", str(tmp_path / "w"),
+                 "--data", str(data_root)]) == 2
+    assert capsys.readouterr().err.startswith("error: The benchmark needs MIM and at least one classifier card")
