@@ -64,8 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name in models:
         s, t = summary[name], results["unseen"]["at_threshold"][name]
         lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['pooled_dermnet_test'])} | "
-                     f"{_fmt(s['others'])} | {_pct(t['sensitivity_mpox_test'])} | {_pct(t['specificity_others_test'])} | "
-                     f"{_pct(t['specificity_dermnet_test'])} |")
+                     f"{_fmt(s['others'])} | {_pct(t['sensitivity_mpox_test'])} | "
+                     f"{_pct(t['specificity_others_test'])} | {_pct(t['specificity_dermnet_test'])} |")
     lines += ["", "Sensitivity and specificities at each card's own threshold (all set on mpox val photos by the "
               "same rule: every val mpox photo called mpox-like).", "", "Per test class (AUROC; CIs in "
               "`unseen_per_class.csv`):", "", "| class | n | " + " | ".join(f"`{m}`" for m in models) + " |",
@@ -75,8 +75,8 @@ def markdown(results: dict[str, Any]) -> str:
         by_model = dict(zip(rows["score"], rows["auroc"]))
         best = max(by_model.values())
         cells = [f"**{by_model[m]:.3f}**" if by_model[m] == best else f"{by_model[m]:.3f}" for m in models]
-        lines.append(f"| {cls.split('/')[-1] if cls != OTHERS else 'MSLD Others (test)'} | {int(rows['n_neg'].iloc[0])} | "
-                     + " | ".join(cells) + " |")
+        label = cls.split("/")[-1] if cls != OTHERS else "MSLD Others (test)"
+        lines.append(f"| {label} | {int(rows['n_neg'].iloc[0])} | " + " | ".join(cells) + " |")
     noise = pd.DataFrame(results["noise"])
     lines += ["", "## (b) Noise", "",
               f"{n['noise_images']} photos (mpox test, Others test, the first {cfg['noise_per_class']} of each DermNet "
@@ -120,7 +120,8 @@ def markdown(results: dict[str, Any]) -> str:
             confident = f" [{_pct(r['confident_mpox'])}]" if r["kind"] == "classifier" else ""
             cells.append(f"{_pct(r['called_mpox'])} ({_pct(r['called_mpox_after_gate'])}){confident}")
         label = f"**{category}**" if category == "all" else category
-        lines.append(f"| {label} | {int(rows['n'].iloc[0])} | {_pct(rows['gate_flagged'].iloc[0])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {int(rows['n'].iloc[0])} | {_pct(rows['gate_flagged'].iloc[0])} | "
+                     + " | ".join(cells) + " |")
     lines += ["", "Files: " + ", ".join(f"`{f}`" for f in FILES) + "."]
     return "\n".join(lines) + "\n"
 
@@ -150,8 +151,8 @@ def noise_plot(path: Path, results: dict[str, Any]) -> None:
     models = [m["name"] for m in results["models"]]
     corruptions = [c for c in noise["corruption"].unique() if c != "clean"]
     cols = 3
-    fig, axes = plt.subplots(int(np.ceil(len(corruptions) / cols)), cols, figsize=(12, 3.4 * np.ceil(len(corruptions) / cols)),
-                             squeeze=False)
+    n_rows = int(np.ceil(len(corruptions) / cols))
+    fig, axes = plt.subplots(n_rows, cols, figsize=(12, 3.4 * n_rows), squeeze=False)
     for ax, corruption in zip(axes.flat, corruptions):
         for i, name in enumerate(models):
             rows = noise[(noise["model"] == name) & noise["corruption"].isin(["clean", corruption])]

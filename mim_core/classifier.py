@@ -134,7 +134,8 @@ def export_classifier(path: str | os.PathLike, state: dict[str, torch.Tensor], c
     return sha256_file(path)
 
 
-def load_classifier(weights: str | os.PathLike, expected_sha256: str | None) -> tuple[BinaryClassifier, ClassifierConfig]:
+def load_classifier(weights: str | os.PathLike,
+                    expected_sha256: str | None) -> tuple[BinaryClassifier, ClassifierConfig]:
     """Verify the sha256 (when given) and build the classifier in eval mode (fp32)."""
     weights = Path(weights)
     if not weights.is_file():

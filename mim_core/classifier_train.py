@@ -226,7 +226,8 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
             "best_step_by_val_loss": training["best_step"], "train_seconds": training["train_seconds"],
             "threads": training["threads"], "device": training["device"], "parameters": training["parameters"],
             "pretrained": False, "pretrained_note": PRETRAINED_NOTE,
-            "storage": "state dict stored in fp16 (loaded as fp32); every number below is measured on the stored weights",
+            "storage": "state dict stored in fp16 (loaded as fp32); every number below is measured on the "
+                       "stored weights",
             "history": training["history"],
         },
         "data": {

@@ -58,7 +58,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="MSLD Others only, or also the 10 DermNet dev classes")
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", required=True, help="run folder: model.pt, training.json and the card")
-    p.add_argument("--export", help="also copy the weights to this .pt path (e.g. weights/NAME.pt) with the card beside it")
+    p.add_argument("--export",
+                   help="also copy the weights to this .pt path (e.g. weights/NAME.pt) with the card beside it")
     p.add_argument("--name", help="model name in the card (default from arch and negatives)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
@@ -75,7 +76,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-class-limit", type=int, help="unseen classes: first N images per DermNet test class")
     p.add_argument("--noise-per-class", type=int, default=2,
                    help="noise: first N images of each DermNet test class join the corrupted negatives (default 2)")
-    p.add_argument("--limit", type=int, help="quick checks only: at most N mpox and N Others test photos, N abnormal pictures per category")
+    p.add_argument("--limit", type=int,
+                   help="quick checks only: at most N mpox and N Others test photos, N abnormal pictures per category")
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3, 4, 5])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
