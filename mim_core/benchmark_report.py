@@ -160,7 +160,8 @@ def noise_plot(path: Path, results: dict[str, Any]) -> None:
             ax.plot(rows["severity"], rows["auroc"].astype(float), "D-" if i == 0 else "o--",
                     lw=2.2 if i == 0 else 1.2, label=name)
         ax.axhline(0.5, color="k", lw=0.8, ls=":")
-        ax.set(title=corruption, xlabel="severity (0 = clean)", ylabel="AUROC", ylim=(0, 1))
+        ax.set(title=corruption, xlabel="severity (0 = clean)", ylabel="AUROC", ylim=(0, 1),
+               xticks=[0, *results["config"]["severities"]])
     for ax in list(axes.flat)[len(corruptions):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower left")
