@@ -86,7 +86,8 @@ def write_card(weights: str | Path, data_root: str | Path, command: str, name: s
             "train_seconds": training["train_seconds"],
             "threads": training["threads"],
             "generator_parameters": training["generator_parameters"],
-            "device": "cpu",
+            "device": training.get("device", "cpu"),
+            "steps_done": training.get("steps_done", config.train.steps),
         },
         "data": {
             "root": "../shared/data",

@@ -19,7 +19,9 @@ def _train(args: argparse.Namespace) -> int:
                  ("seed", args.seed), ("threads", args.threads)) if v is not None}
     config = MIMConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else MIMConfig()
     config = config.replace(**overrides)
-    weights = train(args.data, args.out, config, resume=not args.no_resume)
+    time_limit = args.time_limit_min * 60 if args.time_limit_min else None
+    weights = train(args.data, args.out, config, resume=not args.no_resume, device=args.device,
+                    time_limit_s=time_limit)
     from .card import write_card
 
     write_card(weights, args.data, command=" ".join(["python -m mim_core"] + sys.argv[1:]))
@@ -53,7 +55,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     results = evaluate(args.weights, args.data, args.out, select_on_dev=args.select_on_dev,
                        update_card=args.update_card, per_class_limit=args.per_class_limit,
-                       reuse_measurements=args.reuse_measurements, dermnet_short_side=args.dermnet_short_side)
+                       reuse_measurements=args.reuse_measurements, dermnet_short_side=args.dermnet_short_side,
+                       reference_weights=args.reference, device=args.device)
     print((Path(args.out) / "evaluation.md").read_text())
     print(json.dumps({"selected": results["selected"], **results["margins"]}), file=sys.stderr)
     return 0
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--device", default="cpu", help="where the networks train, e.g. cuda (default: cpu)")
+    p.add_argument("--time-limit-min", type=float,
+                   help="stop at the first checkpoint after this many minutes of training and export the best so far")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("score", help="score photos: one line (or JSON object with --json) per image")
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-derive scores and tables from OUT/measurements.csv of an earlier run (same weights)")
     p.add_argument("--dermnet-short-side", type=int,
                    help="stress check: shrink DermNet photos to this short side first (224 = MSLD's scale)")
+    p.add_argument("--reference", help="background reference inpainter (trained with train.tile_shuffle), "
+                   "in the same folder as --weights: adds the mim:*/background variants")
+    p.add_argument("--device", default="cpu", help="where the networks run, e.g. cuda (default: cpu)")
     p.set_defaults(run=_evaluate)
 
     from .cli_baselines import add_commands

@@ -67,6 +67,9 @@ class TrainConfig:
     threads: int = 2
     log_every: int = 50
     checkpoint_every: int = 250
+    # > 0: every training view is cut into a tile_shuffle x tile_shuffle grid whose tiles are shuffled. This
+    # trains the *background* reference inpainter: mpox colour and texture kept, lesion structure destroyed.
+    tile_shuffle: int = 0
 
 
 @dataclass(frozen=True)

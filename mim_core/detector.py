@@ -21,7 +21,7 @@ from .checkpoint import WeightsError, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
-from .measure import dissimilarity_map, gaussian_fill, log_ratio, overlay_heatmap
+from .measure import dissimilarity_map, gaussian_fill, log_ratio, mean_fill, overlay_heatmap
 from .model import inpaint
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
@@ -109,13 +109,21 @@ def reconstruct(fill, images: torch.Tensor, bank: torch.Tensor, cells: Sequence[
     """
     scales, per_scale = bank.shape[:2]
     masks = bank.flatten(0, 1)  # (S*N, 1, H, W)
-    mask_cells = torch.tensor(cells).repeat_interleave(per_scale)
+    mask_cells = torch.tensor(cells, device=bank.device).repeat_interleave(per_scale)
     out = []
     for image in images:
         copies = image.unsqueeze(0).expand(masks.shape[0], -1, -1, -1)
         filled = fill(copies, masks, mask_cells) * masks  # keep only the hidden part of each fill
         out.append(filled.view(scales, per_scale, *filled.shape[1:]).sum(1))
     return torch.stack(out)
+
+
+def load_background(path: Path, config: MIMConfig, sha256: str | None) -> torch.nn.Module:
+    """The background reference inpainter named by a card; it must share the model's crop and masks."""
+    background, ref_config = load_generator(path, sha256)
+    if (ref_config.preprocess, ref_config.masks) != (config.preprocess, config.masks):
+        raise WeightsError(f"{path} was trained with another crop or mask bank than the model it serves.")
+    return background
 
 
 def gaussian_reference(images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
@@ -131,18 +139,26 @@ class MIMDetector:
     """Mask, inpaint, measure. Build with :meth:`load`; thread-safe for concurrent ``analyze`` calls."""
 
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
-                 card: dict[str, Any] | None = None) -> None:
-        self.generator = generator.eval().to(memory_format=torch.channels_last)
+                 card: dict[str, Any] | None = None, background: torch.nn.Module | None = None,
+                 device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generator = generator.eval().to(self.device, memory_format=torch.channels_last)
+        self.background = None if background is None else background.eval().to(self.device)
         self.config = config
         self.threshold = float(threshold)
         self.card = card or {}
-        self.bank = grid_mask_bank(config.masks, config.preprocess.size)
+        self.bank = grid_mask_bank(config.masks, config.preprocess.size).to(self.device)
+        if config.measure.reference == "background" and self.background is None:
+            raise WeightsError("This model's measure needs its background reference inpainter; load it with "
+                               "MIMDetector.load so the card's reference weights are read.")
 
     @classmethod
     def load(cls, weights: str | os.PathLike, threads: int | None = None,
-             require_threshold: bool = True) -> "MIMDetector":
+             require_threshold: bool = True, device: str = "cpu") -> "MIMDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
 
+        A card whose measure uses the ``background`` reference names that inpainter's weights (a file in
+        the same folder) and their sha256 under ``reference``; both are verified too.
         ``require_threshold=False`` is only for calibration itself (the threshold is then NaN, and no
         verdict should be read).
 
@@ -161,7 +177,14 @@ class MIMDetector:
                 raise WeightsError(f"The model card of {weights} has no calibrated threshold; run "
                                    "`python -m mim_core evaluate --select-on-dev` or retrain to set one.")
             threshold = float("nan")
-        return cls(generator, config, threshold, card)
+        background = None
+        if config.measure.reference == "background":
+            ref = card.get("reference") or {}
+            if "weights" not in ref:
+                raise WeightsError(f"The model card of {weights} uses a background reference but names no "
+                                   "reference weights.")
+            background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
+        return cls(generator, config, threshold, card, background, device)
 
     def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
@@ -169,26 +192,40 @@ class MIMDetector:
         return inpaint(self.generator, images.contiguous(memory_format=channels_last),
                        masks.contiguous(memory_format=channels_last))
 
+    def _background_fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        return inpaint(self.background, images, masks)
+
+    def reconstructions(self, images: torch.Tensor, fills: Sequence[str]) -> dict[str, torch.Tensor]:
+        """(B,3,H,W) preprocessed -> {fill: (B,S,3,H,W)} on the detector's device.
+
+        Fills: ``gan`` (the mpox inpainter), ``gauss`` (mpox-agnostic Gaussian fill), ``background``
+        (the tile-shuffled reference inpainter, when loaded), ``mean`` (each mask's mean known colour).
+        """
+        functions = {"gan": self._fill, "gauss": gaussian_reference, "background": self._background_fill,
+                     "mean": lambda x, m, c: mean_fill(x, m)}
+        images = images.to(self.device)
+        cells = self.config.masks.scales
+        return {name: reconstruct(functions[name], images, self.bank, cells) for name in fills}
+
     @torch.inference_mode()
     def score_tensors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(B,3,H,W) preprocessed -> (recon (B,S,3,H,W), maps (B,S,H,W), scores (B,))."""
+        """(B,3,H,W) preprocessed -> (recon (B,S,3,H,W), maps (B,S,H,W), scores (B,)), on the CPU."""
         measure = self.config.measure
-        cells = self.config.masks.scales
-        recon = reconstruct(self._fill, images, self.bank, cells)
+        if measure.reference not in ("none", "gauss", "background"):
+            raise ValueError(f"unknown reference {measure.reference!r}")
+        fills = self.reconstructions(images, ["gan"] + ([] if measure.reference == "none" else [measure.reference]))
+        recon = fills["gan"]
         b, s = recon.shape[:2]
-        originals = images.unsqueeze(1).expand_as(recon).flatten(0, 1)
+        originals = images.to(self.device).unsqueeze(1).expand_as(recon).flatten(0, 1)
         maps = dissimilarity_map(originals, recon.flatten(0, 1), measure.map).view(b, s, *images.shape[-2:])
-        errors = maps.mean(dim=(1, 2, 3)).numpy()
-        if measure.reference == "gauss":
-            ref = reconstruct(gaussian_reference, images, self.bank, cells)
-            ref_maps = dissimilarity_map(originals, ref.flatten(0, 1), measure.map)
-            ref_errors = ref_maps.view(b, -1).mean(1).numpy()
-            scores = np.array([log_ratio(e, r) for e, r in zip(errors, ref_errors)])
-        elif measure.reference == "none":
+        errors = maps.mean(dim=(1, 2, 3)).cpu().numpy()
+        if measure.reference == "none":
             scores = errors.astype(np.float64)
         else:
-            raise ValueError(f"unknown reference {measure.reference!r}")
-        return recon, maps, scores
+            ref_maps = dissimilarity_map(originals, fills[measure.reference].flatten(0, 1), measure.map)
+            ref_errors = ref_maps.view(b, -1).mean(1).cpu().numpy()
+            scores = np.array([log_ratio(e, r) for e, r in zip(errors, ref_errors)])
+        return recon.cpu(), maps.cpu(), scores
 
     def analyze(self, image: ImageInput) -> Analysis:
         """Analyse one photo (path, bytes, PIL image or (H,W,3) uint8 array).
@@ -205,7 +242,7 @@ class MIMDetector:
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
         recon, maps, scores = self.score_tensors(tensors)
         grey = torch.full_like(tensors[:1], 0.5)
-        first_masks = self.bank[:, 0]  # (S, 1, H, W)
+        first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
         results = []
         for i, score in enumerate(scores):
             original = _to_uint8(tensors[i])

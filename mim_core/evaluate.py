@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from .controls import ColourStatsDetector, colour_texture_features, png_bits_per_pixel
 from .data import decode_image, preprocess
-from .detector import MIMDetector, _to_uint8, gaussian_reference, reconstruct
+from .detector import MIMDetector, _to_uint8, load_background
 from .card import calibrate_threshold
-from .checkpoint import card_path, save_json
+from .checkpoint import card_path, save_json, sha256_file
 from .data import scan_dataset
-from .measure import MAP_KINDS, dissimilarity_map, mean_fill
+from .measure import MAP_KINDS, dissimilarity_map
 from .protocol import OTHERS, WATERMARK_BOXES, assign_roles
 
 def blank_watermark(image: Image.Image) -> Image.Image:
@@ -40,16 +40,13 @@ def blank_watermark(image: Image.Image) -> Image.Image:
 
 @torch.inference_mode()
 def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, float]:
-    """All raw numbers for one preprocessed (3,H,W) image: errors of the GAN, Gaussian and mean fills
-    under every map kind (averaged over the mask bank), PNG complexity."""
+    """All raw numbers for one preprocessed (3,H,W) image: errors of every fill the detector has (GAN,
+    Gaussian, mean colour, and the background inpainter when loaded) under every map kind, averaged
+    over the mask bank; PNG complexity."""
     batch = image.unsqueeze(0)
-    cells = detector.config.masks.scales
-    fills = {
-        "gan": reconstruct(detector._fill, batch, detector.bank, cells),
-        "gauss": reconstruct(gaussian_reference, batch, detector.bank, cells),
-        "mean": reconstruct(lambda x, m, c: mean_fill(x, m), batch, detector.bank, cells),
-    }
-    originals = batch.unsqueeze(1).expand_as(fills["gan"]).flatten(0, 1)
+    names = ["gan", "gauss", "mean"] + (["background"] if detector.background is not None else [])
+    fills = detector.reconstructions(batch, names)
+    originals = batch.to(detector.device).unsqueeze(1).expand_as(fills["gan"]).flatten(0, 1)
     row = {"png_bpp": png_bits_per_pixel(_to_uint8(image))}
     for fill_name, recon in fills.items():
         for kind in MAP_KINDS:
@@ -98,6 +95,9 @@ def score_definitions() -> list[ScoreDef]:
         defs.append(ScoreDef(f"mim:{kind}", f"GAN inpainting error, {kind} map"))
         defs.append(ScoreDef(f"mim:{kind}/gauss",
                              f"log(GAN {kind} error / Gaussian-fill {kind} error) on the same masks"))
+        defs.append(ScoreDef(f"mim:{kind}/background",
+                             f"log(GAN {kind} error / {kind} error of the background inpainter trained on "
+                             "tile-shuffled mpox photos) on the same masks (only with a reference inpainter)"))
     for kind in MAP_KINDS:
         defs.append(ScoreDef(f"control:gauss-fill:{kind}",
                              f"Gaussian (classical) fill in place of the GAN, {kind} error"))
@@ -121,6 +121,8 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     for kind in MAP_KINDS:
         scores[f"mim:{kind}"] = col(f"err_gan_{kind}")
         scores[f"mim:{kind}/gauss"] = log(col(f"err_gan_{kind}")) - log(col(f"err_gauss_{kind}"))
+        if f"err_background_{kind}" in measured:
+            scores[f"mim:{kind}/background"] = log(col(f"err_gan_{kind}")) - log(col(f"err_background_{kind}"))
         scores[f"control:gauss-fill:{kind}"] = col(f"err_gauss_{kind}")
         scores[f"control:fill-ratio:{kind}"] = log(col(f"err_gauss_{kind}")) - log(col(f"err_mean_{kind}"))
     scores["control:complexity"] = col("png_bpp")
@@ -143,7 +145,8 @@ def _score_name(measure: dict) -> str:
 
 def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
              update_card: bool = False, per_class_limit: int | None = None, reuse_measurements: bool = False,
-             dermnet_short_side: int | None = None) -> dict:
+             dermnet_short_side: int | None = None, reference_weights: str | Path | None = None,
+             device: str = "cpu") -> dict:
     """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
 
     ``select_on_dev`` sets the card's measure to the MIM variant with the best mean dev AUROC and
@@ -152,14 +155,26 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
     new score or control costs seconds instead of a pass over every image.
     ``dermnet_short_side``: see :func:`measure_all` (a stress check; not for the card).
+    ``reference_weights``: a background inpainter (``train`` with ``train.tile_shuffle``) in the same folder
+    as ``weights``; adds the ``mim:*/background`` variants, and a card that selects one names it.
+    ``device``: where the networks run (e.g. ``cuda``); the numbers do not depend on it beyond float noise.
     """
     if dermnet_short_side and (update_card or select_on_dev):
         raise ValueError("--dermnet-short-side is a stress check; it cannot select a measure or update the card.")
     from . import report
 
     out_dir = Path(out_dir)
-    detector = MIMDetector.load(weights)
+    detector = MIMDetector.load(weights, device=device)
     card = detector.card
+    reference = card.get("reference")
+    if reference_weights:
+        reference_weights = Path(reference_weights)
+        if reference_weights.resolve().parent != Path(weights).resolve().parent:
+            raise ValueError(f"Put the reference inpainter {reference_weights} in the same folder as {weights}.")
+        reference = {"weights": reference_weights.name, "weights_sha256": sha256_file(reference_weights)}
+        detector.background = load_background(reference_weights, detector.config, None).to(device)
+    elif detector.background is None and card["config"]["measure"]["reference"] == "background":
+        raise ValueError("This card's measure needs its background reference inpainter.")
     table = assign_roles(scan_dataset(data_root), card["split"])
     if per_class_limit:
         table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
@@ -167,7 +182,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     cache = out_dir / "measurements.csv"
     if reuse_measurements and cache.is_file():
         previous = json.loads((out_dir / "results.json").read_text())
-        if (previous["weights_sha256"], previous.get("dermnet_short_side")) != (card["weights_sha256"], dermnet_short_side):
+        if ((previous["weights_sha256"], previous.get("dermnet_short_side"), previous.get("reference"))
+                != (card["weights_sha256"], dermnet_short_side, reference if detector.background is not None else None)):
             raise ValueError(f"{cache} was measured with other weights or resampling; run without --reuse-measurements.")
         measured = pd.read_csv(cache)
         if list(measured["path"]) != list(table["path"]):
@@ -183,6 +199,10 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
         selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
         card["config"]["measure"] = measure_config_for(selected)
+        if selected.endswith("/background"):
+            card["reference"] = reference
+        else:
+            card.pop("reference", None)
         card["threshold"] = calibrate_threshold(scores.loc[table["role"] == "mpox_val", selected].to_numpy())
     controls = [c for c in scores if c.startswith("control:")]
     test = report.test_results(scores, table, [selected] + controls)
@@ -223,6 +243,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
         "per_class_limit": per_class_limit,
         "dermnet_short_side": dermnet_short_side,
+        "reference": reference if detector.background is not None else None,
     }
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import augment
+from .augment import augment, shuffle_tiles
 from .checkpoint import export_weights, save_json, save_torch
 from .config import MIMConfig
 from .data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
@@ -52,8 +52,8 @@ def _full_tensor(path: Path) -> torch.Tensor:
 
 @torch.inference_mode()
 def masked_error(generator: torch.nn.Module, images: torch.Tensor, bank: torch.Tensor) -> float:
-    """Mean L1 over hidden pixels of the fixed analysis bank; (N,3,H,W) images."""
-    masks = bank.flatten(0, 1)
+    """Mean L1 over hidden pixels of the fixed analysis bank; (N,3,H,W) images on the generator's device."""
+    masks = bank.flatten(0, 1).to(images.device)
     total = 0.0
     for image in images:
         batch = image.unsqueeze(0).expand(masks.shape[0], -1, -1, -1)
@@ -71,10 +71,14 @@ def _without_steps(config: dict) -> dict:
     return {**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}}
 
 
-def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume: bool = True) -> Path:
+def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume: bool = True,
+          device: str = "cpu", time_limit_s: float | None = None) -> Path:
     """Train (or resume) and export ``out_dir/model.pt``; returns its path.
 
     ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
+    ``device``: where the networks run (augmentation and the RNG stay on the CPU, so a seed gives the
+    same batches anywhere). ``time_limit_s``: stop at the first checkpoint past this much training time
+    and export what is best so far (``training.json`` records the step reached).
     """
     cfg = config.train
     torch.set_num_threads(cfg.threads)
@@ -83,13 +87,14 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
     split = mpox_split(data_root, cfg.split_seed)
     root = Path(data_root)
     train_images = [_full_tensor(root / r.path) for r in split.train]
-    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in split.val])
+    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in split.val]).to(device)
     bank = grid_mask_bank(config.masks, config.preprocess.size)
 
     with torch.random.fork_rng():  # layer init draws from the global RNG: seed it here, leave it untouched
         torch.manual_seed(cfg.seed)
         generator = InpaintGenerator(config.model)
         discriminator = PatchDiscriminator(config.model)
+    generator, discriminator = generator.to(device), discriminator.to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -99,7 +104,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
 
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        blob = torch.load(last, map_location="cpu", weights_only=False)
+        blob = torch.load(last, map_location=device, weights_only=False)
         if _without_steps(blob["config"]) != _without_steps(config.to_dict()):
             raise ValueError(f"{last} was made with a different config; use a new --out or --no-resume.")
         generator.load_state_dict(blob["generator"])
@@ -107,7 +112,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
         ema.load_state_dict(blob["ema"])
         opt_g.load_state_dict(blob["opt_g"])
         opt_d.load_state_dict(blob["opt_d"])
-        rng.set_state(blob["rng"])
+        rng.set_state(blob["rng"].cpu())
         state, best_ema = blob["state"], blob["best_ema"]
         print(f"resumed from {last} at step {state['step']}", file=sys.stderr)
 
@@ -120,7 +125,10 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
     for step in bar:
         picks = torch.randint(len(train_images), (cfg.batch_size,), generator=rng)
         real = torch.stack([augment(train_images[int(i)], size, rng) for i in picks])
+        if cfg.tile_shuffle:
+            real = shuffle_tiles(real, cfg.tile_shuffle, rng)
         masks = random_masks(cfg.batch_size, size, config.masks, rng)
+        real, masks = real.to(device), masks.to(device)
 
         pred = generator(real, masks)
         fake = masks * pred + (1 - masks) * real
@@ -162,13 +170,17 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
             })
             tqdm.write(f"step {done}: val masked L1 {val_error:.4f} (best {state['best_val']:.4f} "
                        f"at {state['best_step']})", file=sys.stderr)
+            if time_limit_s is not None and state["seconds"] > time_limit_s and done < cfg.steps:
+                tqdm.write(f"time limit reached at step {done} of {cfg.steps}", file=sys.stderr)
+                break
 
     weights = out_dir / "model.pt"
-    sha = export_weights(weights, best_ema, config)
+    sha = export_weights(weights, {k: v.cpu() for k, v in best_ema.items()}, config)
     save_json(out_dir / "training.json", {
         "split": split.as_paths(), "best_step": state["best_step"], "best_val_masked_l1": state["best_val"],
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
-        "generator_parameters": count_parameters(generator), "threads": cfg.threads,
+        "generator_parameters": count_parameters(generator), "threads": cfg.threads, "device": device,
+        "steps_done": state["step"],
     })
     print(json.dumps({"weights": str(weights), "sha256": sha, "best_step": state["best_step"]}), file=sys.stderr)
     return weights
