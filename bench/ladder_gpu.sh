@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #3 ladder, GPU rungs in one call (everything here also runs on CPU with --device cpu, only slower).
 #   DATA: data root (default ../shared/data);  OUT: where results are packed (default runs/ladder_gpu_out)
+#   EVAL=0 trains only (training reads the mpox photos alone)
 # Trains, in parallel on one GPU:
 #   bg4 / bg8   background reference inpainters: the shipped recipe on mpox photos whose 4x4 / 8x8 tiles are
 #               shuffled every step (colour and texture kept, lesion structure destroyed), 2000 steps
@@ -52,6 +53,7 @@ evaluate() {  # eval-name weights [extra args]
   tar czf "$OUT/eval_$name.tgz" -C "$R" --exclude='*.png' "eval_$name" "eval_$name.log"
   echo "evaluated $name: $(tail -n 1 "$R/eval_$name.log")"
 }
+[ "${EVAL:-1}" = 1 ] || { ls -la "$OUT"; exit 0; }  # EVAL=0: train only (evaluate elsewhere)
 mkdir -p "$R/shipped"
 cp weights/mim_gan.pt weights/mim_gan.json "$R/shipped/"
 for b in bg4 bg8; do cp "$R/$b/model.pt" "$R/shipped/$b.pt"; done
