@@ -12,7 +12,7 @@ set -uo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/ladder_gpu_out}
 DEVICE=${DEVICE:-cuda}
-TRAIN_MIN=${TRAIN_MIN:-4.5}       # wall-time limit of the two long runs
+TRAIN_MIN=${TRAIN_MIN:-4.5}       # wall-time limit of every run
 BG_STEPS=${BG_STEPS:-2000}
 CKPT=${CKPT:-500}                  # checkpoint (and val) interval of the long runs
 EVAL_ARGS=${EVAL_ARGS:-}           # e.g. "--per-class-limit 2" for a smoke test
@@ -43,7 +43,7 @@ train() {  # name [extra args]
   tar czf "$OUT/$name.tgz" -C "$R" "$name/model.pt" "$name/model.json" "$name/training.json" "$name.log"
   echo "trained $name: $(tail -c 300 "$R/$name.log" | tr '\r' '\n' | tail -1)"
 }
-train bg4 & train bg8 & train long128 --time-limit-min "$TRAIN_MIN" & train wide224 --time-limit-min "$TRAIN_MIN" &
+for n in bg4 bg8 long128 wide224; do train $n --time-limit-min "$TRAIN_MIN" & done
 wait
 
 evaluate() {  # eval-name weights [extra args]
