@@ -36,3 +36,20 @@ def test_train_is_seeded(tmp_path: Path, data_root: Path):
     c = torch.load(train(data_root, tmp_path / "c", config.replace(train__seed=1)), weights_only=True)["generator"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_background_inpainter_trains_on_shuffled_tiles(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=1, train__batch_size=2, train__checkpoint_every=1, train__tile_shuffle=4)
+    shuffled = torch.load(train(data_root, tmp_path / "bg", config), weights_only=True)
+    plain = torch.load(train(data_root, tmp_path / "plain", config.replace(train__tile_shuffle=0)), weights_only=True)
+    assert shuffled["config"]["train"]["tile_shuffle"] == 4
+    # same seed, same batches before shuffling: only the shuffled tiles can make the weights differ
+    assert not all(torch.equal(shuffled["generator"][k], plain["generator"][k]) for k in plain["generator"])
+
+
+def test_time_limit_stops_at_a_checkpoint_and_exports(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=50, train__batch_size=2, train__checkpoint_every=1)
+    train(data_root, tmp_path, config, time_limit_s=0.0)
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["steps_done"] == 1 and [h["step"] for h in record["history"]] == [1]
+    assert (tmp_path / "model.pt").is_file()
