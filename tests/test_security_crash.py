@@ -174,14 +174,22 @@ def test_online_backup_during_writes_and_restore(study: Path, tmp_path: Path):
     while sum(line.startswith("confirmed") for line in lines) < 5:
         lines.append(process.stdout.readline())
     before_backup = confirmed(lines, "ana")
-    result = clinical("backup", "--db", str(study), "--out", str(copy))  # while ana keeps saving
+    open_write = sqlite3.connect(study, isolation_level=None)  # another writer, mid-transaction
+    open_write.execute("BEGIN IMMEDIATE")
+    open_write.execute("INSERT INTO reviewers (id, display_name, role, created_at) VALUES ('zed', 'Z', "
+                       "'reviewer', 'now')")
+    result = clinical("backup", "--db", str(study), "--out", str(copy))  # while ana may still be saving
+    open_write.execute("COMMIT")
+    open_write.close()
     out, _ = process.communicate(timeout=300)
     assert result.returncode == 0 and "integrity check ok" in result.stdout, result.stderr
     assert integrity(copy) == "ok" and not Path(f"{copy}-wal").exists()
     in_copy, in_db = stored_verdicts(copy), stored_verdicts(study)
     assert all(in_copy.get(i) == v for i, v in before_backup.items())  # every save confirmed before it
     assert all(in_db[i] == v for i, v in in_copy.items())  # a consistent snapshot of the live database
-    assert len(in_db) == 2 * N_CASES and len(in_copy) < len(in_db)
+    assert len(in_db) == 2 * N_CASES
+    reviewers = [r[0] for r in sqlite3.connect(copy).execute("SELECT id FROM reviewers")]
+    assert "ana" in reviewers and "zed" not in reviewers  # nothing uncommitted, and no wait for the writer
 
     refused = clinical("backup", "--db", str(study), "--out", str(copy))
     assert refused.returncode == 2 and "never overwritten" in refused.stderr and "Traceback" not in refused.stderr
