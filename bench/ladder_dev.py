@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--per-class-limit", type=int,
+                        help="first N photos of each dev class only (for slow models; noisier AUROC)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -40,6 +42,9 @@ def main() -> None:
         detector.background = load_background(Path(args.reference), detector.config, None)
     table = assign_roles(scan_dataset(args.data), detector.card["split"])
     table = table[table["role"].isin(["mpox_train", "mpox_val", "dev"])].reset_index(drop=True)
+    if args.per_class_limit:
+        table = table[(table["role"] != "dev") | (table.groupby("class").cumcount() < args.per_class_limit)]
+        table = table.reset_index(drop=True)
     started = time.time()
     measured = measure_all(detector, args.data, table)
     seconds = time.time() - started
@@ -49,7 +54,7 @@ def main() -> None:
     measured.to_csv(out / "measurements.csv", index=False)
     rows = dev.sort_values("dev_mean_auroc", ascending=False).to_dict("records")
     (out / "dev.json").write_text(json.dumps({
-        "weights": args.weights, "reference": args.reference, "images": len(table),
+        "weights": args.weights, "reference": args.reference, "images": len(table), "per_class_limit": args.per_class_limit,
         "measure_seconds": round(seconds, 1), "threads": args.threads, "dev": rows}, indent=2) + "\n")
     for row in rows:
         print(f"{row['dev_mean_auroc']:.3f}  {row['score']}" + ("  (reversed)" if row["sign"] < 0 else ""))
