@@ -23,12 +23,12 @@ def _train_classifier(args: argparse.Namespace) -> int:
     config = ClassifierConfig(arch=args.arch, negatives=args.negatives, **overrides)
     name = args.name or f"{config.arch.replace('_', '-')}-{config.negatives.replace('+', '-plus-')}"
     command = " ".join(["python -m mim_core"] + sys.argv[1:])
+    if args.export and Path(args.export).suffix != ".pt":
+        raise ValueError(f"--export wants a .pt path (its card goes beside it), not {args.export}")
     weights = train_classifier(args.data, args.out, config, device=args.device)
     card = write_classifier_card(weights, args.data, command=command, name=name)
     if args.export:
         target = Path(args.export)
-        if target.suffix != ".pt":
-            raise ValueError(f"--export wants a .pt path (its card goes beside it), not {target}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, target)
         from .checkpoint import card_path, save_json

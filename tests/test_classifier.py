@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from mim_core.checkpoint import WeightsError, load_card
 from mim_core.classifier import ClassifierConfig, ClassifierDetector, load_classifier, predict_proba
 from mim_core.classifier_train import classifier_split, groups_of, train_classifier, write_classifier_card
+from mim_core.cli import main
 from mim_core.data import load_tensor
 from mim_core.protocol import DEV_CLASSES
 from mim_core.train import mpox_split
@@ -84,6 +85,17 @@ def test_tampered_weights_are_refused(tiny_run: Path, tmp_path: Path):
         handle.write(b"x")
     with pytest.raises(WeightsError, match="does not match its model card"):
         ClassifierDetector.load(tmp_path / "m.pt")
+
+
+def test_train_classifier_command_exports_weights_and_card(tmp_path: Path, data_root: Path, capsys):
+    args = ["train-classifier", "--arch", "mobilenet_v3_small", "--steps", "1", "--batch-size", "2",
+            "--eval-every", "1", "--data", str(data_root), "--out", str(tmp_path / "run")]
+    assert main(args + ["--export", str(tmp_path / "w" / "m.bin")]) == 2
+    assert "error: --export wants a .pt path" in capsys.readouterr().err
+    assert main(args + ["--export", str(tmp_path / "w" / "m.pt"), "--name", "cli-test"]) == 0
+    card = load_card(tmp_path / "w" / "m.pt")
+    assert (card["name"], card["weights_file"]) == ("cli-test", "m.pt")
+    assert ClassifierDetector.load(tmp_path / "w" / "m.pt").threshold == card["threshold"]["value"]
 
 
 def test_bad_config_is_a_sentence():
