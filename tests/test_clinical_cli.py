@@ -63,8 +63,13 @@ def test_import_run_verdicts_report(study: Path, detector):
     result = run("run-models", "--db", str(db))
     assert result.returncode == 0, result.stderr
     assert "mim-gan: run 1, scored 6 case(s)" in result.stdout
+    baselines = sorted(json.loads(card.read_text())["name"] for card in (REPO / "weights").glob("*.json")
+                       if json.loads(card.read_text()).get("kind") == "classifier")
+    assert baselines, "the classifier baselines of issue #6 ship in weights/"
+    assert all(f"{name}: run " in result.stdout for name in baselines)
     conn = sqlite3.connect(db)
-    scores = dict(conn.execute("SELECT c.file_name, p.score FROM predictions p JOIN cases c ON c.id = p.case_id"))
+    scores = dict(conn.execute("SELECT c.file_name, p.score FROM predictions p JOIN cases c ON c.id = p.case_id "
+                               "JOIN model_runs r ON r.id = p.run_id WHERE r.model_name = 'mim-gan'"))
     conn.close()
     assert len(scores) == 6
     first = study / MPOX[0]
@@ -100,10 +105,10 @@ def test_import_run_verdicts_report(study: Path, detector):
     mim = metrics["models"]["mim-gan"]
     assert 0 <= mim["auroc"] <= 1 and len(mim["auroc_ci"]) == 2
     assert mim["sensitivity"] is not None and mim["specificity"] is not None
-    assert metrics["delong"] == {}
+    assert set(metrics["delong"]) == set(baselines)  # every baseline compared with MIM on the same cases
     assert metrics["reviewers"]["ana"]["unaided"]["sensitivity"] == 1.0
     assert metrics["reviewers"]["ben"]["aided"]["specificity"] == pytest.approx(round(2 / 3, 4))
     assert metrics["kappa"]["cohen"]["ana__ben"]["aided"] is not None
     assert metrics["kappa"]["fleiss"]["unaided"] is not None
     assert metrics["flow"]["excluded"] == 1 and metrics["flow"]["unaided"]["cases_read"] == 5
-    assert "No baseline available" in (out / "report.html").read_text()
+    assert "No baseline available" not in (out / "report.html").read_text()
