@@ -25,3 +25,14 @@ def detector():
     from mim_core.detector import MIMDetector
 
     return MIMDetector.load(SHIPPED_WEIGHTS, threads=2)
+
+
+def dump(db: Path) -> list[str]:
+    """Every statement that recreates the SQLite database ``db``: equal dumps mean nothing changed."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, dump
 
 MPOX = ["MSLD_v1/Monkeypox/P13_1.jpg", "MSLD_v1/Monkeypox/P14_1.jpg", "MSLD_v1/Monkeypox/P15_1.jpg"]
 
@@ -19,14 +19,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "clinical", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env=env)
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def refused(result: subprocess.CompletedProcess, pattern: str) -> None:

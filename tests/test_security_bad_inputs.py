@@ -22,7 +22,7 @@ from PIL import Image, ImageFile
 from mim_core.data import IMAGE_SUFFIXES, ImageDecodeError, decode_image
 from mim_core.detector import Verdict
 from tests.bad_inputs import ANALYSED, REFUSED, TOO_LARGE, BadInput, corpus, write_corpus
-from tests.conftest import REPO
+from tests.conftest import REPO, dump
 from tests.demo_server import EXAMPLE
 
 VERDICTS = {v.value for v in Verdict}
@@ -111,14 +111,6 @@ def test_corpus_through_the_demo_api(detector, tmp_path: Path):
         assert again[6] in VERDICTS and again[4] is not None
     leftovers = [p.name for p in uploads.rglob("*") if p.is_file() and p.name in {i.name for i in files.values()}]
     assert leftovers == []  # every upload was deleted after its analysis, refused or not
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def test_corpus_through_import_cases(tmp_path: Path):

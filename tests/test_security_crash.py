@@ -21,7 +21,7 @@ from PIL import Image
 
 from clinical.cases import collect_images, import_images
 from clinical.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, dump
 
 ENV = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
 REVIEWERS = {"ana": "ana-secret-1", "ben": "ben-secret-1", "cy": "cy-secret-11"}
@@ -53,14 +53,6 @@ def integrity(db: Path) -> str:
     conn = sqlite3.connect(db)
     try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
     finally:
         conn.close()
 
