@@ -38,6 +38,8 @@ def shuffle_tiles(images: torch.Tensor, grid: int, generator: torch.Generator) -
     arrangement above tile scale (lesion shape, layout).
     """
     b, c, h, w = images.shape
+    if grid < 1 or h % grid or w % grid:
+        raise ValueError(f"tile_shuffle {grid} must divide the training crop size {h}x{w}")
     th, tw = h // grid, w // grid
     tiles = images.view(b, c, grid, th, grid, tw).permute(0, 2, 4, 1, 3, 5).reshape(b, grid * grid, c, th, tw)
     order = torch.stack([torch.randperm(grid * grid, generator=generator) for _ in range(b)])

@@ -175,6 +175,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         detector.background = load_background(reference_weights, detector.config, None).to(device)
     elif detector.background is None and card["config"]["measure"]["reference"] == "background":
         raise ValueError("This card's measure needs its background reference inpainter.")
+    measured_reference = reference if detector.background is not None else None  # what the numbers include
     table = assign_roles(scan_dataset(data_root), card["split"])
     if per_class_limit:
         table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
@@ -183,7 +184,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     if reuse_measurements and cache.is_file():
         previous = json.loads((out_dir / "results.json").read_text())
         if ((previous["weights_sha256"], previous.get("dermnet_short_side"), previous.get("reference"))
-                != (card["weights_sha256"], dermnet_short_side, reference if detector.background is not None else None)):
+                != (card["weights_sha256"], dermnet_short_side, measured_reference)):
             raise ValueError(f"{cache} was measured with other weights or resampling; run without --reuse-measurements.")
         measured = pd.read_csv(cache)
         if list(measured["path"]) != list(table["path"]):
@@ -243,7 +244,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
         "per_class_limit": per_class_limit,
         "dermnet_short_side": dermnet_short_side,
-        "reference": reference if detector.background is not None else None,
+        "reference": measured_reference,
     }
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:

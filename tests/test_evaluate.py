@@ -3,6 +3,9 @@
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from mim_core.evaluate import evaluate
 from mim_core.protocol import DEV_CLASSES
 from tests.conftest import SHIPPED_WEIGHTS
@@ -45,3 +48,26 @@ def test_dermnet_resampling_stress_check(tmp_path: Path, data_root: Path, detect
     assert shrunk["err_gan_ssim"] != native["err_gan_ssim"]
     with pytest.raises(ValueError, match="stress check"):
         evaluate(SHIPPED_WEIGHTS, data_root, tmp_path, update_card=True, dermnet_short_side=224)
+
+
+def test_background_reference_adds_its_scores(data_root: Path):
+    import copy
+
+    import pandas as pd
+
+    from mim_core.detector import MIMDetector
+    from mim_core.evaluate import compute_scores, measure_all
+
+    detector = MIMDetector.load(SHIPPED_WEIGHTS)
+    mpox = sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[:2]
+    table = pd.DataFrame([{"path": str(p.relative_to(data_root)), "dataset": "MSLD_v1", "class": "MSLD_v1/Monkeypox",
+                           "group": p.name, "role": "mpox_train"} for p in mpox])
+    plain = measure_all(detector, data_root, table)
+    assert not any(c.startswith("err_background_") for c in plain)
+    # a reference that is a copy of the inpainter itself: the same errors, so every log-ratio is ~0
+    detector.background = copy.deepcopy(detector.generator).to(memory_format=torch.contiguous_format)
+    measured = measure_all(detector, data_root, table)
+    scores = compute_scores(measured)
+    for kind in ("l1", "ssim", "msgms"):
+        assert measured[f"err_background_{kind}"].to_numpy() == pytest.approx(measured[f"err_gan_{kind}"].to_numpy(), rel=1e-4)
+        assert scores[f"mim:{kind}/background"].abs().max() < 1e-3
