@@ -68,11 +68,15 @@ def load_card(weights: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_generator(weights: str | os.PathLike, expected_sha256: str | None) -> tuple[InpaintGenerator, MIMConfig]:
-    """Verify the sha256 (when given) and build the generator in eval mode."""
+def verify_weights(weights: str | os.PathLike, expected_sha256: str | None, train_command: str) -> Path:
+    """The weights file, checked to exist and (when a sha256 is given) to match its card.
+
+    Raises:
+        WeightsError: a missing file (naming ``train_command``, which makes one) or a sha256 mismatch.
+    """
     weights = Path(weights)
     if not weights.is_file():
-        raise WeightsError(f"Weights file {weights} not found. Train one with `python -m mim_core train`.")
+        raise WeightsError(f"Weights file {weights} not found. Train one with `{train_command}`.")
     if expected_sha256 is not None:
         actual = sha256_file(weights)
         if actual != expected_sha256:
@@ -80,6 +84,26 @@ def load_generator(weights: str | os.PathLike, expected_sha256: str | None) -> t
                 f"Weights file {weights} does not match its model card (sha256 {actual[:12]}… vs "
                 f"{expected_sha256[:12]}…): it is corrupt or was replaced. Restore the shipped file."
             )
+    return weights
+
+
+def card_threshold(card: dict[str, Any], weights: str | os.PathLike, require: bool, how_to_set: str) -> float:
+    """The card's calibrated threshold; NaN when it has none and ``require`` is False (calibration only).
+
+    Raises:
+        WeightsError: no threshold while ``require`` (every photo would otherwise get a verdict from nothing).
+    """
+    threshold = card.get("threshold", {}).get("value")
+    if threshold is not None:
+        return float(threshold)
+    if require:
+        raise WeightsError(f"The model card of {weights} has no calibrated threshold; {how_to_set}.")
+    return float("nan")
+
+
+def load_generator(weights: str | os.PathLike, expected_sha256: str | None) -> tuple[InpaintGenerator, MIMConfig]:
+    """Verify the sha256 (when given) and build the generator in eval mode."""
+    weights = verify_weights(weights, expected_sha256, "python -m mim_core train")
     try:
         blob = torch.load(weights, map_location="cpu", weights_only=True)
         config = MIMConfig.from_dict(blob["config"])

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from .checkpoint import WeightsError, load_card, save_torch, sha256_file
+from .checkpoint import WeightsError, card_threshold, load_card, save_torch, sha256_file, verify_weights
 from .config import PreprocessConfig
 from .data import decode_image, preprocess
 from .detector import Verdict
@@ -137,15 +137,7 @@ def export_classifier(path: str | os.PathLike, state: dict[str, torch.Tensor], c
 def load_classifier(weights: str | os.PathLike,
                     expected_sha256: str | None) -> tuple[BinaryClassifier, ClassifierConfig]:
     """Verify the sha256 (when given) and build the classifier in eval mode (fp32)."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise WeightsError(f"Weights file {weights} not found. Train one with `python -m mim_core train-classifier`.")
-    if expected_sha256 is not None:
-        actual = sha256_file(weights)
-        if actual != expected_sha256:
-            raise WeightsError(
-                f"Weights file {weights} does not match its model card (sha256 {actual[:12]}… vs "
-                f"{expected_sha256[:12]}…): it is corrupt or was replaced. Restore the shipped file.")
+    weights = verify_weights(weights, expected_sha256, "python -m mim_core train-classifier")
     try:
         blob = torch.load(weights, map_location="cpu", weights_only=True)
         if blob.get("format") != WEIGHTS_FORMAT:
@@ -216,12 +208,8 @@ class ClassifierDetector:
         if card.get("kind") != "classifier":
             raise WeightsError(f"The card beside {weights} is of kind {card.get('kind')!r}, not a classifier.")
         model, config = load_classifier(weights, card.get("weights_sha256"))
-        threshold = card.get("threshold", {}).get("value")
-        if threshold is None:
-            if require_threshold:
-                raise WeightsError(f"The model card of {weights} has no calibrated threshold; retrain it with "
-                                   "`python -m mim_core train-classifier` to set one.")
-            threshold = float("nan")
+        threshold = card_threshold(card, weights, require_threshold,
+                                   "retrain it with `python -m mim_core train-classifier` to set one")
         return cls(model, config, threshold, card)
 
     def score_tensors(self, images: torch.Tensor) -> np.ndarray:

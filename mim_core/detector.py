@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import WeightsError, load_card, load_generator
+from .checkpoint import WeightsError, card_threshold, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
@@ -171,12 +171,8 @@ class MIMDetector:
         card = load_card(weights)
         generator, trained = load_generator(weights, card.get("weights_sha256"))
         config = MIMConfig.from_dict(card["config"]) if "config" in card else trained
-        threshold = card.get("threshold", {}).get("value")
-        if threshold is None:
-            if require_threshold:
-                raise WeightsError(f"The model card of {weights} has no calibrated threshold; run "
-                                   "`python -m mim_core evaluate --select-on-dev` or retrain to set one.")
-            threshold = float("nan")
+        threshold = card_threshold(card, weights, require_threshold,
+                                   "run `python -m mim_core evaluate --select-on-dev` or retrain to set one")
         background = None
         if config.measure.reference == "background":
             ref = card.get("reference") or {}
