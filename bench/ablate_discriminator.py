@@ -30,7 +30,7 @@ from mim_core.config import MIMConfig  # noqa: E402
 from mim_core.data import load_tensor  # noqa: E402
 from mim_core.detector import MIMDetector, reconstruct  # noqa: E402
 from mim_core.model import PatchDiscriminator  # noqa: E402
-from mim_core.report import dev_mean_auroc, test_results  # noqa: E402
+from mim_core.evaluation.report import dev_mean_auroc, test_results  # noqa: E402
 
 
 @torch.inference_mode()

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mim_core.augment import augment  # noqa: E402
+from mim_core.training.augment import augment  # noqa: E402
 from mim_core.data import decode_image, load_tensor, scan_dataset  # noqa: E402
 from mim_core.detector import MIMDetector, reconstruct  # noqa: E402
 from mim_core.protocol import assign_roles  # noqa: E402
-from mim_core.report import dev_mean_auroc  # noqa: E402
+from mim_core.evaluation.report import dev_mean_auroc  # noqa: E402
 
 
 class AnomalyHead(nn.Module):

@@ -31,7 +31,7 @@ from mim_core.data import load_tensor, scan_dataset  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.model import InpaintGenerator, PatchDiscriminator  # noqa: E402
 from mim_core.protocol import assign_roles  # noqa: E402
-from mim_core.report import dev_mean_auroc  # noqa: E402
+from mim_core.evaluation.report import dev_mean_auroc  # noqa: E402
 
 GRID = 16
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core import report  # noqa: E402
 from mim_core.data import scan_dataset  # noqa: E402
 from mim_core.detector import MIMDetector, load_background  # noqa: E402
-from mim_core.evaluate import compute_scores, measure_all  # noqa: E402
+from mim_core.evaluation.evaluate import compute_scores, measure_all  # noqa: E402
 from mim_core.protocol import assign_roles  # noqa: E402
 
 

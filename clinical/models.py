@@ -67,7 +67,7 @@ register_scorer("mim", MIMScorer.load)
 def classifier_scorer(weights: Path, card: dict[str, Any]) -> Scorer:
     """Classifier baselines (issue #6) through :class:`mim_core.classifier.ClassifierDetector`, which verifies
     the weights' sha256 and gives (P(mpox), verdict); their cards say "higher = more mpox-like"."""
-    from mim_core.classifier import ClassifierDetector
+    from mim_core.baselines.classifier import ClassifierDetector
 
     return ClassifierDetector.load(weights)
 

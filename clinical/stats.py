@@ -17,7 +17,7 @@ from sklearn.metrics import cohen_kappa_score, roc_curve
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from mim_core.stats import AUROC, auroc_ci
+from mim_core.evaluation.stats import AUROC, auroc_ci
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def binary_metrics(truth: Sequence[bool], called: Sequence[bool]) -> dict[str, P
 
 
 def oriented(scores: Sequence[float], mpox_when: str) -> np.ndarray:
-    """Scores turned so that lower = mpox (MIM's convention, which mim_core.stats expects)."""
+    """Scores turned so that lower = mpox (MIM's convention, which mim_core.evaluation.stats expects)."""
     values = np.asarray(scores, float)
     return values if mpox_when == "lower" else -values
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from mim_core.augment import shuffle_tiles
+from mim_core.training.augment import shuffle_tiles
 
 
 def test_shuffle_tiles_keeps_every_pixel_and_moves_tiles():

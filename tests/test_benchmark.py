@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mim_core.benchmark import BenchmarkConfig, benchmark_table, load_models, run_benchmark
-from mim_core.benchmark_report import FILES
+from mim_core.benchmark.run import BenchmarkConfig, benchmark_table, load_models, run_benchmark
+from mim_core.benchmark.report import FILES
 from mim_core.cli import main
-from mim_core.corruptions import CORRUPTIONS
+from mim_core.benchmark.corruptions import CORRUPTIONS
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severities=(1,), n_boot=200)

@@ -9,8 +9,8 @@ from mim_core.card import manifest_sha256
 from mim_core.checkpoint import load_card, sha256_file
 from mim_core.data import scan_dataset
 from mim_core.protocol import OTHERS, assign_roles
-from mim_core.stats import auroc_ci
-from mim_core.train import mpox_split
+from mim_core.evaluation.stats import auroc_ci
+from mim_core.training.train import mpox_split
 from tests.conftest import SHIPPED_WEIGHTS
 
 

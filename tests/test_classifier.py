@@ -11,12 +11,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mim_core.checkpoint import WeightsError, load_card
-from mim_core.classifier import ClassifierConfig, ClassifierDetector, load_classifier, predict_proba
-from mim_core.classifier_train import classifier_split, groups_of, train_classifier, write_classifier_card
+from mim_core.baselines.classifier import ClassifierConfig, ClassifierDetector, load_classifier, predict_proba
+from mim_core.baselines.train import classifier_split, groups_of, train_classifier, write_classifier_card
 from mim_core.cli import main
 from mim_core.data import load_tensor
 from mim_core.protocol import DEV_CLASSES
-from mim_core.train import mpox_split
+from mim_core.training.train import mpox_split
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 TINY = dict(arch="mobilenet_v3_small", steps=2, batch_size=4, eval_every=1)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mim_core.abnormal import abnormal_images, generated_images, natural_images
+from mim_core.benchmark.abnormal import abnormal_images, generated_images, natural_images
 from mim_core.config import PreprocessConfig
-from mim_core.corruptions import CORRUPTIONS, SEVERITIES, corrupted_view, describe, to_view
+from mim_core.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupted_view, describe, to_view
 from mim_core.data import decode_image
 from mim_core.detector import quality_issue
 

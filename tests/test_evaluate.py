@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mim_core.evaluate import evaluate
+from mim_core.evaluation.evaluate import evaluate
 from mim_core.protocol import DEV_CLASSES
 from tests.conftest import SHIPPED_WEIGHTS
 
@@ -37,7 +37,7 @@ def test_dermnet_resampling_stress_check(tmp_path: Path, data_root: Path, detect
     import pandas as pd
     import pytest
 
-    from mim_core.evaluate import measure_all
+    from mim_core.evaluation.evaluate import measure_all
 
     table = pd.DataFrame([{"path": "DermNetNZ/Orf/" + sorted(p.name for p in (data_root / "DermNetNZ" / "Orf").iterdir())[0],
                            "dataset": "DermNetNZ", "class": "DermNetNZ/Orf", "group": "g", "role": "test"}])
@@ -56,7 +56,7 @@ def test_background_reference_adds_its_scores(data_root: Path):
     import pandas as pd
 
     from mim_core.detector import MIMDetector
-    from mim_core.evaluate import compute_scores, measure_all
+    from mim_core.evaluation.evaluate import compute_scores, measure_all
 
     detector = MIMDetector.load(SHIPPED_WEIGHTS)
     mpox = sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[:2]

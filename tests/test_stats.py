@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mim_core.stats import auroc_ci, mean_auroc_ci
+from mim_core.evaluation.stats import auroc_ci, mean_auroc_ci
 
 
 def test_auroc_matches_sklearn_and_ci_brackets_it():

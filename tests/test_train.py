@@ -9,7 +9,7 @@ from mim_core.card import write_card
 from mim_core.checkpoint import load_card
 from mim_core.config import MIMConfig
 from mim_core.detector import MIMDetector
-from mim_core.train import train
+from mim_core.training.train import train
 
 
 def test_train_resume_and_card(tmp_path: Path, data_root: Path):

@@ -30,14 +30,14 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .augment import augment
-from .card import CARD_FORMAT, manifest_sha256
-from .checkpoint import card_path, save_json
+from ..training.augment import augment
+from ..card import CARD_FORMAT, manifest_sha256
+from ..checkpoint import card_path, save_json
 from .classifier import (SCORE_DIRECTION, ClassifierConfig, build_model, count_parameters, export_classifier,
                          load_classifier, predict_proba)
-from .data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
-from .protocol import DEV_CLASSES, OTHERS
-from .stats import auroc_ci
+from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
+from ..protocol import DEV_CLASSES, OTHERS
+from ..evaluation.stats import auroc_ci
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
@@ -68,7 +68,7 @@ class ClassifierSplit:
 
 def classifier_split(data_root: str | Path, negatives: str, split_seed: int) -> ClassifierSplit:
     """The classifier's split (see module doc); the mpox part is the protocol's, identical to MIM's."""
-    from .train import mpox_split
+    from ..training.train import mpox_split
 
     mpox = mpox_split(data_root, split_seed)
     records = scan_dataset(data_root)

@@ -25,10 +25,10 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from .checkpoint import WeightsError, card_threshold, load_card, save_torch, sha256_file, verify_weights
-from .config import PreprocessConfig
-from .data import decode_image, preprocess
-from .detector import Verdict
+from ..checkpoint import WeightsError, card_threshold, load_card, save_torch, sha256_file, verify_weights
+from ..config import PreprocessConfig
+from ..data import decode_image, preprocess
+from ..detector import Verdict
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
@@ -251,7 +251,7 @@ def load_detector(weights: str | os.PathLike, threads: int | None = None) -> Any
     if kind == "classifier":
         return ClassifierDetector.load(weights, threads=threads)
     if kind == "mim":
-        from .detector import MIMDetector
+        from ..detector import MIMDetector
 
         return MIMDetector.load(weights, threads=threads)
     raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected 'mim' or 'classifier'.")

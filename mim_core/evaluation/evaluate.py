@@ -20,13 +20,13 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from .controls import ColourStatsDetector, colour_texture_features, png_bits_per_pixel
-from .data import decode_image, preprocess
-from .detector import MIMDetector, _to_uint8, load_background
-from .card import calibrate_threshold
-from .checkpoint import card_path, save_json, sha256_file
-from .data import scan_dataset
-from .measure import MAP_KINDS, dissimilarity_map
-from .protocol import OTHERS, WATERMARK_BOXES, assign_roles
+from ..data import decode_image, preprocess
+from ..detector import MIMDetector, _to_uint8, load_background
+from ..card import calibrate_threshold
+from ..checkpoint import card_path, save_json, sha256_file
+from ..data import scan_dataset
+from ..measure import MAP_KINDS, dissimilarity_map
+from ..protocol import OTHERS, WATERMARK_BOXES, assign_roles
 
 def blank_watermark(image: Image.Image) -> Image.Image:
     """Copy of a DermNet photo with its bottom-left watermark area painted black."""

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import augment, shuffle_tiles
-from .checkpoint import export_weights, save_json, save_torch
-from .config import MIMConfig
-from .data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
-from .masks import grid_mask_bank, random_masks
-from .model import InpaintGenerator, PatchDiscriminator, count_parameters, inpaint
+from ..checkpoint import export_weights, save_json, save_torch
+from ..config import MIMConfig
+from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
+from ..masks import grid_mask_bank, random_masks
+from ..model import InpaintGenerator, PatchDiscriminator, count_parameters, inpaint
 
 
 @dataclass(frozen=True)

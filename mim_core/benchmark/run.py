@@ -6,14 +6,14 @@ crop at model resolution):
 (a) **Unseen categories**: mpox test photos vs each of the 21 DermNet *test* classes (no model trained or
     chose anything on them), their mean and the pooled set, plus MSLD Others' *test* split (the
     classifiers trained on Others' train split; MIM on no negative at all). AUROC with the group-bootstrap
-    CIs of :mod:`mim_core.report` / :mod:`mim_core.stats`.
+    CIs of :mod:`mim_core.evaluation.report` / :mod:`mim_core.evaluation.stats`.
 (b) **Noise**: mpox test, Others test and the first ``noise_per_class`` photos of each DermNet test class,
-    each under every corruption of :mod:`mim_core.corruptions` at each severity; AUROC vs severity.
-(c) **Abnormal inputs** (:mod:`mim_core.abnormal`): the fraction each model calls mpox, and the fraction
+    each under every corruption of :mod:`mim_core.benchmark.corruptions` at each severity; AUROC vs severity.
+(c) **Abnormal inputs** (:mod:`mim_core.benchmark.abnormal`): the fraction each model calls mpox, and the fraction
     the model-free quality gate (MIM's ``not a usable skin photo``) flags.
 
 Scores are oriented so that lower = more mpox-like before any AUROC (MIM's convention in
-:mod:`mim_core.stats`); every card's ``score_direction`` says which way its raw score points.
+:mod:`mim_core.evaluation.stats`); every card's ``score_direction`` says which way its raw score points.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ import torch
 from tqdm import tqdm
 
 from .abnormal import abnormal_images
-from .checkpoint import WeightsError
-from .classifier import load_detector
-from .classifier_train import classifier_split
+from ..checkpoint import WeightsError
+from ..baselines.classifier import load_detector
+from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
-from .data import decode_image, scan_dataset
-from .detector import quality_issue
-from .protocol import DEV_CLASSES, OTHERS
-from .stats import auroc_ci
+from ..data import decode_image, scan_dataset
+from ..detector import quality_issue
+from ..protocol import DEV_CLASSES, OTHERS
+from ..evaluation.stats import auroc_ci
 
 KINDS = ("mim", "classifier")
 
@@ -188,7 +188,7 @@ def _auroc(oriented: np.ndarray, table: pd.DataFrame, neg_mask: np.ndarray, n_bo
 def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.ndarray],
                 config: BenchmarkConfig) -> tuple[dict[str, Any], pd.DataFrame]:
     """Part (a): clean scores, per-class / mean / pooled AUROC (via :func:`mim_core.report.test_results`)."""
-    from . import report
+    from ..evaluation import report
 
     raw = _score_views(models, views, config.batch_size)
     oriented = pd.DataFrame({m.name: m.sign * raw[m.name] for m in models})
@@ -283,7 +283,7 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
 def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str | Path,
                   config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any]:
     """Run parts (a)-(c) and write benchmark.md / .json, CSVs and PNG plots into ``out_dir``."""
-    from .benchmark_report import write_outputs
+    from .report import write_outputs
 
     torch.set_num_threads(config.threads)
     started = time.time()

@@ -1,4 +1,4 @@
-"""Files of a benchmark run (see :mod:`mim_core.benchmark`): Markdown, JSON, CSVs and PNG plots."""
+"""Files of a benchmark run (see :mod:`mim_core.benchmark.run`): Markdown, JSON, CSVs and PNG plots."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .protocol import OTHERS  # noqa: E402
+from ..protocol import OTHERS  # noqa: E402
 
 FILES = ("benchmark.md", "benchmark.json", "unseen_per_class.csv", "unseen_summary.csv", "unseen_scores.csv",
          "noise.csv", "abnormal.csv", "abnormal_summary.csv", "unseen.png", "noise.png", "abnormal.png")

@@ -20,8 +20,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from .config import PreprocessConfig
-from .data import preprocess
+from ..config import PreprocessConfig
+from ..data import preprocess
 
 SEVERITIES = (1, 2, 3, 4, 5)
 NOISE_SIGMA = (0.04, 0.08, 0.12, 0.18, 0.26)  # std of additive Gaussian noise, image range [0, 1]
