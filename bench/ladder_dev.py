@@ -57,7 +57,7 @@ def main() -> None:
         "weights": args.weights, "reference": args.reference, "images": len(table), "per_class_limit": args.per_class_limit,
         "measure_seconds": round(seconds, 1), "threads": args.threads, "dev": rows}, indent=2) + "\n")
     for row in rows:
-        print(f"{row['dev_mean_auroc']:.3f}  {row['score']}" + ("  (reversed)" if row["sign"] < 0 else ""))
+        print(f"{row['dev_mean_auroc']:.3f}  {row['score']}" + ("  (reversed)" if row["mpox_when"] == "higher" else ""))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Every ``weights/*.json`` with a ``kind`` is a model card; the weights file beside it (``weights_file``,
 else the card's stem + ``.pt``) is the model. The card's ``kind`` picks a scorer factory from a small
-registry: ``"mim"`` (:class:`MIMScorer`) and ``"classifier"`` (the baselines of issue #6) are built in;
+registry: ``"mim"`` and ``"classifier"`` (:class:`DetectorScorer`, through :mod:`mim_core.registry`) are built in;
 other kinds add theirs with :func:`register_scorer`. A scorer returns (score, label) for one decoded RGB
 photo; the card's ``score_direction`` says which way the score points, and its ``threshold.value`` is the
 pre-set cut.
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+import numpy as np
 from PIL import Image
 
 from mim_core.checkpoint import sha256_file
-from mim_core.data import decode_image
+from mim_core.data import decode_image, preprocess
+from mim_core.registry import KINDS, ModelEntry, find_models, load_detector
+from mim_core.verdict import DirectionError
+from mim_core.verdict import mpox_when as card_mpox_when
 
 from .store import ClinicalError, Store
 
@@ -43,47 +46,38 @@ def register_scorer(kind: str, factory: ScorerFactory) -> None:
     _FACTORIES[kind] = factory
 
 
-class MIMScorer:
-    """MIM through :class:`mim_core.detector.MIMDetector` (weights sha256 verified on load)."""
+class DetectorScorer:
+    """A model of ``mim_core`` (MIM or a classifier baseline, loaded by its card's kind, weights sha256
+    verified) as a Scorer."""
 
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.card = detector.card
 
     @classmethod
-    def load(cls, weights: Path, card: dict[str, Any]) -> "MIMScorer":
-        from mim_core.detector import MIMDetector
-
-        return cls(MIMDetector.load(weights))
+    def load(cls, weights: Path, card: dict[str, Any]) -> "DetectorScorer":
+        return cls(load_detector(weights))
 
     def score(self, image: Image.Image) -> tuple[float, str]:
+        """The model's score and verdict. A photo the quality gate refuses keeps its refusal as the label,
+        and its score is still computed (a validation study needs every case's score for the ROC)."""
         analysis = self.detector.analyze(image)
-        return float(analysis.score), analysis.verdict.value
+        if np.isfinite(analysis.score):
+            return float(analysis.score), analysis.verdict.value
+        view = preprocess(image, self.detector.config.preprocess).unsqueeze(0)
+        return float(self.detector.score_views(view)[0]), analysis.verdict.value
 
 
-register_scorer("mim", MIMScorer.load)
-
-
-def classifier_scorer(weights: Path, card: dict[str, Any]) -> Scorer:
-    """Classifier baselines (issue #6) through :class:`mim_core.classifier.ClassifierDetector`, which verifies
-    the weights' sha256 and gives (P(mpox), verdict); their cards say "higher = more mpox-like"."""
-    from mim_core.baselines.classifier import ClassifierDetector
-
-    return ClassifierDetector.load(weights)
-
-
-register_scorer("classifier", classifier_scorer)
+for _kind in KINDS:
+    register_scorer(_kind, DetectorScorer.load)
 
 
 def mpox_when(card: dict[str, Any]) -> str:
     """'lower' when lower scores mean mpox (MIM: "higher = less mpox-like"), 'higher' otherwise."""
-    text = str(card.get("score_direction", "")).lower()
-    if "higher" in text and "less" in text or "lower" in text and "more" in text:
-        return "lower"
-    if "higher" in text and "more" in text or "lower" in text and "less" in text:
-        return "higher"
-    raise ClinicalError(f"Model card '{card.get('name')}' does not say which way its score points "
-                        "(score_direction such as 'higher = more mpox-like').")
+    try:
+        return card_mpox_when(card)
+    except DirectionError as err:
+        raise ClinicalError(str(err)) from err
 
 
 def model_version(card: dict[str, Any]) -> str:
@@ -91,41 +85,16 @@ def model_version(card: dict[str, Any]) -> str:
     return str(card.get("version") or f"{card.get('name', 'model')}@sha256:{str(card.get('weights_sha256'))[:12]}")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A card found in the weights folder, with its weights path."""
-
-    name: str
-    kind: str
-    card: dict[str, Any]
-    weights: Path
+ModelSpec = ModelEntry  # a card found in the weights folder, with its weights path
 
 
-def discover(weights_dir: str | Path) -> tuple[list[ModelSpec], list[str]]:
-    """Cards in ``weights_dir`` that can be scored, and a note for each one that cannot."""
-    folder = Path(weights_dir)
-    if not folder.is_dir():
-        raise ClinicalError(f"Weights folder {folder} not found.")
-    specs, notes = [], []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError):
-            notes.append(f"{path.name}: skipped, not readable JSON")
-            continue
-        if not isinstance(card, dict) or "kind" not in card:
-            continue  # not a model card
-        name, kind = str(card.get("name", path.stem)), str(card["kind"])
-        weights = path.parent / str(card.get("weights_file", path.with_suffix(".pt").name))
-        if not weights.is_file():
-            notes.append(f"{name}: skipped, weights file {weights.name} not present")
-        elif kind not in _FACTORIES:
-            notes.append(f"{name}: skipped, no scorer registered for kind '{kind}'")
-        elif "value" not in card.get("threshold", {}):
-            notes.append(f"{name}: skipped, its card has no threshold.value")
-        else:
-            specs.append(ModelSpec(name, kind, card, weights))
-    return specs, notes
+def discover(weights_dir: str | Path) -> tuple[list[ModelEntry], list[str]]:
+    """Cards in ``weights_dir`` that can be scored (:func:`mim_core.registry.find_models` over every kind
+    with a registered scorer), and a note for each one that cannot."""
+    try:
+        return find_models(weights_dir, kinds=tuple(_FACTORIES))
+    except FileNotFoundError as err:
+        raise ClinicalError(str(err)) from err
 
 
 def run_record(spec: ModelSpec, weights_sha256: str) -> dict[str, Any]:

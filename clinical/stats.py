@@ -18,6 +18,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from mim_core.evaluation.stats import AUROC, auroc_ci
+from mim_core.verdict import called_mpox, lower_is_mpox  # noqa: F401 - the one direction rule, re-exported
 
 
 @dataclass(frozen=True)
@@ -49,29 +50,17 @@ def binary_metrics(truth: Sequence[bool], called: Sequence[bool]) -> dict[str, P
             "ppv": wilson(tp, tp + fp), "npv": wilson(tn, tn + fn)}
 
 
-def oriented(scores: Sequence[float], mpox_when: str) -> np.ndarray:
-    """Scores turned so that lower = mpox (MIM's convention, which mim_core.evaluation.stats expects)."""
-    values = np.asarray(scores, float)
-    return values if mpox_when == "lower" else -values
-
-
 def model_auroc(scores: Sequence[float], is_mpox: Sequence[bool], groups: Sequence[str], mpox_when: str,
                 n_boot: int = 2000, seed: int = 0) -> AUROC:
     """AUROC for detecting mpox with a 95 % bootstrap CI over source groups."""
-    s, y, g = oriented(scores, mpox_when), np.asarray(is_mpox, bool), np.asarray(groups)
+    s, y, g = lower_is_mpox(scores, mpox_when), np.asarray(is_mpox, bool), np.asarray(groups)
     return auroc_ci(s[y], s[~y], list(g[y]), list(g[~y]), n_boot=n_boot, seed=seed)
 
 
 def roc_points(scores: Sequence[float], is_mpox: Sequence[bool], mpox_when: str) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) of the ROC curve for detecting mpox."""
-    fpr, tpr, _ = roc_curve(np.asarray(is_mpox, bool), -oriented(scores, mpox_when))
+    fpr, tpr, _ = roc_curve(np.asarray(is_mpox, bool), -lower_is_mpox(scores, mpox_when))
     return fpr, tpr
-
-
-def called_mpox(scores: Sequence[float], threshold: float, mpox_when: str) -> np.ndarray:
-    """The model's call at its pre-set threshold (MIM: score <= threshold is mpox-like)."""
-    values = np.asarray(scores, float)
-    return values <= threshold if mpox_when == "lower" else values >= threshold
 
 
 def _finite(value: float) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from mim_core.detector import MIMDetector
+from mim_core import MIMDetector
 
 from . import views
 from .model_card import placeholder_warning

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 
-from mim_core.data import ImageDecodeError
-from mim_core.detector import MIMDetector, Verdict
+from mim_core import ImageDecodeError, MIMDetector, Verdict
 
 from .handlers import INTERNAL_ERROR
 from .uploads import MAX_UPLOAD_BYTES, UploadError, discard_upload, read_upload, upload_path
@@ -106,7 +106,8 @@ def _analyse_item(detector: MIMDetector, index: int, item: BatchItem) -> BatchRo
     except Exception:  # a bug must not end the batch or reach the user as a traceback
         log.exception("batch analysis failed")
         return BatchRow(index, item.name, None, unusable, INTERNAL_ERROR)
-    return BatchRow(index, item.name, analysis.score, analysis.verdict.value, analysis.reason,
+    score = analysis.score if np.isfinite(analysis.score) else None  # a refused photo has no score
+    return BatchRow(index, item.name, score, analysis.verdict.value, analysis.reason,
                     thumbnail_data_uri(analysis.original))
 
 

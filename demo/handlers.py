@@ -13,8 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mim_core.data import ImageDecodeError
-from mim_core.detector import Analysis, MIMDetector, Verdict
+from mim_core import Analysis, ImageDecodeError, MIMDetector, Verdict
 
 from . import views
 from .uploads import UploadError, discard_upload, read_upload, upload_path
@@ -78,12 +77,16 @@ def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozense
 
 
 def panels(outcome: Outcome, scale_label: str | None) -> tuple[RGB | None, RGB | None, RGB | None, RGB | None]:
-    """Original, masked, inpainted and heatmap-over-original at the chosen mask scale (Nones when no analysis)."""
+    """Original; masked and inpainted at the chosen mask scale; the score map (the mean over every scale,
+    whose mean is the score) over the original. Nones where there is no analysis, and for the model
+    panels of a photo the quality gate refused (it never reached the model)."""
     a = outcome.analysis
     if a is None:
         return None, None, None, None
+    if a.inpainted is None:
+        return a.original, None, None, None
     i = scale_index(scale_label, a.scales)
-    return a.original, a.masked[i], a.inpainted[i], a.heatmap_overlay(i)
+    return a.original, a.masked[i], a.inpainted[i], a.heatmap_overlay()
 
 
 def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float, str, str]:
@@ -91,7 +94,7 @@ def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float,
     not be read is 'not a usable skin photo', with the reason saying why."""
     a = outcome.analysis
     if a is not None:
-        return a.score, a.threshold, a.verdict.value, a.reason
+        return (a.score if np.isfinite(a.score) else None), a.threshold, a.verdict.value, a.reason
     verdict = Verdict.UNUSABLE.value if outcome.unreadable else ""
     return None, threshold, verdict, outcome.message
 
@@ -120,6 +123,6 @@ def score_bar(outcome: Outcome, calibration: Sequence[float]) -> str:
 
 def slider(outcome: Outcome, scale_label: str | None) -> tuple[RGB, RGB] | None:
     """(original, inpainted) at the chosen scale for the before/after slider."""
-    if outcome.analysis is None:
+    if outcome.analysis is None or outcome.analysis.inpainted is None:
         return None
     return outcome.analysis.original, outcome.analysis.inpainted[scale_index(scale_label, outcome.analysis.scales)]

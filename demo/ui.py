@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from mim_core.detector import MIMDetector
+from mim_core import MIMDetector
 
 from . import batch, handlers, views
 from .model_card import card_markdown
@@ -52,7 +52,7 @@ def analyse_tab(ctx: DemoContext) -> None:
                                 example_labels=[Path(p).stem.replace("_", " ") for p in ctx.examples])
                 scale = gr.Radio(handlers.scale_labels(scales), value=handlers.default_scale_label(scales),
                                  label="Mask scale to inspect",
-                                 info="The score uses every scale; the panels show one.")
+                                 info="The score and its map use every scale; the masked and inpainted panels show one.")
             with gr.Column(scale=3):
                 card = gr.HTML(views.placeholder_html(handlers.EMPTY_MESSAGE), elem_id="mim-verdict-card")
                 bar = gr.HTML("", elem_id="mim-score-bar")
@@ -66,12 +66,14 @@ def analyse_tab(ctx: DemoContext) -> None:
             original = _panel("Original (model's view)", "mim-original")
             masked = _panel("Masked", "mim-masked")
             inpainted = _panel("Inpainted", "mim-inpainted")
-            heatmap = _panel("Heatmap", "mim-heatmap")
+            heatmap = _panel("Score map", "mim-heatmap")
         gr.Markdown("**Original**: the centre crop the model analyses. **Masked**: one of the masks at the chosen "
-                    "scale (grey = hidden). **Inpainted**: every hidden patch filled in by the model. **Heatmap**: "
-                    "where the fill differs from the original, over the original, on the fixed colour scale below.",
+                    "scale (grey = hidden). **Inpainted**: every hidden patch filled in by the model. **Score map**: "
+                    "each pixel's share of the score, over the original, on the fixed colour scale below (all "
+                    "scales together; its mean is the score, so a red region is exactly what raised it).",
                     elem_classes=["mim-caption"])
-        gr.HTML(views.colour_bar_html(ctx.detector.config.measure.heatmap_max, ctx.detector.config.measure.map))
+        measure = ctx.detector.config.measure
+        gr.HTML(views.colour_bar_html(measure.heatmap_max, measure.reference != "none", measure.map))
         slider = gr.ImageSlider(label="Before / after: original vs inpainted", type="numpy", format="png",
                                 max_height=420, elem_id="mim-slider")
         if ctx.attribution:
@@ -96,8 +98,9 @@ def analyse_tab(ctx: DemoContext) -> None:
             analyze, [photo, scale, state],
             [original, masked, inpainted, heatmap, score, threshold, verdict, reason, state],
             api_name="analyze", preprocess=False, concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
-            api_description="Analyse one photo: original, masked, inpainted and heatmap images at the chosen mask "
-                            "scale, then score, threshold, verdict and reason.",
+            api_description="Analyse one photo: original, masked and inpainted images at the chosen mask scale, the "
+                            "score map (mean over scales) over the original, then score, threshold, verdict and "
+                            "reason. A photo refused by the quality gate has no score (null) and no model panels.",
         ).then(extras, [state, scale], [card, bar, slider], api_visibility="private", concurrency_limit=None,
                show_progress="hidden")
         scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",

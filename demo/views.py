@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from mim_core.detector import Verdict
-from mim_core.measure import HEATMAP_COLORMAP, colorize_heatmap
+from mim_core import Verdict
+from mim_core.measure import colorize_heatmap
 
 NOTICE = (
     "<strong>Research aid, not a diagnosis.</strong> MIM is an experimental screening tool that has not "
@@ -100,19 +100,34 @@ def score_bar_html(score: float, threshold: float, calibration: Sequence[float] 
 </div>
 <div class="mim-bar-legend"><span>&larr; more mpox-like (mpox-like at or below the threshold)</span>
 <span>less mpox-like &rarr;</span></div>
-<div class="mim-bar-note">Thin ticks: the mpox photos the threshold was calibrated on. Score = how much worse the
-model fills hidden patches of this photo than a plain blur fill does (log ratio; higher = less mpox-like).</div>
+<div class="mim-bar-note">Thin ticks: the mpox photos the threshold was calibrated on. Score = the mean of the
+score map below: how much worse the model fills hidden patches of this photo than a plain blur fill does
+(0 = as well; higher = less mpox-like).</div>
 </div>"""
 
 
-def colour_bar_html(vmax: float, map_kind: str, stops: int = 11) -> str:
-    """The heatmap's fixed colour scale [0, vmax] as a CSS gradient with its end labels."""
-    colours = colorize_heatmap(np.linspace(0.0, vmax, stops)[None, :], vmax)[0]
+def colour_bar_html(vmax: float, diverging: bool, map_kind: str, stops: int = 11) -> str:
+    """The score map's fixed colour scale as a CSS gradient, its ends labelled in words.
+
+    Diverging (a measure with a reference fill): [-vmax, vmax], white = reproduced as well as the
+    reference. Otherwise [0, vmax]. Same scale for every photo (the card's ``measure.heatmap_max``)."""
+    lo = -vmax if diverging else 0.0
+    colours = colorize_heatmap(np.linspace(lo, vmax, stops)[None, :], vmax, diverging)[0]
     gradient = ", ".join(f"rgb({r},{g},{b}) {100 * i / (stops - 1):.0f}%" for i, (r, g, b) in enumerate(colours))
-    return f"""<div class="mim-colourbar" data-vmax="{vmax:g}">
+    if diverging:
+        labels = (f"&le; &minus;{vmax:g}: reproduced better than the reference (more mpox-like)",
+                  "0: as well reproduced as the reference",
+                  f"&ge; +{vmax:g}: reproduced worse than the reference (less mpox-like)")
+        note = (f"Each pixel: how much worse the model fills it than a plain blur fill does ({escape(map_kind)} "
+                "error, in units of the blur fill's mean error). The score is the mean of this map.")
+    else:
+        labels = ("0: reproduced faithfully", "", f"&ge; {vmax:g}: very different (less mpox-like)")
+        note = f"Each pixel: the model's {escape(map_kind)} error. The score is the mean of this map."
+    ends = "".join(f"<span>{label}</span>" for label in labels)
+    return f"""<div class="mim-colourbar" data-vmin="{lo:g}" data-vmax="{vmax:g}">
 <div class="mim-gradient" style="background: linear-gradient(to right, {gradient});"></div>
-<div class="mim-bar-legend"><span>0: reproduced faithfully</span><span>{escape(map_kind)} dissimilarity
-({escape(HEATMAP_COLORMAP)}, fixed scale for every photo)</span><span>&ge; {vmax:g}: very different</span></div>
+<div class="mim-bar-legend">{ends}</div>
+<div class="mim-bar-note">{note} Fixed scale for every photo.</div>
 </div>"""
 
 

@@ -1,8 +1,6 @@
 """Model cards: how a model was made, what it needs, how its threshold was set, what it scored.
 
-The threshold is set on the mpox *val* split only (no non-mpox image): it is the highest val score,
-the split-conformal bound that expects at least n/(n+1) of new mpox photos (93.75 % with 15 val
-images) to score at or below it.
+The threshold is set on the mpox *val* split only, by :func:`mim_core.calibration.calibrate_threshold`.
 """
 
 from __future__ import annotations
@@ -12,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from .checkpoint import card_path, load_card, save_json, sha256_file
-from .config import MIMConfig
+from .calibration import calibrate_threshold
+from .checkpoint import architecture, card_path, load_card, load_generator, save_json, sha256_file
+from .data import load_tensor
+from .verdict import MIM_SCORE_DIRECTION, mpox_when
 
 CARD_FORMAT = "mim-card-v1"
 LIMITATIONS = [
@@ -31,21 +32,11 @@ def manifest_sha256(data_root: str | Path) -> str | None:
     return sha256_file(manifest) if manifest.is_file() else None
 
 
-def calibrate_threshold(val_scores: np.ndarray) -> dict[str, Any]:
-    """Threshold from mpox val scores (higher = less mpox-like): their maximum (see module doc)."""
-    n = len(val_scores)
-    return {
-        "value": float(np.max(val_scores)),
-        "method": f"maximum MIM score over the {n} mpox val images (split-conformal: expected sensitivity "
-                  f">= {n}/{n + 1} = {n / (n + 1):.4f} on new mpox photos); no non-mpox image used",
-        "val_scores": [round(float(s), 6) for s in val_scores],
-    }
-
-
 def score_records(detector, data_root: str | Path, paths: list[str]) -> np.ndarray:
-    """MIM scores of data-root-relative paths, in order."""
+    """MIM scores of data-root-relative paths, in order (no quality gate: calibration needs every score)."""
     root = Path(data_root)
-    return np.array([detector.analyze(root / p).score for p in paths])
+    images = torch.stack([load_tensor(root / p, detector.config.preprocess) for p in paths])
+    return np.concatenate([detector.score_tensors(images[i:i + 8]).scores for i in range(0, len(images), 8)])
 
 
 def recalibrate(weights: str | Path, data_root: str | Path) -> dict[str, Any]:
@@ -54,7 +45,8 @@ def recalibrate(weights: str | Path, data_root: str | Path) -> dict[str, Any]:
 
     card = load_card(weights)
     detector = MIMDetector.load(weights, require_threshold=False)
-    card["threshold"] = calibrate_threshold(score_records(detector, data_root, card["split"]["val"]))
+    card["threshold"] = calibrate_threshold(score_records(detector, data_root, card["split"]["val"]),
+                                            mpox_when(MIM_SCORE_DIRECTION))
     save_json(card_path(weights), card)
     return card
 
@@ -62,20 +54,19 @@ def recalibrate(weights: str | Path, data_root: str | Path) -> dict[str, Any]:
 def write_card(weights: str | Path, data_root: str | Path, command: str, name: str = "mim-gan") -> dict[str, Any]:
     """Create the card beside freshly trained weights (from ``training.json`` in the run folder),
     calibrating the threshold on the mpox val split."""
-    import torch
-
     weights = Path(weights)
     training = json.loads((weights.parent / "training.json").read_text())
-    config = MIMConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=True)["config"])
+    generator, config = load_generator(weights, training["weights_sha256"])
     card = {
         "format": CARD_FORMAT,
         "name": name,
         "kind": "mim",
         "description": "MIM (Mask, Inpainting, and Measure): a GAN inpainter trained on mpox photos only; "
                        "the score is how badly it reproduces masked parts of a photo.",
-        "score_direction": "higher = less mpox-like",
+        "score_direction": MIM_SCORE_DIRECTION,
         "weights_file": weights.name,
         "weights_sha256": sha256_file(weights),
+        "architecture": architecture(generator, config),
         "config": config.to_dict(),
         "training": {
             "command": command,

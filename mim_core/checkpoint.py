@@ -1,7 +1,8 @@
 """Weights files and their model cards.
 
 A shipped model is ``NAME.pt`` (generator weights + the config that built them) with ``NAME.json``
-beside it: the card. The card records the weights' sha256, which is verified on every load.
+beside it: the card. The card records the weights' sha256 and the architecture; both are checked on
+every load, so a card can never describe another file than the one beside it.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from .config import MIMConfig
-from .model import InpaintGenerator
+from .model import InpaintGenerator, count_parameters
 
 
 class WeightsError(RuntimeError):
@@ -87,20 +89,6 @@ def verify_weights(weights: str | os.PathLike, expected_sha256: str | None, trai
     return weights
 
 
-def card_threshold(card: dict[str, Any], weights: str | os.PathLike, require: bool, how_to_set: str) -> float:
-    """The card's calibrated threshold; NaN when it has none and ``require`` is False (calibration only).
-
-    Raises:
-        WeightsError: no threshold while ``require`` (every photo would otherwise get a verdict from nothing).
-    """
-    threshold = card.get("threshold", {}).get("value")
-    if threshold is not None:
-        return float(threshold)
-    if require:
-        raise WeightsError(f"The model card of {weights} has no calibrated threshold; {how_to_set}.")
-    return float("nan")
-
-
 def load_generator(weights: str | os.PathLike, expected_sha256: str | None) -> tuple[InpaintGenerator, MIMConfig]:
     """Verify the sha256 (when given) and build the generator in eval mode."""
     weights = verify_weights(weights, expected_sha256, "python -m mim_core train")
@@ -112,3 +100,38 @@ def load_generator(weights: str | os.PathLike, expected_sha256: str | None) -> t
     except Exception as err:  # any failure here means the file is not a MIM generator
         raise WeightsError(f"{weights} is not a readable MIM weights file ({err}).") from err
     return generator.eval(), config
+
+
+def architecture(generator: InpaintGenerator, config: MIMConfig) -> dict[str, Any]:
+    """What a card records of the network: its class, its config section and its parameter count."""
+    return {"generator": type(generator).__name__, **asdict(config.model), "parameters": count_parameters(generator)}
+
+
+# Sections of a card's config that must equal the weights file's own: everything but the measure, which
+# a card may select (``evaluate --select-on-dev``) without retraining.
+IDENTITY_SECTIONS = ("preprocess", "masks", "model", "train")
+
+
+def check_card_matches(card: dict[str, Any], weights: str | os.PathLike, generator: InpaintGenerator,
+                       trained: MIMConfig) -> MIMConfig:
+    """The config to run with: the card's, once checked to describe these weights.
+
+    Raises:
+        WeightsError: the card's architecture or config differs from the weights file's.
+    """
+    recorded = card.get("architecture")
+    if recorded is not None and recorded != architecture(generator, trained):
+        raise WeightsError(f"The model card beside {weights} describes another network ({recorded}) than the "
+                           f"weights file holds ({architecture(generator, trained)}); restore the card and weights "
+                           "that were shipped together.")
+    if "config" not in card:
+        return trained
+    config = MIMConfig.from_dict(card["config"])
+    differs = [f"{section}.{key}" for section in IDENTITY_SECTIONS
+               for key, value in asdict(getattr(trained, section)).items()
+               if asdict(getattr(config, section))[key] != value]
+    if differs:
+        raise WeightsError(f"The model card beside {weights} was written for another model (it differs from the "
+                           f"weights file in {', '.join(differs)}); restore the card and weights that were shipped "
+                           "together.")
+    return config

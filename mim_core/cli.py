@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import MIMConfig
+from .config import MIMConfig, RunConfig
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "mim_gan.pt"
@@ -17,12 +17,12 @@ def _train(args: argparse.Namespace) -> int:
     from .training.train import train
 
     overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
-                 ("seed", args.seed), ("threads", args.threads)) if v is not None}
+                 ("seed", args.seed)) if v is not None}
     config = MIMConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else MIMConfig()
     config = config.replace(**overrides)
-    time_limit = args.time_limit_min * 60 if args.time_limit_min else None
-    weights = train(args.data, args.out, config, resume=not args.no_resume, device=args.device,
-                    time_limit_s=time_limit)
+    run = RunConfig(threads=args.threads or RunConfig.threads, device=args.device,
+                    time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
+    weights = train(args.data, args.out, config, run, resume=not args.no_resume)
     from .card import write_card
 
     write_card(weights, args.data, command=" ".join(["python -m mim_core"] + sys.argv[1:]))
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads (a run setting: resuming with others continues the same model)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--device", default="cpu", help="where the networks train, e.g. cuda (default: cpu)")
     p.add_argument("--time-limit-min", type=float,

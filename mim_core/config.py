@@ -1,4 +1,9 @@
-"""Frozen configs. A checkpoint carries its own config (nanoGPT style), so a model file is self-describing."""
+"""Frozen configs. A checkpoint carries its own config (nanoGPT style), so a model file is self-describing.
+
+:class:`MIMConfig` is a model's identity: architecture, preprocessing, masks, measure and training
+recipe (data split, seeds, steps). How a run executes (threads, device, logging, a time limit) is a
+:class:`RunConfig`, never stored in the config: resuming with other ``--threads`` continues the same model.
+"""
 
 from __future__ import annotations
 
@@ -42,9 +47,12 @@ class MeasureConfig:
     """How an analysis turns original vs inpainted into a map and a score.
 
     ``map``: per-pixel dissimilarity, one of ``l1``, ``ssim``, ``msgms``.
-    ``reference``: ``none`` (score = mean map) or ``gauss`` (score = log of the inpainter's error over the
-    error of a Gaussian fill on the same masks, which cancels image complexity to first order).
-    ``heatmap_max``: the fixed top of the heatmap colour scale, in map units.
+    ``reference``: ``none`` (score = mean map), ``gauss`` (score = the inpainter's mean error over a
+    Gaussian fill's on the same masks, minus 1, which cancels image complexity to first order) or
+    ``background`` (the same with the card's background reference inpainter). See
+    :func:`mim_core.measure.score_map`: the score is the mean of its own map.
+    ``heatmap_max``: the fixed end of the score map's colour scale, in score-map units (the scale is
+    [-max, max] with a reference, [0, max] without).
     """
 
     map: str = "l1"
@@ -64,12 +72,24 @@ class TrainConfig:
     ema_decay: float = 0.995
     seed: int = 0
     split_seed: int = 0
-    threads: int = 2
-    log_every: int = 50
-    checkpoint_every: int = 250
+    checkpoint_every: int = 250  # also when the val error picks the best step: part of the recipe
     # > 0: every training view is cut into a tile_shuffle x tile_shuffle grid whose tiles are shuffled. This
     # trains the *background* reference inpainter: mpox colour and texture kept, lesion structure destroyed.
     tile_shuffle: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How one training or analysis run executes; changes nothing about the model it makes."""
+
+    threads: int = 2
+    device: str = "cpu"
+    log_every: int = 50
+    time_limit_s: float | None = None  # stop at the first checkpoint past this much training time
+
+
+# Run settings that older files stored inside ``train``; dropped on read (they never defined the model).
+LEGACY_RUN_KEYS = {"train": ("threads", "log_every")}
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,8 @@ class MIMConfig:
         for f in fields(cls):
             sub_cls = f.default_factory  # type: ignore[misc]
             values = dict(data.get(f.name, {}))
+            for legacy in LEGACY_RUN_KEYS.get(f.name, ()):
+                values.pop(legacy, None)
             for key, value in values.items():
                 if isinstance(value, list):
                     values[key] = tuple(value)

@@ -1,15 +1,16 @@
 """The detector API: ``MIMDetector.load(path).analyze(image) -> Analysis``.
 
-An analysis masks the preprocessed photo with every mask of the fixed bank, inpaints each masked copy,
-composites one reconstruction per scale (each pixel comes from the one mask that hid it), and measures
-its dissimilarity to the original. Score: higher = less mpox-like.
+An analysis first runs the model-free quality gate (:mod:`mim_core.quality`); a usable photo is masked
+with every mask of the fixed bank, each masked copy is inpainted, one reconstruction per scale is
+composited (each pixel comes from the one mask that hid it), and its dissimilarity to the original
+becomes the score map whose mean is the score (:mod:`mim_core.measure`). Score: higher = less
+mpox-like; the verdict comes from :mod:`mim_core.verdict`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,78 +18,70 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import WeightsError, card_threshold, load_card, load_generator
+from .calibration import card_threshold
+from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
-from .measure import dissimilarity_map, gaussian_fill, log_ratio, mean_fill, overlay_heatmap
+from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
 from .model import inpaint
+from .quality import quality_gate
+from .verdict import MIM_SCORE_DIRECTION, Verdict, decide, mpox_when
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
-
-class Verdict(str, Enum):
-    MPOX_LIKE = "mpox-like"
-    NOT_MPOX_LIKE = "not mpox-like"
-    UNUSABLE = "not a usable skin photo"
-
-
-# Basic image checks, on the preprocessed crop. Deliberately loose: they catch flat, blank, grayscale or
-# non-skin pictures, not poor photos of skin.
-MIN_LUMA_STD = 0.03
-MIN_SKIN_FRACTION = 0.03  # 2 of 34 mpox crops fell below 0.15 in a check; 1st percentile ~0.002
-MIN_MEAN_SATURATION = 0.04
-
-
-def skin_fraction(crop: np.ndarray) -> float:
-    """Share of pixels of an (H,W,3) uint8 image inside the classic YCrCb skin-tone box
-    (Cr 133-173, Cb 77-127; Chai & Ngan 1999). Crude, but model-free."""
-    ycbcr = np.asarray(Image.fromarray(crop).convert("YCbCr"), dtype=np.int16)
-    cb, cr = ycbcr[..., 1], ycbcr[..., 2]
-    return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
-
-
-def quality_issue(crop: np.ndarray) -> str | None:
-    """Why an (H,W,3) uint8 crop is not a usable skin photo, or None when it passes the checks."""
-    pixels = crop.astype(np.float32) / 255.0
-    if pixels.mean(axis=2).std() < MIN_LUMA_STD:
-        return "The picture is almost flat (no visible detail); take a sharp, well-lit photo of the skin."
-    spread = pixels.max(axis=2) - pixels.min(axis=2)
-    if spread.mean() < MIN_MEAN_SATURATION:
-        return "The picture has no colour (grayscale?); a colour photo of the skin is needed."
-    if skin_fraction(crop) < MIN_SKIN_FRACTION:
-        return "Little or no skin is visible in the centre of the picture; centre the photo on the affected skin."
-    return None
+REASONS = {
+    Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
+    Verdict.NOT_MPOX_LIKE: "The model could not reproduce this skin the way it reproduces mpox lesions.",
+}
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """What one analysis produced. Images are uint8 (H, W, 3) at model resolution; maps float32 (H, W)."""
+    """What one analysis produced. Images are uint8 (H, W, 3) at model resolution; maps float32 (H, W).
+
+    ``score`` is the mean of ``heatmap``, the score's own per-pixel map (see :mod:`mim_core.measure`);
+    ``scale_heatmaps`` holds it per mask scale, and their mean is ``heatmap``. A photo refused by the
+    quality gate never reaches the model: its score is NaN and the model panels are None.
+    """
 
     score: float
     threshold: float
     verdict: Verdict
     reason: str
     original: np.ndarray
-    masked: np.ndarray = field(repr=False)  # (S, H, W, 3): the first mask of each scale, hidden cells grey
-    inpainted: np.ndarray = field(repr=False)  # (S, H, W, 3): composite reconstruction per scale
-    scale_heatmaps: np.ndarray = field(repr=False)  # (S, H, W)
+    masked: np.ndarray | None = field(default=None, repr=False)  # (S, H, W, 3): first mask per scale, grey
+    inpainted: np.ndarray | None = field(default=None, repr=False)  # (S, H, W, 3): reconstruction per scale
+    scale_heatmaps: np.ndarray | None = field(default=None, repr=False)  # (S, H, W) score map per scale
     scales: tuple[int, ...] = ()
     heatmap_max: float = 1.0
+    diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
 
     @property
-    def heatmap(self) -> np.ndarray:
-        """Dissimilarity map averaged over scales, (H, W)."""
-        return self.scale_heatmaps.mean(axis=0)
+    def heatmap(self) -> np.ndarray | None:
+        """The score map, (H, W): per-pixel contributions whose mean is ``score``."""
+        return None if self.scale_heatmaps is None else self.scale_heatmaps.mean(axis=0)
 
-    def heatmap_overlay(self, scale_index: int | None = None) -> np.ndarray:
-        """Heatmap on the fixed colour scale blended over the original, (H, W, 3) uint8."""
+    def heatmap_overlay(self, scale_index: int | None = None) -> np.ndarray | None:
+        """The score map (or one scale's) on the model's fixed colour scale over the original, (H, W, 3) uint8."""
+        if self.scale_heatmaps is None:
+            return None
         heat = self.heatmap if scale_index is None else self.scale_heatmaps[scale_index]
-        return overlay_heatmap(self.original, heat, self.heatmap_max)
+        return overlay_heatmap(self.original, heat, self.heatmap_max, self.diverging)
 
     def summary(self) -> dict[str, Any]:
-        return {"score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "verdict": self.verdict.value, "reason": self.reason}
+        return {"score": round(self.score, 6) if np.isfinite(self.score) else None,
+                "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """:meth:`MIMDetector.score_tensors` for B images, on the CPU: ``scores`` (B,), ``maps`` (B, S, H, W)
+    score maps (``scores[i] == maps[i].mean()`` to float32 rounding), ``inpainted`` (B, S, 3, H, W)."""
+
+    scores: np.ndarray
+    maps: torch.Tensor
+    inpainted: torch.Tensor
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -170,7 +163,7 @@ class MIMDetector:
             torch.set_num_threads(threads)
         card = load_card(weights)
         generator, trained = load_generator(weights, card.get("weights_sha256"))
-        config = MIMConfig.from_dict(card["config"]) if "config" in card else trained
+        config = check_card_matches(card, weights, generator, trained)
         threshold = card_threshold(card, weights, require_threshold,
                                    "run `python -m mim_core evaluate --select-on-dev` or retrain to set one")
         background = None
@@ -203,25 +196,40 @@ class MIMDetector:
         cells = self.config.masks.scales
         return {name: reconstruct(functions[name], images, self.bank, cells) for name in fills}
 
+    def measure_fills(self, images: torch.Tensor, fills: Sequence[str], kinds: Sequence[str]
+                      ) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
+        """Reconstructions and their dissimilarity maps: what every score and control is computed from.
+
+        Args:
+            images: (B, 3, H, W) preprocessed.
+            fills: names as in :meth:`reconstructions`; kinds: map kinds (:data:`mim_core.measure.MAP_KINDS`).
+        Returns:
+            ({fill: (B, S, 3, H, W)}, {(fill, kind): (B, S, H, W)}), on the detector's device.
+        """
+        recon = self.reconstructions(images, fills)
+        b, s = recon[fills[0]].shape[:2]
+        originals = images.to(self.device).unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
+        size = images.shape[-2:]
+        maps = {(fill, kind): dissimilarity_map(originals, recon[fill].flatten(0, 1), kind).view(b, s, *size)
+                for fill in fills for kind in kinds}
+        return recon, maps
+
     @torch.inference_mode()
-    def score_tensors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(B,3,H,W) preprocessed -> (recon (B,S,3,H,W), maps (B,S,H,W), scores (B,)), on the CPU."""
+    def score_tensors(self, images: torch.Tensor) -> ScoredBatch:
+        """(B,3,H,W) preprocessed -> scores, score maps and reconstructions (no quality gate)."""
         measure = self.config.measure
-        if measure.reference not in ("none", "gauss", "background"):
-            raise ValueError(f"unknown reference {measure.reference!r}")
-        fills = self.reconstructions(images, ["gan"] + ([] if measure.reference == "none" else [measure.reference]))
-        recon = fills["gan"]
-        b, s = recon.shape[:2]
-        originals = images.to(self.device).unsqueeze(1).expand_as(recon).flatten(0, 1)
-        maps = dissimilarity_map(originals, recon.flatten(0, 1), measure.map).view(b, s, *images.shape[-2:])
-        errors = maps.mean(dim=(1, 2, 3)).cpu().numpy()
-        if measure.reference == "none":
-            scores = errors.astype(np.float64)
-        else:
-            ref_maps = dissimilarity_map(originals, fills[measure.reference].flatten(0, 1), measure.map)
-            ref_errors = ref_maps.view(b, -1).mean(1).cpu().numpy()
-            scores = np.array([log_ratio(e, r) for e, r in zip(errors, ref_errors)])
-        return recon.cpu(), maps.cpu(), scores
+        if measure.reference not in REFERENCES:
+            raise ValueError(f"unknown reference {measure.reference!r}; choose one of {REFERENCES}")
+        reference = None if measure.reference == "none" else measure.reference
+        recon, maps = self.measure_fills(images, ["gan"] + ([reference] if reference else []), [measure.map])
+        gan_maps = maps[("gan", measure.map)]
+        ref_maps = maps[(reference, measure.map)] if reference else None
+        scores = mim_score(mean_errors(gan_maps), None if ref_maps is None else mean_errors(ref_maps))
+        return ScoredBatch(np.asarray(scores, dtype=np.float64), score_map(gan_maps, ref_maps).cpu(), recon["gan"].cpu())
+
+    def score_views(self, images: torch.Tensor) -> np.ndarray:
+        """(B,3,H,W) preprocessed -> (B,) scores, higher = less mpox-like (the benchmark's interface)."""
+        return self.score_tensors(images).scores
 
     def analyze(self, image: ImageInput) -> Analysis:
         """Analyse one photo (path, bytes, PIL image or (H,W,3) uint8 array).
@@ -233,28 +241,37 @@ class MIMDetector:
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
         """Analyse several photos; raises ImageDecodeError on the first unreadable one (the CLI and demo
-        decode first to report each bad file separately)."""
+        decode first to report each bad file separately). The quality gate runs first: a refused photo
+        costs no inpainting."""
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
-        recon, maps, scores = self.score_tensors(tensors)
+        originals = [_to_uint8(t) for t in tensors]
+        refusals = [quality_gate(o) for o in originals]
+        usable = [i for i, r in enumerate(refusals) if r is None]
+        scored = self.score_tensors(tensors[usable]) if usable else None
         grey = torch.full_like(tensors[:1], 0.5)
         first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
+        measure = self.config.measure
+        common = {"threshold": self.threshold, "scales": tuple(self.config.masks.scales),
+                  "heatmap_max": measure.heatmap_max, "diverging": measure.reference != "none"}
         results = []
-        for i, score in enumerate(scores):
-            original = _to_uint8(tensors[i])
-            masked = _to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1])
-            issue = quality_issue(original)
-            if issue:
-                verdict, reason = Verdict.UNUSABLE, issue
-            elif score > self.threshold:
-                verdict, reason = Verdict.NOT_MPOX_LIKE, (
-                    "The model could not reproduce this skin the way it reproduces mpox lesions.")
-            else:
-                verdict, reason = Verdict.MPOX_LIKE, (
-                    "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.")
+        for i, original in enumerate(originals):
+            if refusals[i] is not None:
+                results.append(Analysis(score=float("nan"), verdict=refusals[i].verdict, reason=refusals[i].reason,
+                                        original=original, **common))
+                continue
+            j = usable.index(i)
+            score = float(scored.scores[j])
+            decision = decide(score, self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
             results.append(Analysis(
-                score=float(score), threshold=self.threshold, verdict=verdict, reason=reason, original=original,
-                masked=masked, inpainted=_to_uint8(recon[i]), scale_heatmaps=maps[i].numpy().astype(np.float32),
-                scales=tuple(self.config.masks.scales), heatmap_max=self.config.measure.heatmap_max,
-            ))
+                score=score, verdict=decision.verdict, reason=decision.reason, original=original,
+                masked=_to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
+                inpainted=_to_uint8(scored.inpainted[j]), scale_heatmaps=scored.maps[j].numpy().astype(np.float32),
+                **common))
         return results
+
+
+def mean_errors(maps: torch.Tensor) -> np.ndarray:
+    """(B, S, H, W) dissimilarity maps -> (B,) float64 means over the whole mask bank: the one reduction
+    behind every score (the evaluation's stored measurements come from it too)."""
+    return maps.mean(dim=(1, 2, 3)).double().cpu().numpy()

@@ -1,11 +1,18 @@
-"""Measures: per-pixel dissimilarity maps, generic fills that know nothing of mpox, image scores, and
-the heatmap colouring.
+"""Measures: per-pixel dissimilarity maps, generic fills that know nothing of mpox, the score and its
+map, and the map's colouring.
 
-Maps are (B, 1, H, W), >= 0, higher = more dissimilar:
+Dissimilarity maps are (B, 1, H, W), >= 0, higher = more dissimilar:
 
 - ``l1``: mean absolute colour difference, in [0, 1].
 - ``ssim``: (1 - SSIM) / 2 with an 11 px Gaussian window (kornia), in [0, 1].
 - ``msgms``: 1 - multi-scale gradient-magnitude similarity (as in RIAD), in [0, 1].
+
+**The score is the mean of its own map** (:func:`score_map`). Without a reference fill the map is the
+inpainter's dissimilarity itself. With one (a Gaussian fill, or a background inpainter), each pixel
+contributes ``(e_gan - e_ref) / mean(e_ref)``: 0 where the inpainter reproduces the photo exactly as
+well as the reference does, > 0 where worse, < 0 where better. Its mean is
+``mean(e_gan) / mean(e_ref) - 1`` (:func:`mim_score`), so a hot region of the map is exactly what raised
+the score. Higher score = less mpox-like.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
+from numpy.typing import ArrayLike
 
 MAP_KINDS = ("l1", "ssim", "msgms")
-HEATMAP_COLORMAP = "inferno"
+REFERENCES = ("none", "gauss", "background")
+HEATMAP_COLORMAP = "inferno"  # a measure without reference: 0 = reproduced exactly
+DIVERGING_COLORMAP = "RdBu_r"  # with a reference: white = as well as the reference
 
 
 def _gray(image: torch.Tensor) -> torch.Tensor:
@@ -71,22 +81,60 @@ def mean_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return mask * mean + known * image
 
 
-def log_ratio(error: float, reference: float, floor: float = 1e-6) -> float:
-    """log(error / reference): > 0 when the model fills worse than the reference."""
-    return math.log(max(error, floor)) - math.log(max(reference, floor))
+REFERENCE_FLOOR = 1e-6  # a reference error below this (a blank crop) cannot be divided by
 
 
-def colorize_heatmap(heatmap: np.ndarray, vmax: float) -> np.ndarray:
-    """(H,W) map on the fixed scale [0, vmax] -> (H,W,3) uint8 with the ``inferno`` colour map.
+def mim_score(gan_error: ArrayLike, reference_error: ArrayLike | None) -> ArrayLike:
+    """MIM's score from mean errors over the whole mask bank: the one scoring rule every caller uses
+    (detector, evaluation incl. re-used measurements, benchmark, demo).
 
-    The scale is fixed per model (its card's ``measure.heatmap_max``), not stretched per image, so the
-    same colour means the same dissimilarity on every photo.
+    Args:
+        gan_error: the inpainter's mean dissimilarity, a float, array or pandas Series.
+        reference_error: the reference fill's mean dissimilarity under the same masks and map kind, or
+            None for a measure without reference.
+    Returns:
+        ``gan_error`` without a reference, else ``gan_error / reference_error - 1`` (elementwise); the mean
+        of :func:`score_map`.
     """
-    normalised = np.clip(heatmap / max(vmax, 1e-12), 0.0, 1.0)
+    if reference_error is None:
+        return gan_error
+    return gan_error / np.maximum(reference_error, REFERENCE_FLOOR) - 1
+
+
+def score_map(gan_maps: torch.Tensor, reference_maps: torch.Tensor | None) -> torch.Tensor:
+    """Per-pixel contributions to the score; their mean over (S, H, W) is :func:`mim_score` of the means.
+
+    Args:
+        gan_maps: (B, S, H, W) the inpainter's dissimilarity per mask scale.
+        reference_maps: (B, S, H, W) the reference fill's, or None.
+    Returns:
+        (B, S, H, W): ``gan_maps`` without a reference, else ``(gan - ref) / mean(ref)`` with the mean
+        taken per image over every scale and pixel.
+    """
+    if reference_maps is None:
+        return gan_maps
+    scale = reference_maps.mean(dim=(1, 2, 3), keepdim=True).clamp_min(REFERENCE_FLOOR)
+    return (gan_maps - reference_maps) / scale
+
+
+def colorize_heatmap(heatmap: np.ndarray, vmax: float, diverging: bool) -> np.ndarray:
+    """(H,W) score map on a fixed scale -> (H,W,3) uint8.
+
+    ``diverging`` (a measure with a reference): [-vmax, vmax] on ``RdBu_r``, white at 0 = "reproduced as
+    well as the reference", red = worse (less mpox-like), blue = better. Otherwise [0, vmax] on
+    ``inferno``. The scale is fixed per model (its card's ``measure.heatmap_max``), never stretched per
+    image, so the same colour means the same contribution to the score on every photo.
+    """
+    vmax = max(vmax, 1e-12)
+    if diverging:
+        normalised = np.clip(0.5 + heatmap / (2 * vmax), 0.0, 1.0)
+        return (colormaps[DIVERGING_COLORMAP](normalised)[..., :3] * 255).astype(np.uint8)
+    normalised = np.clip(heatmap / vmax, 0.0, 1.0)
     return (colormaps[HEATMAP_COLORMAP](normalised)[..., :3] * 255).astype(np.uint8)
 
 
-def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, vmax: float, alpha: float = 0.55) -> np.ndarray:
-    """Blend the coloured heatmap over an (H,W,3) uint8 image."""
-    coloured = colorize_heatmap(heatmap, vmax).astype(np.float32)
+def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, vmax: float, diverging: bool,
+                    alpha: float = 0.6) -> np.ndarray:
+    """Blend the coloured score map over an (H,W,3) uint8 image."""
+    coloured = colorize_heatmap(heatmap, vmax, diverging).astype(np.float32)
     return (alpha * coloured + (1 - alpha) * image.astype(np.float32)).astype(np.uint8)

@@ -111,7 +111,7 @@ def test_shipped_classifier_cards_match_their_weights(card_path: Path, data_root
     split = card["split"]
     pos = torch.stack([load_tensor(data_root / p, detector.config.preprocess) for p in split["positives"]["val"]])
     neg = torch.stack([load_tensor(data_root / p, detector.config.preprocess) for p in split["negatives"]["val"]])
-    pos_p, neg_p = detector.score_tensors(pos), detector.score_tensors(neg)
+    pos_p, neg_p = detector.score_views(pos), detector.score_views(neg)
     assert card["threshold"]["value"] == pytest.approx(pos_p.min(), abs=1e-5)
     labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]
     assert card["evaluation"]["val"]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[pos_p, neg_p]), abs=1e-3)

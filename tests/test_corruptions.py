@@ -9,7 +9,7 @@ from mim_core.benchmark.abnormal import abnormal_images, generated_images, natur
 from mim_core.config import PreprocessConfig
 from mim_core.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupted_view, describe, to_view
 from mim_core.data import decode_image
-from mim_core.detector import quality_issue
+from mim_core.quality import quality_gate
 
 CONFIG = PreprocessConfig()
 
@@ -66,7 +66,7 @@ def test_generated_abnormal_inputs_are_valid_and_seeded():
     assert by_name["flat_0_0_0"].max() == 0 and by_name["uniform_0"].std() > 50
     assert by_name["chart_bar"].std() > 10 and by_name["text_0"].std() > 5
     # the model-free gate flags every flat colour
-    assert all(quality_issue(to_view(a.image, CONFIG)) for a in first if a.category == "flat")
+    assert all(quality_gate(to_view(a.image, CONFIG)) for a in first if a.category == "flat")
 
 
 def test_natural_images_come_from_installed_packages():

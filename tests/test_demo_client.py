@@ -36,7 +36,7 @@ def test_analyze_an_example_returns_panels_score_threshold_and_verdict(client, d
     assert [p.shape for p in panels] == [(size, size, 3)] * 4
     engine = detector.analyze(EXAMPLE)
     assert np.array_equal(panels[0], engine.original)  # PNG is lossless: the model's view, pixel for pixel
-    assert np.array_equal(panels[3], engine.heatmap_overlay(len(engine.scales) // 2))
+    assert np.array_equal(panels[3], engine.heatmap_overlay())
     assert score == engine.score and threshold == detector.threshold
     assert verdict == engine.verdict.value in VERDICTS and reason == engine.reason
 

@@ -119,7 +119,7 @@ def test_a_repeated_event_for_a_deleted_upload_gets_the_same_answer(detector, tm
     assert "no longer on the server" in other.message
 
 
-def test_mask_scale_choice_changes_the_masked_inpainted_and_heatmap_panels(detector, tmp_path: Path):
+def test_mask_scale_choice_changes_the_masked_and_inpainted_panels_not_the_score_map(detector, tmp_path: Path):
     upload = _upload(tmp_path, "a.jpg", EXAMPLE.read_bytes())
     outcome = handlers.analyze_upload(detector, str(upload), str(tmp_path))
     labels = handlers.scale_labels(detector.config.masks.scales)
@@ -129,7 +129,7 @@ def test_mask_scale_choice_changes_the_masked_inpainted_and_heatmap_panels(detec
         assert np.array_equal(original, outcome.analysis.original)
         assert np.array_equal(masked, outcome.analysis.masked[i])
         assert np.array_equal(inpainted, outcome.analysis.inpainted[i])
-        assert np.array_equal(heatmap, outcome.analysis.heatmap_overlay(i))
+        assert np.array_equal(heatmap, outcome.analysis.heatmap_overlay())  # the score's own map, every scale
     assert not np.array_equal(views_by_scale[0][1], views_by_scale[-1][1])
     before, after = handlers.slider(outcome, labels[0])
     assert np.array_equal(before, outcome.analysis.original) and np.array_equal(after, outcome.analysis.inpainted[0])
@@ -157,11 +157,15 @@ def test_score_bar_places_score_and_threshold_on_one_axis():
     assert left(above, "mim-threshold") < left(above, "mim-marker") <= 100
 
 
-def test_colour_bar_uses_the_fixed_heatmap_scale(detector):
-    vmax = detector.config.measure.heatmap_max
-    html = views.colour_bar_html(vmax, detector.config.measure.map)
-    assert f'data-vmax="{vmax:g}"' in html and f"{vmax:g}: very different" in html
-    assert html.count("rgb(") == 11
+def test_colour_bar_uses_the_fixed_score_map_scale_and_says_what_its_ends_mean(detector):
+    measure = detector.config.measure
+    vmax = measure.heatmap_max
+    html = views.colour_bar_html(vmax, True, measure.map)
+    assert f'data-vmin="{-vmax:g}"' in html and f'data-vmax="{vmax:g}"' in html
+    assert "reproduced worse than the reference" in html and "reproduced better than the reference" in html
+    assert "as well reproduced as the reference" in html and html.count("rgb(") == 11
+    plain = views.colour_bar_html(0.25, False, "l1")
+    assert 'data-vmin="0"' in plain and "0.25: very different" in plain
 
 
 def test_model_card_is_rendered_from_the_card_file(detector):

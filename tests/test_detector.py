@@ -23,7 +23,8 @@ def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
     size, scales = detector.config.preprocess.size, len(detector.config.masks.scales)
     assert result.original.shape == (size, size, 3) and result.original.dtype == np.uint8
     assert result.masked.shape == result.inpainted.shape == (scales, size, size, 3)
-    assert result.heatmap.shape == (size, size) and result.heatmap.min() >= 0
+    assert result.heatmap.shape == (size, size)
+    assert result.score == pytest.approx(float(result.heatmap.mean()), abs=1e-6)  # the score's own map
     assert result.heatmap_overlay().shape == (size, size, 3)
     assert result.threshold == detector.card["threshold"]["value"]
     assert result.verdict in set(Verdict)
@@ -121,3 +122,31 @@ def test_a_tampered_background_reference_is_refused(tmp_path: Path):
     reference.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="does not match its model card"):
         MIMDetector.load(weights)
+
+
+def test_a_card_written_for_another_network_is_refused(tmp_path: Path):
+    import json
+
+    weights = tmp_path / "mim_gan.pt"
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    wider = {**card, "architecture": {**card["architecture"], "width": 32}}
+    weights.with_suffix(".json").write_text(json.dumps(wider))
+    with pytest.raises(WeightsError, match="describes another network"):
+        MIMDetector.load(weights)
+    other_recipe = json.loads(json.dumps(card))
+    other_recipe["config"]["masks"]["seed"] = 1
+    weights.with_suffix(".json").write_text(json.dumps(other_recipe))
+    with pytest.raises(WeightsError, match=r"written for another model .*masks\.seed"):
+        MIMDetector.load(weights)
+
+
+def test_a_refused_photo_never_reaches_the_model(detector, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the quality gate must refuse before any inference")
+
+    monkeypatch.setattr(detector, "score_tensors", no_model)
+    result = detector.analyze(np.full((300, 300, 3), 128, dtype=np.uint8))
+    assert result.verdict is Verdict.UNUSABLE and result.verdict.is_refusal and "photo" in result.reason
+    assert np.isnan(result.score) and result.inpainted is None and result.heatmap is None
+    assert result.summary()["score"] is None

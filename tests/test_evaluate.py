@@ -64,7 +64,7 @@ def test_background_reference_adds_its_scores(data_root: Path):
                            "group": p.name, "role": "mpox_train"} for p in mpox])
     plain = measure_all(detector, data_root, table)
     assert not any(c.startswith("err_background_") for c in plain)
-    # a reference that is a copy of the inpainter itself: the same errors, so every log-ratio is ~0
+    # a reference that is a copy of the inpainter itself: the same errors, so every score is ~0
     detector.background = copy.deepcopy(detector.generator).to(memory_format=torch.contiguous_format)
     measured = measure_all(detector, data_root, table)
     scores = compute_scores(measured)

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from mim_core.measure import MAP_KINDS, colorize_heatmap, dissimilarity_map, gaussian_fill, mean_fill
+from mim_core.measure import (MAP_KINDS, colorize_heatmap, dissimilarity_map, gaussian_fill, mean_fill, mim_score,
+                              score_map)
 
 
 def test_identical_images_have_zero_dissimilarity_and_noise_does_not():
@@ -25,8 +26,29 @@ def test_fills_keep_known_pixels_and_fill_flat_images_exactly():
 
 
 def test_heatmap_colour_scale_is_fixed_not_per_image():
-    low = colorize_heatmap(np.full((4, 4), 0.1, dtype=np.float32), vmax=0.25)
-    high = colorize_heatmap(np.full((4, 4), 0.2, dtype=np.float32), vmax=0.25)
+    low = colorize_heatmap(np.full((4, 4), 0.1, dtype=np.float32), vmax=0.25, diverging=False)
+    high = colorize_heatmap(np.full((4, 4), 0.2, dtype=np.float32), vmax=0.25, diverging=False)
     assert low.dtype == np.uint8 and low.shape == (4, 4, 3)
     assert not np.array_equal(low, high)  # a per-image stretch would make both the same colour
-    assert np.array_equal(colorize_heatmap(np.full((2, 2), 9.0), 0.25), colorize_heatmap(np.full((2, 2), 0.25), 0.25))
+    assert np.array_equal(colorize_heatmap(np.full((2, 2), 9.0), 0.25, False),
+                          colorize_heatmap(np.full((2, 2), 0.25), 0.25, False))
+
+
+def test_diverging_scale_is_white_at_zero_red_when_worse_blue_when_better():
+    worse, zero, better = (colorize_heatmap(np.full((1, 1), v), 1.0, diverging=True)[0, 0].astype(int)
+                           for v in (1.0, 0.0, -1.0))
+    assert zero.min() > 240  # "as well reproduced as the reference" is white
+    assert worse[0] > worse[2] + 60 and better[2] > better[0] + 60
+    assert np.array_equal(colorize_heatmap(np.full((1, 1), -5.0), 1.0, True),
+                          colorize_heatmap(np.full((1, 1), -1.0), 1.0, True))  # clipped at the fixed ends
+
+
+def test_score_is_the_mean_of_its_map_for_every_reference():
+    gen = torch.Generator().manual_seed(0)
+    gan, ref = torch.rand(3, 2, 8, 8, generator=gen), torch.rand(3, 2, 8, 8, generator=gen) + 0.1
+    for reference in (None, ref):
+        maps = score_map(gan, reference)
+        scores = mim_score(gan.mean((1, 2, 3)).double().numpy(),
+                           None if reference is None else reference.mean((1, 2, 3)).double().numpy())
+        assert np.allclose(maps.mean((1, 2, 3)).numpy(), scores, rtol=0, atol=1e-6)
+    assert float(mim_score(0.2, 0.2)) == 0.0 and float(mim_score(0.3, 0.2)) > 0 > float(mim_score(0.1, 0.2))

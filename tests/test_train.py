@@ -3,11 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from mim_core.card import write_card
 from mim_core.checkpoint import load_card
-from mim_core.config import MIMConfig
+from mim_core.config import MIMConfig, RunConfig
 from mim_core.detector import MIMDetector
 from mim_core.training.train import train
 
@@ -17,8 +18,8 @@ def test_train_resume_and_card(tmp_path: Path, data_root: Path):
     weights = train(data_root, tmp_path, config)
     record = json.loads((tmp_path / "training.json").read_text())
     assert [h["step"] for h in record["history"]] == [1, 2]
-    # resume: the longer run continues from step 2 rather than starting over
-    weights = train(data_root, tmp_path, config.replace(train__steps=3))
+    # resume: the longer run continues from step 2 rather than starting over, on other run settings
+    weights = train(data_root, tmp_path, config.replace(train__steps=3), RunConfig(threads=1, log_every=1))
     record = json.loads((tmp_path / "training.json").read_text())
     assert [h["step"] for h in record["history"]] == [1, 2, 3]
     # trained on mpox only, split by source photo
@@ -49,7 +50,17 @@ def test_background_inpainter_trains_on_shuffled_tiles(tmp_path: Path, data_root
 
 def test_time_limit_stops_at_a_checkpoint_and_exports(tmp_path: Path, data_root: Path):
     config = MIMConfig().replace(train__steps=50, train__batch_size=2, train__checkpoint_every=1)
-    train(data_root, tmp_path, config, time_limit_s=0.0)
+    train(data_root, tmp_path, config, RunConfig(time_limit_s=0.0))
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["steps_done"] == 1 and [h["step"] for h in record["history"]] == [1]
     assert (tmp_path / "model.pt").is_file()
+
+
+def test_resume_refuses_another_model_but_not_other_run_settings(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=1, train__batch_size=2, train__checkpoint_every=1)
+    train(data_root, tmp_path, config, RunConfig(threads=2))
+    one_thread = torch.load(train(data_root, tmp_path, config.replace(train__steps=2), RunConfig(threads=1)),
+                            weights_only=True)
+    assert "threads" not in one_thread["config"]["train"]  # run settings are not the model's identity
+    with pytest.raises(ValueError, match="different model config"):
+        train(data_root, tmp_path, config.replace(train__steps=3, train__lr=1e-3))

@@ -25,15 +25,20 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ..checkpoint import WeightsError, card_threshold, load_card, save_torch, sha256_file, verify_weights
+from ..calibration import card_threshold
+from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess
-from ..detector import Verdict
+from ..verdict import CLASSIFIER_SCORE_DIRECTION, Verdict, decide, mpox_when
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
 NEGATIVE_SETS = ("others", "others+dev")
-SCORE_DIRECTION = "higher = more mpox-like"
+SCORE_DIRECTION = CLASSIFIER_SCORE_DIRECTION
+REASONS = {
+    Verdict.MPOX_LIKE: "The classifier gives this photo an mpox probability of {score:.2f}, at or above its threshold.",
+    Verdict.NOT_MPOX_LIKE: "The classifier gives this photo an mpox probability of {score:.2f}, below its threshold.",
+}
 # Fixed input normalisation (inputs are [0, 1] RGB); ImageNet statistics, a convention, not pretraining.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -212,8 +217,8 @@ class ClassifierDetector:
                                    "retrain it with `python -m mim_core train-classifier` to set one")
         return cls(model, config, threshold, card)
 
-    def score_tensors(self, images: torch.Tensor) -> np.ndarray:
-        """(B, 3, H, W) preprocessed images -> (B,) mpox probabilities."""
+    def score_views(self, images: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) preprocessed images -> (B,) mpox probabilities (higher = more mpox-like)."""
         return predict_proba(self.model, images)
 
     def analyze(self, image: ImageInput) -> Prediction:
@@ -228,30 +233,14 @@ class ClassifierDetector:
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
         results = []
-        for tensor, prob in zip(tensors, self.score_tensors(tensors)):
-            if prob >= self.threshold:
-                verdict, reason = Verdict.MPOX_LIKE, (
-                    f"The classifier gives this photo an mpox probability of {prob:.2f}, at or above its threshold.")
-            else:
-                verdict, reason = Verdict.NOT_MPOX_LIKE, (
-                    f"The classifier gives this photo an mpox probability of {prob:.2f}, below its threshold.")
+        when = mpox_when(SCORE_DIRECTION)
+        for tensor, prob in zip(tensors, self.score_views(tensors)):
+            decision = decide(float(prob), self.threshold, when, REASONS)
             original = (tensor.permute(1, 2, 0) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
-            results.append(Prediction(float(prob), self.threshold, verdict, reason, original))
+            results.append(Prediction(float(prob), self.threshold, decision.verdict, decision.reason, original))
         return results
 
     def score(self, image: Image.Image) -> tuple[float, str]:
         """(score, label) for one upright RGB photo: the clinical module's Scorer protocol."""
         prediction = self.analyze(image)
         return prediction.score, prediction.verdict.value
-
-
-def load_detector(weights: str | os.PathLike, threads: int | None = None) -> Any:
-    """MIMDetector or ClassifierDetector, picked by the card's ``kind``."""
-    kind = load_card(weights).get("kind")
-    if kind == "classifier":
-        return ClassifierDetector.load(weights, threads=threads)
-    if kind == "mim":
-        from ..detector import MIMDetector
-
-        return MIMDetector.load(weights, threads=threads)
-    raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected 'mim' or 'classifier'.")

@@ -31,6 +31,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..training.augment import augment
+from ..calibration import calibrate_threshold
 from ..card import CARD_FORMAT, manifest_sha256
 from ..checkpoint import card_path, save_json
 from .classifier import (SCORE_DIRECTION, ClassifierConfig, build_model, count_parameters, export_classifier,
@@ -38,6 +39,7 @@ from .classifier import (SCORE_DIRECTION, ClassifierConfig, build_model, count_p
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
 from ..protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
+from ..verdict import called_mpox, lower_is_mpox, mpox_when
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
@@ -185,8 +187,9 @@ def groups_of(paths: list[str]) -> list[str]:
 
 
 def _at_threshold(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[str, float]:
-    return {"sensitivity": round(float((pos >= threshold).mean()), 4),
-            "specificity": round(float((neg < threshold).mean()), 4)}
+    when = mpox_when(SCORE_DIRECTION)
+    return {"sensitivity": round(float(called_mpox(pos, threshold, when).mean()), 4),
+            "specificity": round(float((~called_mpox(neg, threshold, when)).mean()), 4)}
 
 
 def write_classifier_card(weights: str | Path, data_root: str | Path, command: str, name: str) -> dict[str, Any]:
@@ -203,11 +206,13 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
 
     pos_val, neg_val = probs(split["positives"]["val"]), probs(split["negatives"]["val"])
     pos_test, neg_test = probs(split["positives"]["test"]), probs(split["negatives"]["test"])
-    threshold = float(pos_val.min())
+    when = mpox_when(SCORE_DIRECTION)
+    calibrated = calibrate_threshold(pos_val, when)
+    threshold = calibrated["value"]
     labels = np.r_[np.ones(len(pos_val)), np.zeros(len(neg_val))]
     fpr, tpr, cuts = roc_curve(labels, np.r_[pos_val, neg_val])
     youden = float(cuts[1:][int(np.argmax((tpr - fpr)[1:]))])  # cuts[0] is +inf (nothing called mpox)
-    test_auroc = auroc_ci(-pos_test, -neg_test, groups_of(split["positives"]["test"]),
+    test_auroc = auroc_ci(lower_is_mpox(pos_test, when), lower_is_mpox(neg_test, when), groups_of(split["positives"]["test"]),
                           groups_of(split["negatives"]["test"]))
     negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
                       else "MSLD_v1/Others and the 10 DermNet dev classes")
@@ -239,13 +244,7 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
                           "train/val by file",
         },
         "split": split, "split_sha256": training["split_sha256"],
-        "threshold": {
-            "value": threshold,
-            "method": f"lowest mpox probability over the {len(pos_val)} mpox val images (MIM's rule: every val "
-                      f"mpox photo called mpox-like; split-conformal sensitivity >= {len(pos_val)}/{len(pos_val) + 1})",
-            "youden_on_val": youden,
-            "val_scores": [round(float(s), 6) for s in pos_val],
-        },
+        "threshold": {**calibrated, "youden_on_val": youden},
         "evaluation": {
             "val": {"auroc": round(float(roc_auc_score(labels, np.r_[pos_val, neg_val])), 4),
                     "n_pos": len(pos_val), "n_neg": len(neg_val), **_at_threshold(pos_val, neg_val, threshold)},

@@ -18,7 +18,6 @@ Scores are oriented so that lower = more mpox-like before any AUROC (MIM's conve
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,15 +31,15 @@ from tqdm import tqdm
 
 from .abnormal import abnormal_images
 from ..checkpoint import WeightsError
-from ..baselines.classifier import load_detector
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
 from ..data import decode_image, scan_dataset
-from ..detector import quality_issue
 from ..protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
+from ..quality import quality_gate
+from ..registry import find_models, load_detector
+from ..verdict import MpoxWhen, called_mpox, lower_is_mpox, mpox_when
 
-KINDS = ("mim", "classifier")
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,6 @@ class BenchmarkConfig:
     n_boot: int = 2000
 
 
-def mpox_sign(card: dict[str, Any]) -> float:
-    """+1 when the card's raw score is higher = less mpox-like (MIM), -1 when higher = more mpox-like."""
-    text = str(card.get("score_direction", "")).lower()
-    if "higher" in text and "less" in text:
-        return 1.0
-    if "higher" in text and "more" in text:
-        return -1.0
-    raise ValueError(f"Model card '{card.get('name')}' does not say which way its score points.")
-
-
 @dataclass
 class BenchModel:
     """A loaded model with its card; :meth:`raw` scores preprocessed views (B, 3, H, W) -> (B,)."""
@@ -79,7 +68,7 @@ class BenchModel:
     kind: str
     card: dict[str, Any]
     detector: Any
-    sign: float
+    when: MpoxWhen  # which raw scores mean mpox, from the card
     seconds: float = 0.0
     images: int = 0
 
@@ -89,38 +78,31 @@ class BenchModel:
 
     def raw(self, views: torch.Tensor) -> np.ndarray:
         started = time.perf_counter()
-        out = self.detector.score_tensors(views)
-        scores = np.asarray(out[2] if isinstance(out, tuple) else out, dtype=np.float64)
+        scores = np.asarray(self.detector.score_views(views), dtype=np.float64)
         self.seconds += time.perf_counter() - started
         self.images += len(views)
         return scores
 
+    def oriented(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores turned to lower = more mpox-like, for AUROCs."""
+        return lower_is_mpox(raw, self.when)
+
     def called_mpox(self, raw: np.ndarray) -> np.ndarray:
-        """Bool per image: the model's own call (MIM: score <= threshold; classifiers: P >= threshold)."""
-        return raw <= self.threshold if self.sign > 0 else raw >= self.threshold
+        """Bool per image: the model's own call at its card's threshold."""
+        return called_mpox(raw, self.threshold, self.when)
 
 
 def load_models(weights_dir: str | Path, threads: int) -> list[BenchModel]:
-    """Every card of kind mim/classifier in ``weights_dir`` whose weights are present (sha256 verified)."""
-    folder = Path(weights_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Weights folder {folder} not found.")
+    """Every MIM and classifier card in ``weights_dir`` whose weights are present (sha256 verified)."""
+    entries, notes = find_models(weights_dir)
+    for note in notes:
+        print(f"benchmark: {note}", file=sys.stderr)
     models = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # not a model card
-        if not isinstance(card, dict) or card.get("kind") not in KINDS:
-            continue
-        weights = folder / card.get("weights_file", path.with_suffix(".pt").name)
-        if not weights.is_file():
-            print(f"benchmark: skipping {path.name}: weights file {weights.name} not present", file=sys.stderr)
-            continue
-        detector = load_detector(weights, threads=threads)
-        models.append(BenchModel(card.get("name", path.stem), card["kind"], detector.card, detector, mpox_sign(card)))
+    for entry in entries:
+        detector = load_detector(entry.weights, threads=threads)
+        models.append(BenchModel(entry.name, entry.kind, detector.card, detector, mpox_when(entry.card)))
     if not [m for m in models if m.kind == "mim"] or len(models) < 2:
-        raise WeightsError(f"The benchmark needs MIM and at least one classifier card in {folder}.")
+        raise WeightsError(f"The benchmark needs MIM and at least one classifier card in {weights_dir}.")
     configs = {m.detector.config.preprocess for m in models}
     if len(configs) != 1:
         raise ValueError(f"The models preprocess differently ({configs}); the benchmark needs one shared view.")
@@ -191,7 +173,7 @@ def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.nd
     from ..evaluation import report
 
     raw = _score_views(models, views, config.batch_size)
-    oriented = pd.DataFrame({m.name: m.sign * raw[m.name] for m in models})
+    oriented = pd.DataFrame({m.name: m.oriented(raw[m.name]) for m in models})
     results = report.test_results(oriented, table, [m.name for m in models])
     scores = table[["path", "class", "role"]].copy()
     for m in models:
@@ -224,9 +206,9 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
         views = [to_view(p, pre) if name == "clean" else
                  corrupted_view(p, name, severity, config.seed * 100_003 + i, pre) for i, p in enumerate(photos)]
         raw = _score_views(models, views, config.batch_size)
-        gated = np.array([quality_issue(v) is not None for v in views])
+        gated = np.array([quality_gate(v) is not None for v in views])
         for m in models:
-            oriented = m.sign * raw[m.name]
+            oriented = m.oriented(raw[m.name])
             called = m.called_mpox(raw[m.name])
             pooled = _auroc(oriented, sub, negatives, config.n_boot)
             rows.append({
@@ -256,7 +238,7 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
                 kept.append(a)
         images = kept
     views = [to_view(decode_image(a.image), pre) for a in images]
-    issues = [quality_issue(v) for v in views]
+    issues = [quality_gate(v) for v in views]
     raw = _score_views(models, views, config.batch_size)
     rows = []
     for m in models:
@@ -266,7 +248,7 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
             rows.append({"model": m.name, "kind": m.kind, "category": a.category, "image": a.name,
                          "score": float(score), "called_mpox": bool(call), "gate_flagged": issue is not None,
                          "called_mpox_after_gate": bool(call) and issue is None,
-                         "confident_mpox": prob is not None and prob >= 0.9, "gate_reason": issue or ""})
+                         "confident_mpox": prob is not None and prob >= 0.9, "gate_reason": issue.reason if issue else ""})
     per_image = pd.DataFrame(rows)
     summary = []
     for (model, category), part in list(per_image.groupby(["model", "category"], sort=False)) + \

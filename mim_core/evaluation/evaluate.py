@@ -1,5 +1,10 @@
-"""Measure every image every image once, derive MIM's score variants and every
-mpox-agnostic control from the same numbers, choose on dev classes, report on test classes.
+"""Measure every image once, derive MIM's score variants and every mpox-agnostic control from the
+same numbers, choose on dev classes, report on test classes.
+
+The raw numbers are the detector's own (:meth:`MIMDetector.measure_fills` reduced by
+:func:`mim_core.detector.mean_errors`), and every ``mim:*`` variant is :func:`mim_core.measure.mim_score`
+of them: the very rule :meth:`MIMDetector.score_tensors` applies, so a card's evaluated score is the score
+the detector gives (``tests/test_scoring_parity.py``).
 
 Positives are mpox photos of the card's split (val for dev decisions, test for reporting). Negatives:
 10 DermNet *dev* classes for design decisions; ``MSLD_v1/Others`` and the 21 other DermNet classes for
@@ -19,14 +24,14 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .controls import ColourStatsDetector, colour_texture_features, png_bits_per_pixel
-from ..data import decode_image, preprocess
-from ..detector import MIMDetector, _to_uint8, load_background
-from ..card import calibrate_threshold
+from ..calibration import calibrate_threshold
 from ..checkpoint import card_path, save_json, sha256_file
-from ..data import scan_dataset
-from ..measure import MAP_KINDS, dissimilarity_map
-from ..protocol import OTHERS, WATERMARK_BOXES, assign_roles
+from ..data import decode_image, preprocess, scan_dataset
+from ..detector import MIMDetector, _to_uint8, load_background, mean_errors
+from ..measure import MAP_KINDS, REFERENCES, mim_score
+from ..protocol import WATERMARK_BOXES, assign_roles
+from ..verdict import lower_is_mpox, mpox_when
+from .controls import ColourStatsDetector, colour_texture_features, png_bits_per_pixel
 
 def blank_watermark(image: Image.Image) -> Image.Image:
     """Copy of a DermNet photo with its bottom-left watermark area painted black."""
@@ -43,14 +48,11 @@ def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, floa
     """All raw numbers for one preprocessed (3,H,W) image: errors of every fill the detector has (GAN,
     Gaussian, mean colour, and the background inpainter when loaded) under every map kind, averaged
     over the mask bank; PNG complexity."""
-    batch = image.unsqueeze(0)
     names = ["gan", "gauss", "mean"] + (["background"] if detector.background is not None else [])
-    fills = detector.reconstructions(batch, names)
-    originals = batch.to(detector.device).unsqueeze(1).expand_as(fills["gan"]).flatten(0, 1)
+    _, maps = detector.measure_fills(image.unsqueeze(0), names, MAP_KINDS)
     row = {"png_bpp": png_bits_per_pixel(_to_uint8(image))}
-    for fill_name, recon in fills.items():
-        for kind in MAP_KINDS:
-            row[f"err_{fill_name}_{kind}"] = float(dissimilarity_map(originals, recon.flatten(0, 1), kind).mean())
+    for (fill, kind), fill_maps in maps.items():
+        row[f"err_{fill}_{kind}"] = float(mean_errors(fill_maps)[0])
     return row
 
 
@@ -94,10 +96,10 @@ def score_definitions() -> list[ScoreDef]:
     for kind in MAP_KINDS:
         defs.append(ScoreDef(f"mim:{kind}", f"GAN inpainting error, {kind} map"))
         defs.append(ScoreDef(f"mim:{kind}/gauss",
-                             f"log(GAN {kind} error / Gaussian-fill {kind} error) on the same masks"))
+                             f"GAN {kind} error / Gaussian-fill {kind} error on the same masks, minus 1"))
         defs.append(ScoreDef(f"mim:{kind}/background",
-                             f"log(GAN {kind} error / {kind} error of the background inpainter trained on "
-                             "tile-shuffled mpox photos) on the same masks (only with a reference inpainter)"))
+                             f"GAN {kind} error / {kind} error of the background inpainter trained on "
+                             "tile-shuffled mpox photos on the same masks, minus 1 (only with a reference inpainter)"))
     for kind in MAP_KINDS:
         defs.append(ScoreDef(f"control:gauss-fill:{kind}",
                              f"Gaussian (classical) fill in place of the GAN, {kind} error"))
@@ -118,11 +120,10 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
     log = lambda s: np.log(np.clip(s.astype(float), 1e-6, None))
     scores = pd.DataFrame(index=measured.index)
+    for name in mim_variants(measured):
+        kind, reference = parse_variant(name)
+        scores[name] = mim_score(col(f"err_gan_{kind}"), None if reference == "none" else col(f"err_{reference}_{kind}"))
     for kind in MAP_KINDS:
-        scores[f"mim:{kind}"] = col(f"err_gan_{kind}")
-        scores[f"mim:{kind}/gauss"] = log(col(f"err_gan_{kind}")) - log(col(f"err_gauss_{kind}"))
-        if f"err_background_{kind}" in measured:
-            scores[f"mim:{kind}/background"] = log(col(f"err_gan_{kind}")) - log(col(f"err_background_{kind}"))
         scores[f"control:gauss-fill:{kind}"] = col(f"err_gauss_{kind}")
         scores[f"control:fill-ratio:{kind}"] = log(col(f"err_gauss_{kind}")) - log(col(f"err_mean_{kind}"))
     scores["control:complexity"] = col("png_bpp")
@@ -132,14 +133,28 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     return scores
 
 
-def measure_config_for(score_name: str) -> dict[str, object]:
-    """The detector MeasureConfig fields that reproduce a ``mim:*`` score column."""
+def mim_variants(measured: pd.DataFrame) -> list[str]:
+    """Every ``mim:*`` score the measurements support (``/background`` only with a reference inpainter)."""
+    references = [r for r in REFERENCES if r == "none" or f"err_{r}_{MAP_KINDS[0]}" in measured]
+    return [variant_name({"map": kind, "reference": ref}) for kind in MAP_KINDS for ref in references]
+
+
+def parse_variant(score_name: str) -> tuple[str, str]:
+    """``mim:ssim/gauss`` -> (``ssim``, ``gauss``); ``mim:l1`` -> (``l1``, ``none``)."""
     kind, _, reference = score_name.removeprefix("mim:").partition("/")
-    heatmap_max = {"l1": 0.25, "ssim": 0.5, "msgms": 0.6}[kind]
-    return {"map": kind, "reference": reference or "none", "heatmap_max": heatmap_max}
+    return kind, reference or "none"
 
 
-def _score_name(measure: dict) -> str:
+def measure_config_for(score_name: str) -> dict[str, object]:
+    """The detector MeasureConfig fields that reproduce a ``mim:*`` score column. The colour scale of a
+    map relative to a reference is [-1, 1] (a pixel one mean reference error worse or better); of a raw
+    map, [0, a typical high error of its kind]."""
+    kind, reference = parse_variant(score_name)
+    heatmap_max = 1.0 if reference != "none" else {"l1": 0.25, "ssim": 0.5, "msgms": 0.6}[kind]
+    return {"map": kind, "reference": reference, "heatmap_max": heatmap_max}
+
+
+def variant_name(measure: dict) -> str:
     return f"mim:{measure['map']}" + ("" if measure["reference"] == "none" else f"/{measure['reference']}")
 
 
@@ -191,11 +206,13 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
             raise ValueError(f"{cache} covers other images; run without --reuse-measurements.")
     else:
         measured = measure_all(detector, data_root, table, dermnet_short_side)
-    scores, signs_dev = report.orient(compute_scores(measured), table)
-    signs = dict(zip(signs_dev["score"], signs_dev["sign"]))
-    blanked = compute_scores(measured, "blank_") * pd.Series(signs)
+    raw = compute_scores(measured)
+    scores, signs_dev = report.orient(raw, table)
+    directions = dict(zip(signs_dev["score"], signs_dev["mpox_when"]))
+    blanked = compute_scores(measured, "blank_")
+    blanked = blanked.apply(lambda column: lower_is_mpox(column, directions[column.name]))
 
-    selected = _score_name(card["config"]["measure"])
+    selected = variant_name(card["config"]["measure"])
     if select_on_dev:
         mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
         selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
@@ -204,7 +221,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
             card["reference"] = reference
         else:
             card.pop("reference", None)
-        card["threshold"] = calibrate_threshold(scores.loc[table["role"] == "mpox_val", selected].to_numpy())
+        card["threshold"] = calibrate_threshold(raw.loc[table["role"] == "mpox_val", selected].to_numpy(),
+                                                mpox_when(card))
     controls = [c for c in scores if c.startswith("control:")]
     test = report.test_results(scores, table, [selected] + controls)
     summary = test["summary"]
@@ -223,7 +241,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     results = {
         "model": card.get("name", Path(weights).stem), "weights_sha256": card["weights_sha256"],
         "selected": selected, "controls": controls, "n_mpox_test": int((table["role"] == "mpox_test").sum()),
-        "definitions": {d.name: d.description for d in score_definitions()},
+        "definitions": {d.name: d.description for d in score_definitions() if d.name in scores},
         "dev": signs_dev.to_dict("records"), "test": test,
         "margins": {
             "mean_dermnet_test": round(summary[selected]["mean_dermnet_test"]["auroc"]
@@ -241,7 +259,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
             "difference": round(wm_test["mean_dermnet_test"]["auroc"] - summary[selected]["mean_dermnet_test"]["auroc"], 4),
         },
         "complexity_terciles": report.complexity_terciles(scores, table, measured, selected),
-        "threshold": report.threshold_metrics(scores[selected], table, card["threshold"]["value"]),
+        "threshold": report.threshold_metrics(raw[selected], table, card["threshold"]["value"], mpox_when(card)),
         "per_class_limit": per_class_limit,
         "dermnet_short_side": dermnet_short_side,
         "reference": measured_reference,

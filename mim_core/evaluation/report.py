@@ -1,7 +1,7 @@
 """Tables, plots and files of an evaluation (see :mod:`.evaluate` for the protocol).
 
-Controls get every benefit of the doubt: each one's direction (higher or lower = less mpox-like) is
-chosen on the dev classes. MIM's direction is fixed by design (higher = less mpox-like).
+Controls get every benefit of the doubt: each one's direction (which scores mean mpox) is chosen on the
+dev classes. MIM's direction is fixed by design (higher = less mpox-like).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from ..protocol import DEV_CLASSES, OTHERS  # noqa: E402
+from ..verdict import MIM_SCORE_DIRECTION, called_mpox, lower_is_mpox, mpox_when  # noqa: E402
 from .stats import auroc_ci, mean_auroc_ci  # noqa: E402
 
 N_BOOT = 2000
@@ -49,15 +50,21 @@ def dev_mean_auroc(score: pd.Series, table: pd.DataFrame) -> float:
 
 
 def orient(scores: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Flip each control whose dev AUROC is higher reversed; returns (oriented scores, dev table)."""
+    """Every score turned to lower = more mpox-like (the convention of :mod:`.stats`).
+
+    ``mim:*`` scores keep MIM's fixed direction (:data:`mim_core.verdict.MIM_SCORE_DIRECTION`); each
+    control, which has no direction of its own, gets the one with the higher dev AUROC.
+    Returns: (oriented scores, dev table with columns ``score``, ``mpox_when``, ``dev_mean_auroc``).
+    """
     oriented, rows = scores.copy(), []
     for name in scores.columns:
-        plain = dev_mean_auroc(scores[name], table)
-        sign = 1
-        if name.startswith("control:") and plain < 0.5:
-            sign, plain = -1, dev_mean_auroc(-scores[name], table)
-        oriented[name] = sign * scores[name]
-        rows.append({"score": name, "sign": sign, "dev_mean_auroc": round(plain, 4)})
+        when = mpox_when(MIM_SCORE_DIRECTION)
+        auroc = dev_mean_auroc(pd.Series(lower_is_mpox(scores[name], when), index=scores.index), table)
+        if name.startswith("control:") and auroc < 0.5:
+            when = "higher" if when == "lower" else "lower"
+            auroc = dev_mean_auroc(pd.Series(lower_is_mpox(scores[name], when), index=scores.index), table)
+        oriented[name] = lower_is_mpox(scores[name], when)
+        rows.append({"score": name, "mpox_when": when, "dev_mean_auroc": round(auroc, 4)})
     return oriented, pd.DataFrame(rows)
 
 
@@ -99,9 +106,10 @@ def complexity_terciles(scores: pd.DataFrame, table: pd.DataFrame, measured: pd.
     return out
 
 
-def threshold_metrics(score: pd.Series, table: pd.DataFrame, threshold: float) -> dict[str, float]:
-    """Sensitivity on mpox test; specificity on Others and on pooled DermNet test, at the card's threshold."""
-    flagged = score > threshold
+def threshold_metrics(score: pd.Series, table: pd.DataFrame, threshold: float, when: str) -> dict[str, float]:
+    """Sensitivity on mpox test; specificity on Others and on pooled DermNet test, at the card's threshold
+    (``when``: which scores mean mpox, :func:`mim_core.verdict.mpox_when`)."""
+    flagged = pd.Series(~called_mpox(score, threshold, when), index=score.index)
     dermnet = (table["role"] == "test") & (table["dataset"] == "DermNetNZ")
     return {
         "threshold": threshold,
@@ -175,7 +183,7 @@ def markdown(results: dict[str, Any]) -> str:
               "", "## Dev classes (mpox val vs 10 DermNet dev classes): used for every choice", "",
               "| score | direction | mean dev AUROC |", "|---|---|---|"]
     for row in results["dev"]:
-        direction = "higher = less mpox-like" if row["sign"] > 0 else "lower = less mpox-like"
+        direction = f"{row['mpox_when']} = more mpox-like"
         lines.append(f"| `{row['score']}` | {direction} | {row['dev_mean_auroc']:.3f} |")
     lines += ["", "Score definitions:", ""] + [f"- `{k}`: {v}" for k, v in results["definitions"].items()]
     return "\n".join(lines) + "\n"

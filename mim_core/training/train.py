@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .augment import augment, shuffle_tiles
 from ..checkpoint import export_weights, save_json, save_torch
-from ..config import MIMConfig
+from ..config import MIMConfig, RunConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
 from ..masks import grid_mask_bank, random_masks
 from ..model import InpaintGenerator, PatchDiscriminator, count_parameters, inpaint
@@ -66,22 +66,26 @@ def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
-def _without_steps(config: dict) -> dict:
-    """Config minus ``train.steps``: resuming may extend a run, nothing else may change."""
-    return {**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}}
+def model_identity(config: dict) -> dict:
+    """What must match to resume: the whole config (run settings were never part of it; older files'
+    are dropped) minus ``train.steps``, which a resumed run may extend."""
+    identity = MIMConfig.from_dict(config).to_dict()
+    identity["train"].pop("steps")
+    return identity
 
 
-def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume: bool = True,
-          device: str = "cpu", time_limit_s: float | None = None) -> Path:
+def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: RunConfig = RunConfig(),
+          resume: bool = True) -> Path:
     """Train (or resume) and export ``out_dir/model.pt``; returns its path.
 
     ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
-    ``device``: where the networks run (augmentation and the RNG stay on the CPU, so a seed gives the
-    same batches anywhere). ``time_limit_s``: stop at the first checkpoint past this much training time
-    and export what is best so far (``training.json`` records the step reached).
+    ``run`` says how to execute and never changes the model: ``device`` is where the networks run
+    (augmentation and the RNG stay on the CPU, so a seed gives the same batches anywhere);
+    ``time_limit_s`` stops at the first checkpoint past that much training time and exports what is
+    best so far (``training.json`` records the step reached).
     """
-    cfg = config.train
-    torch.set_num_threads(cfg.threads)
+    cfg, device, time_limit_s = config.train, run.device, run.time_limit_s
+    torch.set_num_threads(run.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = mpox_split(data_root, cfg.split_seed)
@@ -105,8 +109,8 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
     last = out_dir / "last.pt"
     if resume and last.is_file():
         blob = torch.load(last, map_location=device, weights_only=False)
-        if _without_steps(blob["config"]) != _without_steps(config.to_dict()):
-            raise ValueError(f"{last} was made with a different config; use a new --out or --no-resume.")
+        if model_identity(blob["config"]) != model_identity(config.to_dict()):
+            raise ValueError(f"{last} was made with a different model config; use a new --out or --no-resume.")
         generator.load_state_dict(blob["generator"])
         discriminator.load_state_dict(blob["discriminator"])
         ema.load_state_dict(blob["ema"])
@@ -153,7 +157,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
                 b_ema.copy_(b)
 
         done = step + 1
-        if done % cfg.log_every == 0:
+        if done % run.log_every == 0:
             bar.set_postfix(l1=f"{loss_l1.item():.4f}", ssim=f"{loss_ssim.item():.3f}", d=f"{loss_d.item():.3f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             val_error = masked_error(ema, val_images, bank)
@@ -179,7 +183,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, resume:
     save_json(out_dir / "training.json", {
         "split": split.as_paths(), "best_step": state["best_step"], "best_val_masked_l1": state["best_val"],
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
-        "generator_parameters": count_parameters(generator), "threads": cfg.threads, "device": device,
+        "generator_parameters": count_parameters(generator), "threads": run.threads, "device": device,
         "steps_done": state["step"],
     })
     print(json.dumps({"weights": str(weights), "sha256": sha, "best_step": state["best_step"]}), file=sys.stderr)

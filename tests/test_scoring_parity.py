@@ -1,0 +1,62 @@
+"""One scoring path: every ``mim:*`` variant the evaluation knows gives the detector's score, and every
+score is the mean of its own map."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mim_core.config import MeasureConfig
+from mim_core.detector import MIMDetector
+from mim_core.evaluation.evaluate import compute_scores, measure_all, measure_config_for, mim_variants
+from mim_core.model import InpaintGenerator
+
+
+@pytest.fixture(scope="module")
+def photos(data_root: Path) -> pd.DataFrame:
+    """Two mpox photos and two DermNet photos, as the evaluation's table."""
+    mpox = sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[:2]
+    other = sorted((data_root / "DermNetNZ" / "Orf").iterdir())[:2]
+    rows = [{"path": str(p.relative_to(data_root)), "dataset": "MSLD_v1", "class": "MSLD_v1/Monkeypox",
+             "group": p.stem.rpartition("_")[0], "role": "mpox_train"} for p in mpox]
+    rows += [{"path": str(p.relative_to(data_root)), "dataset": "DermNetNZ", "class": "DermNetNZ/Orf",
+              "group": p.name, "role": "test"} for p in other]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def with_background(detector) -> MIMDetector:
+    """The shipped detector plus a background reference: a seeded, untrained inpainter of the same shape
+    (a poor but genuine second fill, so the /background scores are not trivially 0)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        background = InpaintGenerator(detector.config.model)
+    return MIMDetector(detector.generator, detector.config, detector.threshold, detector.card, background)
+
+
+def test_every_evaluated_variant_is_the_detectors_score(with_background, photos, data_root: Path):
+    measured = measure_all(with_background, data_root, photos)
+    evaluated = compute_scores(measured)
+    variants = mim_variants(measured)
+    assert len(variants) == 9 and {"mim:ssim/gauss", "mim:l1", "mim:msgms/background"} <= set(variants)
+    paths = [data_root / p for p in photos["path"]]
+    for name in variants:
+        config = with_background.config.replace(measure=MeasureConfig(**measure_config_for(name)))
+        detector = MIMDetector(with_background.generator, config, 0.0, {}, with_background.background)
+        analyses = [detector.analyze(p) for p in paths]  # one photo at a time, as the evaluation measures
+        scores = np.array([a.score for a in analyses])
+        assert np.array_equal(scores, evaluated[name].to_numpy()), name
+        for a in analyses:  # the shown map is the score's own: its mean is the score
+            assert float(a.heatmap.mean()) == pytest.approx(a.score, abs=2e-6), name
+            assert np.allclose(a.scale_heatmaps.mean(axis=0), a.heatmap)
+            assert a.diverging == ("/" in name)
+
+
+def test_reused_measurements_give_the_same_scores(with_background, photos, data_root: Path, tmp_path: Path):
+    measured = measure_all(with_background, data_root, photos)
+    measured.to_csv(tmp_path / "measurements.csv", index=False)
+    again = compute_scores(pd.read_csv(tmp_path / "measurements.csv"))
+    mim = [c for c in again if c.startswith("mim:")]
+    assert np.array_equal(again[mim].to_numpy(), compute_scores(measured)[mim].to_numpy())
