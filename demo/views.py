@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mim_core import Verdict
+from mim_core.verdict import MIM_SCORE_DIRECTION, called_mpox, mpox_when
 from mim_core.measure import colorize_heatmap
 
 NOTICE = (
@@ -88,7 +89,7 @@ def score_bar_html(score: float, threshold: float, calibration: Sequence[float] 
     pos = lambda v: f"{100 * (v - lo) / (hi - lo):.2f}%"  # noqa: E731 - tiny local formatter
     ticks = "".join(f'<span class="mim-tick" style="left:{pos(v)}"></span>'
                     for v in calibration if np.isfinite(v))
-    side = "at or below" if score <= threshold else "above"
+    side = "at or below" if bool(called_mpox(score, threshold, mpox_when(MIM_SCORE_DIRECTION))) else "above"
     return f"""<div class="mim-scorebar" data-score="{score:.6f}" data-threshold="{threshold:.6f}">
 <div class="mim-bar-title">Score <strong>{score:.3f}</strong> is {side} the threshold
 <strong>{threshold:.3f}</strong></div>

@@ -267,7 +267,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:
         card["evaluation"] = {
-            "command": f"python -m mim_core evaluate --weights {Path(weights).name} --data ../shared/data",
+            "command": f"python -m mim_core evaluate --weights weights/{Path(weights).name} --data ../shared/data "
+                       f"--out {out_dir}" + (" --select-on-dev" if select_on_dev else "") + " --update-card",
             "score": selected,
             "mpox_test_images": results["n_mpox_test"],
             "mean_auroc_dermnet_test_classes": summary[selected]["mean_dermnet_test"],
