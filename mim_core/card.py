@@ -75,10 +75,10 @@ def write_card(weights: str | Path, data_root: str | Path, command: str, name: s
             "steps": config.train.steps,
             "best_step_by_val_masked_l1": training["best_step"],
             "train_seconds": training["train_seconds"],
-            "threads": training["threads"],
             "generator_parameters": training["generator_parameters"],
-            "device": training.get("device", "cpu"),
             "steps_done": training.get("steps_done", config.train.steps),
+            # how the run executed (not part of the model: the config above is)
+            "run_settings": {"threads": training["threads"], "device": training.get("device", "cpu")},
         },
         "data": {
             "root": "../shared/data",

@@ -1,18 +1,33 @@
 """The evaluation harness on a small slice: every file, every control, the watermark check."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from mim_core.detector import MIMDetector
 from mim_core.evaluation.evaluate import evaluate
 from mim_core.protocol import DEV_CLASSES
 from tests.conftest import SHIPPED_WEIGHTS
 
 
+def _shipped_copy(folder: Path) -> Path:
+    folder.mkdir()
+    weights = folder / SHIPPED_WEIGHTS.name
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    shutil.copy(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    return weights
+
+
 def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Path, detector):
-    results = evaluate(SHIPPED_WEIGHTS, data_root, tmp_path, per_class_limit=2)
+    weights = _shipped_copy(tmp_path / "model")
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["config"]["measure"] = {"map": "l1", "reference": "none", "heatmap_max": 0.25}  # a worse measure
+    del card["threshold"]
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    results = evaluate(weights, data_root, tmp_path, per_class_limit=2, select_on_dev=True)
     for name in ("evaluation.md", "results.json", "per_class_auroc.csv", "scores.csv", "roc.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "results.json").read_text())["selected"] == results["selected"]
@@ -31,6 +46,27 @@ def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Pa
     assert wm["difference"] == 0
     text = (tmp_path / "evaluation.md").read_text()
     assert "margin over the best control" in text and "Watermark check" in text
+
+    # --select-on-dev: the best MIM variant on dev went into the card with a threshold re-set on mpox val
+    dev = {row["score"]: row for row in results["dev"]}
+    best = max((s for s in dev if s.startswith("mim:")), key=lambda s: dev[s]["dev_mean_auroc"])
+    assert results["selected"] == best and best != "mim:l1"
+    selected = MIMDetector.load(weights)
+    assert f"mim:{selected.config.measure.map}/{selected.config.measure.reference}" == best
+    val_scores = [selected.analyze(data_root / p).score for p in selected.card["split"]["val"]]
+    assert selected.threshold == pytest.approx(max(val_scores), abs=1e-6)  # the detector agrees with the card
+    # every MIM score keeps MIM's direction; each control gets the direction that is better on dev
+    assert all(dev[s]["mpox_when"] == "lower" for s in dev if s.startswith("mim:"))
+    assert all(dev[s]["dev_mean_auroc"] >= 0.5 for s in dev if s.startswith("control:"))
+
+    # --reuse-measurements: the same tables from measurements.csv, without the model
+    reused = evaluate(weights, data_root, tmp_path, per_class_limit=2, reuse_measurements=True)
+    assert reused["test"]["summary"] == results["test"]["summary"]
+    assert reused["dev"] == results["dev"]
+    stale = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**stale, "weights_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="measured with other weights"):  # never mixes two models' numbers
+        evaluate(weights, data_root, tmp_path, per_class_limit=2, reuse_measurements=True)
 
 
 def test_dermnet_resampling_stress_check(tmp_path: Path, data_root: Path, detector):
@@ -71,3 +107,26 @@ def test_background_reference_adds_its_scores(data_root: Path):
     for kind in ("l1", "ssim", "msgms"):
         assert measured[f"err_background_{kind}"].to_numpy() == pytest.approx(measured[f"err_gan_{kind}"].to_numpy(), rel=1e-4)
         assert scores[f"mim:{kind}/background"].abs().max() < 1e-3
+
+
+def test_orient_keeps_mims_direction_and_gives_controls_their_better_one():
+    import numpy as np
+    import pandas as pd
+
+    from mim_core.evaluation.report import orient
+
+    rows = [{"class": "MSLD_v1/Monkeypox", "role": "mpox_val", "group": f"m{i}"} for i in range(6)]
+    rows += [{"class": f"DermNetNZ/{c}", "role": "dev", "group": f"{c}{i}"} for c in DEV_CLASSES for i in range(3)]
+    table = pd.DataFrame(rows)
+    mpox = (table["role"] == "mpox_val").to_numpy()
+    noise = np.random.default_rng(0).normal(0, 0.1, len(table))
+    lower_for_mpox = np.where(mpox, 0.0, 1.0) + noise  # separates perfectly with lower = mpox
+    scores = pd.DataFrame({"mim:backwards": -lower_for_mpox, "control:backwards": -lower_for_mpox,
+                           "control:forwards": lower_for_mpox})
+    oriented, dev = orient(scores, table)
+    dev = dev.set_index("score")
+    assert dev.loc["mim:backwards", "mpox_when"] == "lower"  # MIM is never flipped, even when it loses
+    assert dev.loc["mim:backwards", "dev_mean_auroc"] < 0.5
+    assert dev.loc["control:backwards", "mpox_when"] == "higher" and dev.loc["control:backwards", "dev_mean_auroc"] == 1
+    assert dev.loc["control:forwards", "mpox_when"] == "lower" and dev.loc["control:forwards", "dev_mean_auroc"] == 1
+    assert np.array_equal(oriented["control:backwards"], lower_for_mpox)

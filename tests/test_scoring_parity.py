@@ -60,3 +60,15 @@ def test_reused_measurements_give_the_same_scores(with_background, photos, data_
     again = compute_scores(pd.read_csv(tmp_path / "measurements.csv"))
     mim = [c for c in again if c.startswith("mim:")]
     assert np.array_equal(again[mim].to_numpy(), compute_scores(measured)[mim].to_numpy())
+
+
+def test_shipped_score_is_the_mean_of_the_shown_map(detector, data_root: Path):
+    """Every demo example and a sample of the data: the map the demo draws is the score's own."""
+    from demo.app import example_photos
+
+    sample = [Path(p) for p in example_photos()]
+    sample += [data_root / p for p in detector.card["split"]["test"][:4]]
+    sample += [sorted((data_root / "DermNetNZ" / c).iterdir())[0] for c in ("Orf", "Scabies", "Impetigo")]
+    for analysis, path in zip(detector.analyze_batch(sample), sample):
+        assert not analysis.verdict.is_refusal, path
+        assert float(analysis.heatmap.mean()) == pytest.approx(analysis.score, abs=2e-6), path
