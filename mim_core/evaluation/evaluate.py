@@ -218,7 +218,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     from . import report
 
     out_dir = Path(out_dir)
-    detector = MIMDetector.load(weights, device=device)
+    detector = MIMDetector.load(weights, device=device, require_threshold=not select_on_dev)  # it sets one
     card = detector.card
     reference = card.get("reference")
     if reference_weights:
