@@ -78,7 +78,8 @@ def write_card(weights: str | Path, data_root: str | Path, command: str, name: s
             "generator_parameters": training["generator_parameters"],
             "steps_done": training.get("steps_done", config.train.steps),
             # how the run executed (not part of the model: the config above is)
-            "run_settings": {"threads": training["threads"], "device": training.get("device", "cpu")},
+            "run_settings": {key: training[key] for key in ("threads", "device", "precision", "world_size")
+                             if key in training},
         },
         "data": {
             "root": "../shared/data",

@@ -84,6 +84,7 @@ class RunConfig:
 
     threads: int = 2
     device: str = "cpu"
+    precision: str = "fp32"  # or "bf16": bfloat16 autocast for the forward passes
     log_every: int = 50
     time_limit_s: float | None = None  # stop at the first checkpoint past this much training time
 

@@ -24,7 +24,7 @@ from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
 from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
-from .model import inpaint
+from .model import PRECISIONS, autocast, inpaint
 from .quality import quality_gate
 from .verdict import MIM_SCORE_DIRECTION, Verdict, decide, mpox_when
 
@@ -133,8 +133,11 @@ class MIMDetector:
 
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
                  card: dict[str, Any] | None = None, background: torch.nn.Module | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "fp32") -> None:
         self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.precision = precision  # "bf16": the networks run under bfloat16 autocast (measures stay fp32)
         self.generator = generator.eval().to(self.device, memory_format=torch.channels_last)
         self.background = None if background is None else background.eval().to(self.device)
         self.config = config
@@ -147,7 +150,7 @@ class MIMDetector:
 
     @classmethod
     def load(cls, weights: str | os.PathLike, threads: int | None = None,
-             require_threshold: bool = True, device: str = "cpu") -> "MIMDetector":
+             require_threshold: bool = True, device: str = "cpu", precision: str = "fp32") -> "MIMDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
 
         A card whose measure uses the ``background`` reference names that inpainter's weights (a file in
@@ -173,16 +176,21 @@ class MIMDetector:
                 raise WeightsError(f"The model card of {weights} uses a background reference but names no "
                                    "reference weights.")
             background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
-        return cls(generator, config, threshold, card, background, device)
+        return cls(generator, config, threshold, card, background, device, precision)
 
-    def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    def _network_fill(self, network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
         channels_last = torch.channels_last
-        return inpaint(self.generator, images.contiguous(memory_format=channels_last),
-                       masks.contiguous(memory_format=channels_last))
+        with autocast(self.device.type, self.precision):
+            filled = inpaint(network, images.contiguous(memory_format=channels_last),
+                             masks.contiguous(memory_format=channels_last))
+        return filled.float()
+
+    def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        return self._network_fill(self.generator, images, masks)
 
     def _background_fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        return inpaint(self.background, images, masks)
+        return self._network_fill(self.background, images, masks)
 
     def reconstructions(self, images: torch.Tensor, fills: Sequence[str]) -> dict[str, torch.Tensor]:
         """(B,3,H,W) preprocessed -> {fill: (B,S,3,H,W)} on the detector's device.

@@ -100,3 +100,14 @@ def inpaint(generator: nn.Module, image: torch.Tensor, mask: torch.Tensor) -> to
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device_type: str, precision: str) -> torch.autocast:
+    """bfloat16 autocast for ``precision="bf16"`` (CPUs with avx512_bf16 and GPUs run convolutions
+    ~1.7-2x faster), a no-op context for ``"fp32"``, the reference path."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")

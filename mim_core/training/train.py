@@ -8,7 +8,9 @@ checkpoint with the lowest masked error on the mpox *val* split is kept (no non-
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 import kornia
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -25,7 +28,7 @@ from ..checkpoint import export_weights, save_json, save_torch
 from ..config import MIMConfig, RunConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
 from ..masks import grid_mask_bank, random_masks
-from ..model import InpaintGenerator, PatchDiscriminator, count_parameters, inpaint
+from ..model import InpaintGenerator, PatchDiscriminator, autocast, count_parameters, inpaint
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,56 @@ def model_identity(config: dict) -> dict:
     return identity
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a ``torchrun`` launch (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def lead(self) -> bool:
+        return self.rank == 0
+
+
+def _start_ranks(device: str) -> Ranks:
+    """Join the process group ``torchrun`` describes in the environment (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def _average_gradients(module: torch.nn.Module, ranks: Ranks) -> None:
+    """Mean of every gradient over the ranks, so each rank takes the same optimiser step (what DDP does,
+    without its one-forward-per-backward rule: the discriminator runs twice before one backward)."""
+    if ranks.world == 1:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= ranks.world
+
+
+def _digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers: equal on every rank while they stay in sync."""
+    digest = hashlib.sha256()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _lead_decides(flag: bool, ranks: Ranks, device: str) -> bool:
+    """Rank 0's ``flag`` on every rank (e.g. "stop at this checkpoint")."""
+    if ranks.world == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: RunConfig = RunConfig(),
           resume: bool = True) -> Path:
     """Train (or resume) and export ``out_dir/model.pt``; returns its path.
@@ -82,9 +135,20 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
     ``run`` says how to execute and never changes the model: ``device`` is where the networks run
     (augmentation and the RNG stay on the CPU, so a seed gives the same batches anywhere);
     ``time_limit_s`` stops at the first checkpoint past that much training time and exports what is
-    best so far (``training.json`` records the step reached).
+    best so far (``training.json`` records the step reached); ``precision="bf16"`` runs forward passes
+    under bfloat16 autocast.
+
+    Under ``torchrun --nproc_per_node N`` the same command trains one model on N processes: every rank
+    draws the same seeded batch of ``train.batch_size`` (so the RNG state in ``last.pt`` is everyone's),
+    trains on its 1/N slice, and gradients are averaged; rank 0 validates, checkpoints and exports. The
+    model's identity does not depend on N, and a checkpoint resumes with any N (or none).
     """
-    cfg, device, time_limit_s = config.train, run.device, run.time_limit_s
+    cfg, time_limit_s = config.train, run.time_limit_s
+    ranks = _start_ranks(run.device)
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', ranks.rank))}" if run.device == "cuda" and ranks.world > 1 \
+        else run.device
+    if cfg.batch_size % ranks.world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} does not split over {ranks.world} processes.")
     torch.set_num_threads(run.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,37 +182,43 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         opt_d.load_state_dict(blob["opt_d"])
         rng.set_state(blob["rng"].cpu())
         state, best_ema = blob["state"], blob["best_ema"]
-        print(f"resumed from {last} at step {state['step']}", file=sys.stderr)
+        if ranks.lead:
+            print(f"resumed from {last} at step {state['step']}", file=sys.stderr)
 
-    print(f"train {len(split.train)} / val {len(split.val)} mpox images; generator "
+    if ranks.lead:
+        print(f"train {len(split.train)} / val {len(split.val)} mpox images; generator "
           f"{count_parameters(generator):,} params", file=sys.stderr)
     size = config.preprocess.size
     started = time.time() - state["seconds"]
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="train",
-               file=sys.stderr, mininterval=5)
+               file=sys.stderr, mininterval=5, disable=not ranks.lead)
+    mine = slice(ranks.rank, None, ranks.world)  # this rank's share of every batch
     for step in bar:
         picks = torch.randint(len(train_images), (cfg.batch_size,), generator=rng)
         real = torch.stack([augment(train_images[int(i)], size, rng) for i in picks])
         if cfg.tile_shuffle:
             real = shuffle_tiles(real, cfg.tile_shuffle, rng)
         masks = random_masks(cfg.batch_size, size, config.masks, rng)
-        real, masks = real.to(device), masks.to(device)
+        real, masks = real[mine].to(device), masks[mine].to(device)
 
-        pred = generator(real, masks)
-        fake = masks * pred + (1 - masks) * real
-
+        with autocast(torch.device(device).type, run.precision):
+            pred = generator(real, masks).float()
+            fake = masks * pred + (1 - masks) * real
+            loss_d = _hinge_d(discriminator(real, masks), discriminator(fake.detach(), masks))
         opt_d.zero_grad(set_to_none=True)
-        loss_d = _hinge_d(discriminator(real, masks), discriminator(fake.detach(), masks))
         loss_d.backward()
+        _average_gradients(discriminator, ranks)
         opt_d.step()
 
-        weights = masks + 0.1 * (1 - masks)
-        loss_l1 = ((pred - real).abs() * weights).sum() / (3 * weights.sum())
-        loss_ssim = kornia.losses.ssim_loss(fake, real, window_size=11)
-        loss_adv = -discriminator(fake, masks).mean()
-        loss_g = loss_l1 + cfg.ssim_weight * loss_ssim + cfg.adv_weight * loss_adv
+        with autocast(torch.device(device).type, run.precision):
+            weights = masks + 0.1 * (1 - masks)
+            loss_l1 = ((pred - real).abs() * weights).sum() / (3 * weights.sum())
+            loss_ssim = kornia.losses.ssim_loss(fake, real, window_size=11)
+            loss_adv = -discriminator(fake, masks).float().mean()
+            loss_g = loss_l1 + cfg.ssim_weight * loss_ssim + cfg.adv_weight * loss_adv
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        _average_gradients(generator, ranks)
         opt_g.step()
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), generator.parameters()):
@@ -159,7 +229,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         done = step + 1
         if done % run.log_every == 0:
             bar.set_postfix(l1=f"{loss_l1.item():.4f}", ssim=f"{loss_ssim.item():.3f}", d=f"{loss_d.item():.3f}")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and ranks.lead:
             val_error = masked_error(ema, val_images, bank)
             state["history"].append({"step": done, "val_masked_l1": round(val_error, 6),
                                      "loss_l1": round(loss_l1.item(), 6), "loss_d": round(loss_d.item(), 4)})
@@ -174,17 +244,31 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
             })
             tqdm.write(f"step {done}: val masked L1 {val_error:.4f} (best {state['best_val']:.4f} "
                        f"at {state['best_step']})", file=sys.stderr)
-            if time_limit_s is not None and state["seconds"] > time_limit_s and done < cfg.steps:
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            stop = time_limit_s is not None and state["seconds"] > time_limit_s and done < cfg.steps
+            if _lead_decides(stop, ranks, device):
                 tqdm.write(f"time limit reached at step {done} of {cfg.steps}", file=sys.stderr)
                 break
 
+    digests = [_digest(generator), _digest(discriminator)]
+    (out_dir / f"digest.rank{ranks.rank}").write_text(" ".join(digests) + "\n")  # for checks from outside
+    if ranks.world > 1:
+        gathered: list[list[str]] = [[] for _ in range(ranks.world)]
+        dist.all_gather_object(gathered, digests)
+        if any(d != digests for d in gathered):
+            raise RuntimeError(f"the {ranks.world} training processes drifted apart; this run cannot be trusted.")
+    if not ranks.lead:
+        dist.destroy_process_group()
+        return out_dir / "model.pt"
     weights = out_dir / "model.pt"
     sha = export_weights(weights, {k: v.cpu() for k, v in best_ema.items()}, config)
     save_json(out_dir / "training.json", {
         "split": split.as_paths(), "best_step": state["best_step"], "best_val_masked_l1": state["best_val"],
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
         "generator_parameters": count_parameters(generator), "threads": run.threads, "device": device,
-        "steps_done": state["step"],
+        "steps_done": state["step"], "precision": run.precision, "world_size": ranks.world,
     })
+    if ranks.world > 1:
+        dist.destroy_process_group()
     print(json.dumps({"weights": str(weights), "sha256": sha, "best_step": state["best_step"]}), file=sys.stderr)
     return weights

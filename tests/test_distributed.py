@@ -1,0 +1,60 @@
+"""One training command for one process or many (``torchrun``), and bfloat16 against the fp32 reference."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mim_core import MIMDetector
+from mim_core.config import MIMConfig, RunConfig
+from mim_core.data import load_tensor
+from mim_core.training.train import train
+from tests.conftest import REPO, SHIPPED_WEIGHTS
+
+BF16_SCORE_TOLERANCE = 0.01  # score units; the shipped scores span about 0.5 and the bf16 error is ~0.003
+
+
+def test_torchrun_two_cpu_processes_train_one_model_that_resumes_alone(tmp_path: Path, data_root: Path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "mim_core", "train", "--data", str(data_root), "--out", str(run), "--steps", "2",
+               "--batch-size", "2", "--threads", "1"]
+    config = MIMConfig().replace(train__steps=2, train__batch_size=2, train__checkpoint_every=1)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    done = subprocess.run(command + ["--config", str(tmp_path / "config.json")], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    digests = [(run / f"digest.rank{r}").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]  # both ranks hold the same generator and discriminator, bit for bit
+    record = json.loads((run / "training.json").read_text())
+    assert record["world_size"] == 2 and [h["step"] for h in record["history"]] == [1, 2]
+    assert torch.load(run / "model.pt", weights_only=True)["config"] == config.to_dict()  # the same model
+    training = json.loads((run / "model.json").read_text())["training"]
+    assert training["run_settings"]["world_size"] == 2 and training["command"].startswith("torchrun --nproc_per_node 2")
+    # the two-process checkpoint is the model's: one process resumes it, with other threads
+    train(data_root, run, config.replace(train__steps=3), RunConfig(threads=2))
+    assert [h["step"] for h in json.loads((run / "training.json").read_text())["history"]] == [1, 2, 3]
+
+
+def test_bf16_training_step_runs_and_is_recorded(tmp_path: Path, data_root: Path):
+    config = MIMConfig().replace(train__steps=1, train__batch_size=2, train__checkpoint_every=1)
+    train(data_root, tmp_path, config, RunConfig(precision="bf16"))
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["precision"] == "bf16" and np.isfinite(record["best_val_masked_l1"])
+
+
+def test_bf16_analysis_agrees_with_fp32(detector, data_root: Path):
+    bf16 = MIMDetector.load(SHIPPED_WEIGHTS, precision="bf16")
+    paths = [data_root / p for p in detector.card["split"]["val"][:6]]
+    paths += sorted((data_root / "DermNetNZ" / "Orf").iterdir())[:4]
+    images = torch.stack([load_tensor(p, detector.config.preprocess) for p in paths])
+    reference, fast = detector.score_tensors(images), bf16.score_tensors(images)
+    assert np.abs(fast.scores - reference.scores).max() < BF16_SCORE_TOLERANCE
+    assert not np.array_equal(fast.scores, reference.scores)  # bf16 really ran
+    assert np.allclose(fast.maps.mean((1, 2, 3)).numpy(), fast.scores, atol=2e-6)  # still the map's mean
+    with pytest.raises(ValueError, match="precision"):
+        MIMDetector.load(SHIPPED_WEIGHTS, precision="fp8")
