@@ -45,10 +45,13 @@ def no_traceback(text: str) -> None:
 
 
 def check_answer(item: BadInput, verdict: str | None, score: float | None, message: str) -> None:
-    """A refused input gets its sentence; an odd-but-valid one a verdict with a finite score."""
+    """A refused input gets its sentence; an odd-but-valid one a verdict, with a finite score unless the
+    quality gate refused the picture before the model (e.g. a grayscale one): then no score and a reason."""
     if item.expect == REFUSED:
         assert verdict in (None, Verdict.UNUSABLE.value) and item.message in message, (item.kind, message)
         assert message.strip() and message.strip()[-1] in ".)", (item.kind, message)
+    elif Verdict(verdict).is_refusal:
+        assert score is None and message.strip(), (item.kind, score, message)
     else:
         assert verdict in VERDICTS, (item.kind, verdict, message)
         assert score is not None and math.isfinite(score), (item.kind, score)
