@@ -1,6 +1,7 @@
-"""Time one full MIM analysis (decode, preprocess, every mask of the bank, measure, verdict) per photo.
+"""Time one full MIM analysis (decode, preprocess, quality gate, every mask of the bank, measure, verdict)
+per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop measured in the same run.
 
-Target (issue #2): <= 250 ms per 224 px photo on 2 CPU threads.
+Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13).
 
     .venv/bin/python bench/bench_analysis.py [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
 """
@@ -17,7 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mim_core.detector import MIMDetector  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+from mim_core import MIMDetector  # noqa: E402
+from mim_core.data import decode_image, preprocess  # noqa: E402
 
 
 def main() -> None:
@@ -28,25 +33,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    detector = MIMDetector.load(args.weights, threads=args.threads)
+    detectors = {p: MIMDetector.load(args.weights, threads=args.threads, precision=p) for p in ("fp32", "bf16")}
+    detector = detectors["fp32"]
     data = Path(args.data)
     sets = {
         "MSLD 224x224": sorted((data / "MSLD_v1" / "Monkeypox").glob("*.jpg"))[: args.n],
         "DermNet 640x480": sorted((data / "DermNetNZ" / "Orf").glob("*.jpg"))[: args.n],
     }
-    detector.analyze(sets["MSLD 224x224"][0])  # warm-up: first call allocates
     report = {"threads": args.threads, "masks": int(detector.bank.shape[0] * detector.bank.shape[1]),
               "model_px": detector.config.preprocess.size}
-    for name, paths in sets.items():
-        times = []
-        for path in paths:
-            start = time.perf_counter()
-            detector.analyze(path)
-            times.append((time.perf_counter() - start) * 1000)
-        times.sort()
-        report[name] = {"n": len(times), "median_ms": round(statistics.median(times), 1),
-                        "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1), "max_ms": round(times[-1], 1)}
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    with torch.inference_mode():
+        view = preprocess(decode_image(sets["MSLD 224x224"][0]), detector.config.preprocess).unsqueeze(0)
+        resnet(view)
+        report["resnet18_forward_ms"] = round(_median_ms(lambda: resnet(view), args.n), 1)
+    for precision, mim in detectors.items():
+        mim.analyze(sets["MSLD 224x224"][0])  # warm-up: first call allocates
+        for name, paths in sets.items():
+            times = sorted(_time_ms(lambda path=path: mim.analyze(path)) for path in paths)
+            median = statistics.median(times)
+            report[f"{name}, {precision}"] = {
+                "n": len(times), "median_ms": round(median, 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+                "max_ms": round(times[-1], 1), "x_resnet18": round(median / report["resnet18_forward_ms"], 2)}
     print(json.dumps(report, indent=2))
+
+
+def _time_ms(call) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+def _median_ms(call, n: int) -> float:
+    return statistics.median(_time_ms(call) for _ in range(n))
 
 
 if __name__ == "__main__":
