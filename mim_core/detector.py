@@ -139,7 +139,8 @@ class MIMDetector:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.precision = precision  # "bf16": the networks run under bfloat16 autocast (measures stay fp32)
         self.generator = generator.eval().to(self.device, memory_format=torch.channels_last)
-        self.background = None if background is None else background.eval().to(self.device)
+        self.background = (None if background is None else
+                           background.eval().to(self.device, memory_format=torch.channels_last))
         self.config = config
         self.threshold = float(threshold)
         self.card = card or {}
