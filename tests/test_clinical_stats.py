@@ -64,7 +64,7 @@ def test_auroc_matches_pair_counting_in_either_score_direction():
 
 def test_binary_metrics_counts_and_threshold_direction():
     truth = [True, True, True, False, False]
-    called = called_mpox([0.1, 0.5, 0.9, 0.2, 0.8], threshold=0.5, mpox_when="lower")
+    called = called_mpox([0.1, 0.5, 0.9, 0.2, 0.8], 0.5, "lower")
     assert list(called) == [True, True, False, True, False]
     m = binary_metrics(truth, called)
     assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 1)
