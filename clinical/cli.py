@@ -1,4 +1,5 @@
-"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,report,add-reviewer,backup,restore}``.
+"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,correct,report,status,merge,
+add-reviewer,backup,restore}``.
 
 Known failures print ``error: <one sentence>`` on stderr and exit 2, with no traceback; imports run in
 one transaction, so a rejected import leaves the database as it was.
@@ -54,6 +55,35 @@ def _import_verdicts(args: argparse.Namespace) -> int:
     result = import_verdicts(Store(args.db, create=False), args.file)
     created = ", ".join(result["reviewers_created"]) or "none"
     print(f"imported {result['verdicts']} verdict(s); reviewers created without a credential: {created}")
+    return 0
+
+
+def _correct(args: argparse.Namespace) -> int:
+    from .corrections import import_corrections
+
+    result = import_corrections(Store(args.db, create=False), args.file)
+    print(f"recorded {result['corrections']} correction(s) for {', '.join(result['reviewers'])}; "
+          "the verdicts they replace are kept (see verdicts.csv in the report)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import format_table, reader_progress
+
+    print(format_table(reader_progress(Store(args.db, create=False))))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge
+
+    result = merge(args.sites, args.out, log=lambda line: print(line, flush=True))
+    counts = result["counts"]
+    print(f"merged {len(result['sites'])} site(s) into {args.out}: {counts['cases']} case(s) "
+          f"({result['shared_cases']} seen at more than one site), {counts['reviewers']} reviewer(s), "
+          f"{counts['verdicts']} verdict(s), {counts['predictions']} prediction(s); integrity check ok")
+    for old, new in sorted(result["renamed_reviewers"].items()):
+        print(f"reviewer {old} is {new} in the merged study")
     return 0
 
 
@@ -124,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("file", help="CSV file")
     p.set_defaults(run=_import_verdicts)
+
+    p = sub.add_parser("correct", help="record corrections from a CSV (same columns as import-verdicts); each row "
+                       "supersedes that reviewer's current verdict for the case and phase")
+    p.add_argument("--db", required=True)
+    p.add_argument("file", help="CSV file")
+    p.set_defaults(run=_correct)
+
+    p = sub.add_parser("status", help="progress per reader: cases done per phase, reading time, last activity")
+    p.add_argument("--db", required=True)
+    p.set_defaults(run=_status)
+
+    p = sub.add_parser("merge", help="merge site databases into one new study database")
+    p.add_argument("sites", nargs="+", metavar="SITE_DB", help="site databases (file name = site name)")
+    p.add_argument("--out", required=True, help="the merged database to create (never overwritten)")
+    p.set_defaults(run=_merge)
 
     p = sub.add_parser("report", help="write report.html, metrics.json, verdicts.csv and predictions.csv")
     p.add_argument("--db", required=True)

@@ -7,6 +7,8 @@ DELETE, and a correction is a new row whose ``supersedes`` names the verdict it 
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -159,7 +161,85 @@ def m003_sign_in_failures(db: Database) -> None:
                      "CREATE INDEX sign_in_failures_id_at ON sign_in_failures(reviewer_id, at);")
 
 
+_M004 = """
+-- per-reviewer opaque case references: random, so they reveal nothing about the image or its sha256
+ALTER TABLE queue ADD COLUMN ref TEXT;
+UPDATE queue SET ref = lower(hex(randomblob(6)));
+CREATE UNIQUE INDEX queue_ref ON queue(ref);
+
+-- per-verdict opaque references: what a reviewer sees instead of the global (counting) verdict id
+CREATE TABLE verdict_refs (
+    verdict_id INTEGER PRIMARY KEY REFERENCES verdicts(id),
+    ref TEXT NOT NULL UNIQUE
+);
+INSERT INTO verdict_refs (verdict_id, ref) SELECT id, lower(hex(randomblob(6))) FROM verdicts;
+CREATE TRIGGER verdicts_ref AFTER INSERT ON verdicts BEGIN
+    INSERT INTO verdict_refs (verdict_id, ref) VALUES (NEW.id, lower(hex(randomblob(6))));
+END;
+
+-- when the model output was first shown to a reviewer for a case (append-only, like verdicts)
+CREATE TABLE model_shown (
+    reviewer_id TEXT NOT NULL REFERENCES reviewers(id),
+    case_id TEXT NOT NULL REFERENCES cases(id),
+    session_id TEXT REFERENCES sessions(id),
+    shown_at TEXT NOT NULL,
+    PRIMARY KEY (reviewer_id, case_id)
+);
+CREATE TRIGGER model_shown_no_update BEFORE UPDATE ON model_shown BEGIN
+    SELECT RAISE(ABORT, 'model_shown is append-only');
+END;
+CREATE TRIGGER model_shown_no_delete BEFORE DELETE ON model_shown BEGIN
+    SELECT RAISE(ABORT, 'model_shown is append-only');
+END;
+DROP TRIGGER verdicts_unaided_frozen;
+CREATE TRIGGER verdicts_unaided_frozen BEFORE INSERT ON verdicts
+WHEN NEW.phase = 'unaided' AND NEW.supersedes IS NOT NULL AND (EXISTS (
+    SELECT 1 FROM verdicts WHERE case_id = NEW.case_id AND reviewer_id = NEW.reviewer_id AND phase = 'aided'
+) OR EXISTS (
+    SELECT 1 FROM model_shown WHERE case_id = NEW.case_id AND reviewer_id = NEW.reviewer_id
+)) BEGIN
+    SELECT RAISE(ABORT, 'the unaided verdict cannot be corrected once the model output has been shown');
+END;
+"""
+
+
+@MIGRATIONS(name="m004_refs_and_model_shown")
+def m004_refs_and_model_shown(db: Database) -> None:
+    """Opaque per-reviewer case and verdict references (random, not counters or hashes); the moment the
+    model output was shown, which freezes the unaided verdict (a correction must come before it)."""
+    for statement in _statements(_M004):  # one by one, inside the migration's transaction
+        db.execute(statement)
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (triggers kept whole). ``executescript`` would commit the
+    migration's transaction first, so a crash could leave a migration half applied."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]}")
+    return statements
+
+
+SCHEMA = ("m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown")
+"""The migrations of this version, in order; the schema version is their number (also ``PRAGMA user_version``)."""
+SCHEMA_VERSION = len(SCHEMA)
+
+
 def migrate(db: Database) -> None:
     """Bring ``db`` to the current schema (WAL on, pending migrations applied; idempotent)."""
     db.enable_wal()
     MIGRATIONS.apply(db)
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def applied_names(db: Database) -> list[str]:
+    """Names of this module's migrations applied to ``db``, in the order they were applied."""
+    return [m.name for m in MIGRATIONS.applied(db)]

@@ -9,6 +9,7 @@ front (``BEGIN IMMEDIATE``) so concurrent writers queue instead of failing.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import uuid
 from contextlib import contextmanager
@@ -264,10 +265,28 @@ class Store:
             if new:
                 seed = int(token_digest(f"{reviewer_id}/{len(queued)}")[:16], 16)
                 order = np.random.default_rng(seed).permutation(len(new))
-                db["queue"].insert_all({"reviewer_id": reviewer_id, "position": len(queued) + i, "case_id": new[j]}
-                                       for i, j in enumerate(order))
+                db["queue"].insert_all({"reviewer_id": reviewer_id, "position": len(queued) + i, "case_id": new[j],
+                                        "ref": new_ref()} for i, j in enumerate(order))
                 queued += [new[j] for j in order]
         return queued
+
+    def case_refs(self, reviewer_id: str) -> dict[str, str]:
+        """case id -> the reviewer's own opaque reference for it (random; unrelated to the image or its hash)."""
+        self.queue(reviewer_id)  # every usable case has a queue row, hence a reference
+        return {r["case_id"]: r["ref"] for r in self.query(
+            "SELECT case_id, ref FROM queue WHERE reviewer_id = ?", [reviewer_id])}
+
+    def mark_model_shown(self, session: ReviewSession, case_id: str) -> None:
+        """Record (once) that the model output for ``case_id`` is being shown to the signed-in reviewer;
+        from then on their unaided verdict for it can no longer be corrected."""
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO model_shown (reviewer_id, case_id, session_id, shown_at) "
+                       "VALUES (?, ?, ?, ?)", [session.reviewer_id, case_id, session.session_id, utc_now()])
+
+    def model_shown(self, reviewer_id: str) -> set[str]:
+        """Cases whose model output this reviewer has been shown."""
+        return {r["case_id"] for r in self.query("SELECT case_id FROM model_shown WHERE reviewer_id = ?",
+                                                   [reviewer_id])}
 
     # -- verdicts ----------------------------------------------------------------------------------
     def add_verdict(self, session: ReviewSession, case_id: str, phase: str, label: str, confidence: int,
@@ -289,17 +308,29 @@ class Store:
                "lead_time_s": None if lead_time_s is None else round(float(lead_time_s), 3),
                "created_at": utc_now(), "app_version": APP_VERSION, "model_version": model_version,
                "comment": (comment or "").strip() or None, "supersedes": supersedes}
-        try:
-            with self.write() as db:
-                return int(db["verdicts"].insert(row).last_pk)
-        except sqlite3.IntegrityError as err:
-            raise ClinicalError(explain_integrity_error(err)) from None
+        for attempt in range(3):  # a clash of the random verdict reference (48 bits) is retried
+            try:
+                with self.write() as db:
+                    return int(db["verdicts"].insert(row).last_pk)
+            except sqlite3.IntegrityError as err:
+                if "verdict_refs.ref" in str(err) and attempt < 2:
+                    continue
+                raise ClinicalError(explain_integrity_error(err)) from None
+        raise AssertionError("unreachable")
 
     def verdicts_of(self, session: ReviewSession) -> list[dict[str, Any]]:
-        """The signed-in reviewer's own verdicts (never anyone else's), oldest first."""
-        return self.query("SELECT v.id, v.case_id, c.file_name, v.phase, v.label, v.confidence, v.lead_time_s, "
-                          "v.created_at, v.comment, v.supersedes FROM verdicts v JOIN cases c ON c.id = v.case_id "
-                          "WHERE v.reviewer_id = ? ORDER BY v.id", [session.reviewer_id])
+        """The signed-in reviewer's own verdicts (never anyone else's), oldest first, with their opaque
+        references: ``ref`` (the verdict), ``case_ref`` (the reviewer's reference of the case),
+        ``supersedes_ref`` / ``superseded_by`` (the chain of corrections)."""
+        self.queue(session.reviewer_id)  # case references exist for every usable case
+        return self.query(
+            "SELECT v.id, r.ref, v.case_id, q.ref AS case_ref, c.file_name, v.phase, v.label, v.confidence, "
+            "v.lead_time_s, v.created_at, v.comment, v.supersedes, sr.ref AS supersedes_ref, "
+            "(SELECT n.id FROM verdicts n WHERE n.supersedes = v.id) AS superseded_by "
+            "FROM verdicts v JOIN cases c ON c.id = v.case_id JOIN verdict_refs r ON r.verdict_id = v.id "
+            "LEFT JOIN queue q ON q.reviewer_id = v.reviewer_id AND q.case_id = v.case_id "
+            "LEFT JOIN verdict_refs sr ON sr.verdict_id = v.supersedes "
+            "WHERE v.reviewer_id = ? ORDER BY v.id", [session.reviewer_id])
 
     def all_verdicts(self) -> list[dict[str, Any]]:
         """Every verdict with its case's reference label and whether a correction replaced it (reports only)."""
@@ -338,6 +369,11 @@ class Store:
             "p.case_id, c.file_name, c.dataset, c.label_class, c.reference_label, c.group_id, p.score, p.label, "
             f"p.created_at FROM predictions p JOIN model_runs m ON m.id = p.run_id JOIN cases c ON c.id = p.case_id "
             f"{where} ORDER BY p.run_id, p.case_id", params)
+
+
+def new_ref() -> str:
+    """A random opaque reference (12 hex digits), as the schema's ``lower(hex(randomblob(6)))``."""
+    return secrets.token_hex(6)
 
 
 def explain_integrity_error(err: sqlite3.IntegrityError) -> str:

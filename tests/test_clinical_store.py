@@ -10,7 +10,7 @@ from PIL import Image
 from sqlite_utils import Database
 
 from clinical.cases import collect_images, import_images
-from clinical.schema import MIGRATIONS, migrate
+from clinical.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, migrate
 from clinical.store import ClinicalError, Store
 
 TABLES = {"cases", "case_images", "reviewers", "sessions", "queue", "verdicts", "model_runs", "predictions"}
@@ -47,13 +47,14 @@ def test_migrations_from_empty_and_reapplied(tmp_path: Path):
     assert db.table_names() == []
     migrate(db)
     assert TABLES <= set(db.table_names())
-    names = ["m001_initial", "m002_session_end", "m003_sign_in_failures"]
+    names = ["m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown"]
+    assert tuple(names) == SCHEMA
     assert [m.name for m in MIGRATIONS.applied(db)] == names
     assert "ended_at" in db["sessions"].columns_dict and db.journal_mode == "wal"
     db["reviewers"].insert({"id": "x", "display_name": "X", "role": "reviewer", "created_at": "now"})
     migrate(db)  # re-applied: nothing runs twice, data kept
     assert [m.name for m in MIGRATIONS.applied(db)] == names and db["reviewers"].count == 1
-    assert MIGRATIONS.pending(db) == []
+    assert MIGRATIONS.pending(db) == [] and db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
     Store(path)  # opening through the store is idempotent too
     with Store(path).connect() as conn:
@@ -69,6 +70,34 @@ def test_an_older_database_is_upgraded_in_place(tmp_path: Path):
     migrate(db)
     assert db["sessions"].get("s1")["ended_at"] is None and db["reviewers"].count == 1
     db.close()
+
+
+def test_a_schema_3_study_gets_opaque_references_and_keeps_its_verdicts(tmp_path: Path):
+    """m004 on a database with queues and verdicts: every queue row and verdict gets a random reference,
+    in one transaction with the record of the migration (statements run one by one, not executescript)."""
+    path = tmp_path / "v3.sqlite"
+    db = Database(path)
+    MIGRATIONS.apply(db, stop_before="m004_refs_and_model_shown")
+    db.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("INSERT INTO cases (id, file_name, source_path, dataset, label_class, reference_label, "
+                     "label_provenance, group_id, imported_at) VALUES (?, 'a.png', 'a.png', 'ds', 'Monkeypox', "
+                     "'mpox', 'folder', 'g', 't')", ["a" * 64])
+        conn.execute("INSERT INTO reviewers VALUES ('ana', 'Ana', 'reviewer', NULL, 't')")
+        conn.execute("INSERT INTO sessions (id, reviewer_id, kind, started_at, app_version) "
+                     "VALUES ('s', 'ana', 'import', 't', 'v')")
+        conn.execute("INSERT INTO queue VALUES ('ana', 0, ?)", ["a" * 64])
+        for label in ("mpox", "not mpox"):
+            conn.execute("INSERT INTO verdicts (case_id, reviewer_id, session_id, phase, label, confidence, "
+                         "created_at, app_version, supersedes) VALUES (?, 'ana', 's', 'unaided', ?, 3, 't', 'v', ?)",
+                         ["a" * 64, label, None if label == "mpox" else 1])
+    conn.close()
+    store = Store(path)
+    refs = store.query("SELECT q.ref AS case_ref, r.ref FROM queue q, verdict_refs r ORDER BY r.verdict_id")
+    assert len(refs) == 2 and all(len(r["ref"]) == 12 and len(r["case_ref"]) == 12 for r in refs)
+    assert refs[0]["ref"] != refs[1]["ref"]
+    assert [r["label"] for r in store.all_verdicts()] == ["mpox", "not mpox"]
 
 
 def test_verdicts_are_append_only(store: Store):
