@@ -40,7 +40,7 @@ def _panel(label: str, elem_id: str) -> gr.Image:
 
 
 def analyse_tab(ctx: DemoContext) -> None:
-    scales = ctx.detector.config.masks.scales
+    scales = ctx.detector.scales
     with gr.Tab("Analyse", id="analyse"):
         state = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row():

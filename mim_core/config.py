@@ -51,6 +51,8 @@ class MeasureConfig:
     Gaussian fill's on the same masks, minus 1, which cancels image complexity to first order) or
     ``background`` (the same with the card's background reference inpainter). See
     :func:`mim_core.measure.score_map`: the score is the mean of its own map.
+    ``scales``: the cell sizes of the mask bank that the analysis runs (a subset chosen on dev classes
+    makes analysis faster); empty = all.
     ``heatmap_max``: the fixed end of the score map's colour scale, in score-map units (the scale is
     [-max, max] with a reference, [0, max] without).
     """
@@ -58,6 +60,7 @@ class MeasureConfig:
     map: str = "l1"
     reference: str = "none"
     heatmap_max: float = 0.25
+    scales: tuple[int, ...] = ()  # mask scales the score uses; () = every scale of the bank
 
 
 @dataclass(frozen=True)

@@ -100,15 +100,28 @@ def reconstruct(fill, images: torch.Tensor, bank: torch.Tensor, cells: Sequence[
     Returns:
         (B, S, 3, H, W): for each scale, every pixel taken from the fill of the mask that hid it.
     """
-    scales, per_scale = bank.shape[:2]
-    masks = bank.flatten(0, 1)  # (S*N, 1, H, W)
-    mask_cells = torch.tensor(cells, device=bank.device).repeat_interleave(per_scale)
+    per_scale = bank.shape[1]
     out = []
     for image in images:
-        copies = image.unsqueeze(0).expand(masks.shape[0], -1, -1, -1)
-        filled = fill(copies, masks, mask_cells) * masks  # keep only the hidden part of each fill
-        out.append(filled.view(scales, per_scale, *filled.shape[1:]).sum(1))
+        copies = image.unsqueeze(0).expand(per_scale, -1, -1, -1)
+        # one scale per call: a scale's reconstruction is then the same whichever other scales are analysed
+        scales = [(fill(copies, masks, torch.full((per_scale,), cell, device=bank.device)) * masks).sum(0)
+                  for masks, cell in zip(bank, cells)]  # keep only the hidden part of each fill
+        out.append(torch.stack(scales))
     return torch.stack(out)
+
+
+def analysed_scales(config: MIMConfig) -> tuple[int, ...]:
+    """The mask scales an analysis runs: ``measure.scales`` (a subset chosen on dev), else every scale.
+
+    Raises:
+        ValueError: a measure scale that the model's mask bank does not have.
+    """
+    chosen = tuple(config.measure.scales) or tuple(config.masks.scales)
+    unknown = set(chosen) - set(config.masks.scales)
+    if unknown:
+        raise ValueError(f"measure.scales {sorted(unknown)} are not scales of the mask bank {config.masks.scales}.")
+    return chosen
 
 
 def load_background(path: Path, config: MIMConfig, sha256: str | None) -> torch.nn.Module:
@@ -144,7 +157,9 @@ class MIMDetector:
         self.config = config
         self.threshold = float(threshold)
         self.card = card or {}
-        self.bank = grid_mask_bank(config.masks, config.preprocess.size).to(self.device)
+        self.scales = analysed_scales(config)  # the bank's scales the measure uses (all by default)
+        bank = grid_mask_bank(config.masks, config.preprocess.size)
+        self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
         if config.measure.reference == "background" and self.background is None:
             raise WeightsError("This model's measure needs its background reference inpainter; load it with "
                                "MIMDetector.load so the card's reference weights are read.")
@@ -179,6 +194,12 @@ class MIMDetector:
             background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
         return cls(generator, config, threshold, card, background, device, precision)
 
+    def with_measure(self, **fields: Any) -> "MIMDetector":
+        """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
+        config = self.config.replace(**{f"measure__{k}": v for k, v in fields.items()})
+        return MIMDetector(self.generator, config, self.threshold, self.card, self.background,
+                           str(self.device), self.precision)
+
     def _network_fill(self, network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
         channels_last = torch.channels_last
@@ -202,8 +223,7 @@ class MIMDetector:
         functions = {"gan": self._fill, "gauss": gaussian_reference, "background": self._background_fill,
                      "mean": lambda x, m, c: mean_fill(x, m)}
         images = images.to(self.device)
-        cells = self.config.masks.scales
-        return {name: reconstruct(functions[name], images, self.bank, cells) for name in fills}
+        return {name: reconstruct(functions[name], images, self.bank, self.scales) for name in fills}
 
     def measure_fills(self, images: torch.Tensor, fills: Sequence[str], kinds: Sequence[str]
                       ) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
@@ -261,7 +281,7 @@ class MIMDetector:
         grey = torch.full_like(tensors[:1], 0.5)
         first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
         measure = self.config.measure
-        common = {"threshold": self.threshold, "scales": tuple(self.config.masks.scales),
+        common = {"threshold": self.threshold, "scales": self.scales,
                   "heatmap_max": measure.heatmap_max, "diverging": measure.reference != "none"}
         results = []
         for i, original in enumerate(originals):

@@ -122,8 +122,8 @@ def test_a_repeated_event_for_a_deleted_upload_gets_the_same_answer(detector, tm
 def test_mask_scale_choice_changes_the_masked_and_inpainted_panels_not_the_score_map(detector, tmp_path: Path):
     upload = _upload(tmp_path, "a.jpg", EXAMPLE.read_bytes())
     outcome = handlers.analyze_upload(detector, str(upload), str(tmp_path))
-    labels = handlers.scale_labels(detector.config.masks.scales)
-    assert handlers.default_scale_label(detector.config.masks.scales) in labels
+    labels = handlers.scale_labels(detector.scales)
+    assert handlers.default_scale_label(detector.scales) in labels
     views_by_scale = [handlers.panels(outcome, label) for label in labels]
     for i, (original, masked, inpainted, heatmap) in enumerate(views_by_scale):
         assert np.array_equal(original, outcome.analysis.original)

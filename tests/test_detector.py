@@ -20,7 +20,7 @@ def _test_split_image(detector, data_root: Path) -> Path:
 
 def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
     result = detector.analyze(_test_split_image(detector, data_root))
-    size, scales = detector.config.preprocess.size, len(detector.config.masks.scales)
+    size, scales = detector.config.preprocess.size, len(detector.scales)
     assert result.original.shape == (size, size, 3) and result.original.dtype == np.uint8
     assert result.masked.shape == result.inpainted.shape == (scales, size, size, 3)
     assert result.heatmap.shape == (size, size)

@@ -40,7 +40,8 @@ def test_every_evaluated_variant_is_the_detectors_score(with_background, photos,
     measured = measure_all(with_background, data_root, photos)
     evaluated = compute_scores(measured)
     variants = mim_variants(measured)
-    assert len(variants) == 9 and {"mim:ssim/gauss", "mim:l1", "mim:msgms/background"} <= set(variants)
+    # 3 maps x 3 references, over the whole bank and over each of its 3 scales alone
+    assert len(variants) == 36 and {"mim:ssim/gauss", "mim:l1", "mim:msgms/background", "mim:ssim/gauss@8"} <= set(variants)
     paths = [data_root / p for p in photos["path"]]
     for name in variants:
         config = with_background.config.replace(measure=MeasureConfig(**measure_config_for(name)))
@@ -52,6 +53,7 @@ def test_every_evaluated_variant_is_the_detectors_score(with_background, photos,
             assert float(a.heatmap.mean()) == pytest.approx(a.score, abs=2e-6), name
             assert np.allclose(a.scale_heatmaps.mean(axis=0), a.heatmap)
             assert a.diverging == ("/" in name)
+            assert a.scales == (measure_config_for(name)["scales"] or with_background.config.masks.scales)
 
 
 def test_reused_measurements_give_the_same_scores(with_background, photos, data_root: Path, tmp_path: Path):

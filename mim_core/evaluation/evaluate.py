@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import kornia
 import numpy as np
@@ -91,8 +92,15 @@ def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, floa
     _, maps = detector.measure_fills(image.unsqueeze(0), names, MAP_KINDS)
     row = {"png_bpp": png_bits_per_pixel(_to_uint8(image))}
     for (fill, kind), fill_maps in maps.items():
-        row[f"err_{fill}_{kind}"] = float(mean_errors(fill_maps)[0])
+        row[error_column(fill, kind)] = float(mean_errors(fill_maps)[0])
+        for i, cell in enumerate(detector.scales):  # each scale alone, as a detector analysing only it
+            row[error_column(fill, kind, (cell,))] = float(mean_errors(fill_maps[:, [i]])[0])
     return row
+
+
+def error_column(fill: str, kind: str, scales: tuple[int, ...] = ()) -> str:
+    """``err_gan_ssim`` (every scale of the bank) or ``err_gan_ssim@8`` (the 8 px scale alone)."""
+    return f"err_{fill}_{kind}" + "".join(f"@{s}" for s in scales)
 
 
 def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFrame,
@@ -150,6 +158,17 @@ def score_definitions() -> list[ScoreDef]:
     return defs
 
 
+def definitions(names: Sequence[str]) -> dict[str, str]:
+    """What each score column is (a single-scale variant: its whole-bank definition, on that scale)."""
+    known = {d.name: d.description for d in score_definitions()}
+    out = {}
+    for name in names:
+        base, _, cell = name.partition("@")
+        if base in known:
+            out[name] = known[base] + (f"; the {cell} px scale of the mask bank alone" if cell else "")
+    return out
+
+
 def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     """Score columns (named as :func:`score_definitions`) from raw measurements; ``prefix='blank_'``
     uses the watermark-blanked measurements where present."""
@@ -160,8 +179,9 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     log = lambda s: np.log(np.clip(s.astype(float), 1e-6, None))
     scores = pd.DataFrame(index=measured.index)
     for name in mim_variants(measured):
-        kind, reference = parse_variant(name)
-        scores[name] = mim_score(col(f"err_gan_{kind}"), None if reference == "none" else col(f"err_{reference}_{kind}"))
+        kind, reference, scales = parse_variant(name)
+        scores[name] = mim_score(col(error_column("gan", kind, scales)),
+                                 None if reference == "none" else col(error_column(reference, kind, scales)))
     for kind in MAP_KINDS:
         scores[f"control:gauss-fill:{kind}"] = col(f"err_gauss_{kind}")
         scores[f"control:fill-ratio:{kind}"] = log(col(f"err_gauss_{kind}")) - log(col(f"err_mean_{kind}"))
@@ -173,28 +193,34 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 
 def mim_variants(measured: pd.DataFrame) -> list[str]:
-    """Every ``mim:*`` score the measurements support (``/background`` only with a reference inpainter)."""
-    references = [r for r in REFERENCES if r == "none" or f"err_{r}_{MAP_KINDS[0]}" in measured]
-    return [variant_name({"map": kind, "reference": ref}) for kind in MAP_KINDS for ref in references]
+    """Every ``mim:*`` score the measurements support: each map kind and reference (``/background`` only
+    with a reference inpainter), over the whole mask bank and over each single scale (``@8``)."""
+    references = [r for r in REFERENCES if r == "none" or error_column(r, MAP_KINDS[0]) in measured]
+    scales = [()] + [(int(c.rpartition("@")[2]),) for c in measured if c.startswith(f"err_gan_{MAP_KINDS[0]}@")]
+    return [variant_name({"map": kind, "reference": ref, "scales": s})
+            for s in scales for kind in MAP_KINDS for ref in references]
 
 
-def parse_variant(score_name: str) -> tuple[str, str]:
-    """``mim:ssim/gauss`` -> (``ssim``, ``gauss``); ``mim:l1`` -> (``l1``, ``none``)."""
-    kind, _, reference = score_name.removeprefix("mim:").partition("/")
-    return kind, reference or "none"
+def parse_variant(score_name: str) -> tuple[str, str, tuple[int, ...]]:
+    """``mim:ssim/gauss@8`` -> (``ssim``, ``gauss``, (8,)); ``mim:l1`` -> (``l1``, ``none``, ())."""
+    name, *cells = score_name.removeprefix("mim:").split("@")
+    kind, _, reference = name.partition("/")
+    return kind, reference or "none", tuple(int(c) for c in cells)
 
 
 def measure_config_for(score_name: str) -> dict[str, object]:
     """The detector MeasureConfig fields that reproduce a ``mim:*`` score column. The colour scale of a
     map relative to a reference is [-1, 1] (a pixel one mean reference error worse or better); of a raw
     map, [0, a typical high error of its kind]."""
-    kind, reference = parse_variant(score_name)
+    kind, reference, scales = parse_variant(score_name)
     heatmap_max = 1.0 if reference != "none" else {"l1": 0.25, "ssim": 0.5, "msgms": 0.6}[kind]
-    return {"map": kind, "reference": reference, "heatmap_max": heatmap_max}
+    return {"map": kind, "reference": reference, "heatmap_max": heatmap_max, "scales": scales}
 
 
 def variant_name(measure: dict) -> str:
-    return f"mim:{measure['map']}" + ("" if measure["reference"] == "none" else f"/{measure['reference']}")
+    """The ``mim:*`` column of a card's measure (inverse of :func:`parse_variant`)."""
+    return (f"mim:{measure['map']}" + ("" if measure["reference"] == "none" else f"/{measure['reference']}")
+            + "".join(f"@{s}" for s in measure.get("scales", ())))
 
 
 def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
@@ -218,7 +244,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     from . import report
 
     out_dir = Path(out_dir)
-    detector = MIMDetector.load(weights, device=device, require_threshold=not select_on_dev)  # it sets one
+    # measured over the whole mask bank whatever scales the card's measure uses (single scales are columns)
+    detector = MIMDetector.load(weights, device=device, require_threshold=not select_on_dev).with_measure(scales=())
     card = detector.card
     reference = card.get("reference")
     if reference_weights:
@@ -280,7 +307,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     results = {
         "model": card.get("name", Path(weights).stem), "weights_sha256": card["weights_sha256"],
         "selected": selected, "controls": controls, "n_mpox_test": int((table["role"] == "mpox_test").sum()),
-        "definitions": {d.name: d.description for d in score_definitions() if d.name in scores},
+        "definitions": definitions(scores.columns),
         "dev": signs_dev.to_dict("records"), "test": test,
         "margins": {
             "mean_dermnet_test": round(summary[selected]["mean_dermnet_test"]["auroc"]
