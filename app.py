@@ -2,6 +2,7 @@
 this same file, its ``app_file``).
 
 Environment: MIM_WEIGHTS (weights path, card beside it), MIM_THREADS (torch CPU threads, default 2),
+MIM_PRECISION (fp32, the default and the card's reference, or bf16: faster on CPUs with avx512_bf16),
 MIM_CLINICAL_DB (a clinical study database: adds the clinical module's Review tab; off by default),
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (host and port).
 """
@@ -23,7 +24,7 @@ def _extra_tabs() -> list:
 
 # Module-level `demo`, as Spaces and `gradio app.py` (auto-reload) expect.
 demo = build_demo(os.environ.get("MIM_WEIGHTS", DEFAULT_WEIGHTS), threads=int(os.environ.get("MIM_THREADS", "2")),
-                  extra_tabs=_extra_tabs())
+                  precision=os.environ.get("MIM_PRECISION", "fp32"), extra_tabs=_extra_tabs())
 
 if __name__ == "__main__":
     demo.launch(**launch_options())

@@ -120,6 +120,7 @@ def test_a_repeated_event_for_a_deleted_upload_gets_the_same_answer(detector, tm
 
 
 def test_mask_scale_choice_changes_the_masked_and_inpainted_panels_not_the_score_map(detector, tmp_path: Path):
+    detector = detector.with_measure(scales=())  # a measure over every scale of the bank, so there is a choice
     upload = _upload(tmp_path, "a.jpg", EXAMPLE.read_bytes())
     outcome = handlers.analyze_upload(detector, str(upload), str(tmp_path))
     labels = handlers.scale_labels(detector.scales)

@@ -2,13 +2,14 @@
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
 from mim_core.detector import MIMDetector
-from mim_core.evaluation.evaluate import evaluate
+from mim_core.evaluation.evaluate import evaluate, variant_name
 from mim_core.protocol import DEV_CLASSES
 from tests.conftest import SHIPPED_WEIGHTS
 
@@ -52,7 +53,7 @@ def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Pa
     best = max((s for s in dev if s.startswith("mim:")), key=lambda s: dev[s]["dev_mean_auroc"])
     assert results["selected"] == best and best != "mim:l1"
     selected = MIMDetector.load(weights)
-    assert f"mim:{selected.config.measure.map}/{selected.config.measure.reference}" == best
+    assert variant_name(asdict(selected.config.measure)) == best
     val_scores = [selected.analyze(data_root / p).score for p in selected.card["split"]["val"]]
     assert selected.threshold == pytest.approx(max(val_scores), abs=1e-6)  # the detector agrees with the card
     # every MIM score keeps MIM's direction; each control gets the direction that is better on dev

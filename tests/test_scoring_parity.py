@@ -33,7 +33,8 @@ def with_background(detector) -> MIMDetector:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         background = InpaintGenerator(detector.config.model)
-    return MIMDetector(detector.generator, detector.config, detector.threshold, detector.card, background)
+    config = detector.config.replace(measure__scales=())  # the whole bank: every variant measurable
+    return MIMDetector(detector.generator, config, detector.threshold, detector.card, background)
 
 
 def test_every_evaluated_variant_is_the_detectors_score(with_background, photos, data_root: Path):
