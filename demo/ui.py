@@ -52,7 +52,8 @@ def analyse_tab(ctx: DemoContext) -> None:
                                 example_labels=[Path(p).stem.replace("_", " ") for p in ctx.examples])
                 scale = gr.Radio(handlers.scale_labels(scales), value=handlers.default_scale_label(scales),
                                  label="Mask scale to inspect",
-                                 info="The score and its map use every scale; the masked and inpainted panels show one.")
+                                 info="The score and its map use every scale listed here; the masked and inpainted "
+                                      "panels show one.")
             with gr.Column(scale=3):
                 card = gr.HTML(views.placeholder_html(handlers.EMPTY_MESSAGE), elem_id="mim-verdict-card")
                 bar = gr.HTML("", elem_id="mim-score-bar")
@@ -69,8 +70,8 @@ def analyse_tab(ctx: DemoContext) -> None:
             heatmap = _panel("Score map", "mim-heatmap")
         gr.Markdown("**Original**: the centre crop the model analyses. **Masked**: one of the masks at the chosen "
                     "scale (grey = hidden). **Inpainted**: every hidden patch filled in by the model. **Score map**: "
-                    "each pixel's share of the score, over the original, on the fixed colour scale below (all "
-                    "scales together; its mean is the score, so a red region is exactly what raised it).",
+                    "each pixel's share of the score, over the original, on the fixed colour scale below (every "
+                    "analysed scale together; its mean is the score, so a red region is exactly what raised it).",
                     elem_classes=["mim-caption"])
         measure = ctx.detector.config.measure
         gr.HTML(views.colour_bar_html(measure.heatmap_max, measure.reference != "none", measure.map))
