@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="CPU threads (a run setting: resuming with others continues the same model)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (a run setting: resuming with others continues the same model)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--device", default="cpu", help="where the networks train, e.g. cuda (default: cpu)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],

@@ -254,7 +254,8 @@ class MIMDetector:
         gan_maps = maps[("gan", measure.map)]
         ref_maps = maps[(reference, measure.map)] if reference else None
         scores = mim_score(mean_errors(gan_maps), None if ref_maps is None else mean_errors(ref_maps))
-        return ScoredBatch(np.asarray(scores, dtype=np.float64), score_map(gan_maps, ref_maps).cpu(), recon["gan"].cpu())
+        return ScoredBatch(np.asarray(scores, dtype=np.float64), score_map(gan_maps, ref_maps).cpu(),
+                           recon["gan"].cpu())
 
     def score_views(self, images: torch.Tensor) -> np.ndarray:
         """(B,3,H,W) preprocessed -> (B,) scores, higher = less mpox-like (the benchmark's interface)."""

@@ -42,7 +42,8 @@ def test_every_evaluated_variant_is_the_detectors_score(with_background, photos,
     evaluated = compute_scores(measured)
     variants = mim_variants(measured)
     # 3 maps x 3 references, over the whole bank and over each of its 3 scales alone
-    assert len(variants) == 36 and {"mim:ssim/gauss", "mim:l1", "mim:msgms/background", "mim:ssim/gauss@8"} <= set(variants)
+    assert len(variants) == 36
+    assert {"mim:ssim/gauss", "mim:l1", "mim:msgms/background", "mim:ssim/gauss@8"} <= set(variants)
     paths = [data_root / p for p in photos["path"]]
     for name in variants:
         config = with_background.config.replace(measure=MeasureConfig(**measure_config_for(name)))
