@@ -5,6 +5,7 @@ Rules, stated in the report too:
   (unreadable files) are counted in the flow and left out of every statistic.
 - Models: for each model name the latest run is used. The call at the pre-set threshold follows the
   card (MIM: score <= threshold is mpox-like). AUROC CIs resample source groups (crops of one photo).
+- MRMC (reader-averaged AUROC, sensitivity, specificity; aided minus unaided): see :mod:`clinical.reader_study`.
 - Reviewers: only current verdicts count (a correction replaces what it supersedes). ``ungradable`` is
   left out of sensitivity/specificity; ``uncertain`` counts as positive (referred for testing) unless
   ``uncertain`` is set to "negative" or "exclude". Kappas use the four recorded labels.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .delong import delong_test
+from .reader_study import design_section, mrmc_section, reading_time_section
 from .schema import LABELS, PHASES
 from .stats import Proportion, binary_metrics, called_mpox, cohen_kappa, fleiss, model_auroc, roc_points, wilson
 from .store import Store
@@ -219,9 +221,15 @@ def compute_metrics(store: Store, uncertain: str = "positive", n_boot: int = 200
         "reviewers": reviewer_section(current, usable_ids, uncertain),
         "kappa": kappa_section(current, usable_ids),
         "mim_vs_reviewer_majority": majority_section(current, models, curves, uncertain),
+        "mrmc": mrmc_section(current, usable_ids, {c["id"]: c["reference_label"] for c in cases}, uncertain),
+        "reading_time": reading_time_section(verdicts, usable_ids),
+        "design": design_section(store, verdicts),
         "rules": {"uncertain": uncertain, "ungradable": "excluded from sensitivity/specificity",
                   "auroc_ci": f"percentile bootstrap over source groups, {n_boot} resamples, seed 0",
-                  "proportion_ci": "Wilson score, 95 %", "delong": "two-sided, paired, cases assumed independent"},
+                  "proportion_ci": "Wilson score, 95 %", "delong": "two-sided, paired, cases assumed independent",
+                  "mrmc": ("Obuchowski-Rockette with jackknife covariances and Hillis (2007) degrees of freedom, "
+                           "readers and cases random (clinical.mrmc.analyze); cases every reader read in both "
+                           "phases")},
         "notes": [delong_note] if delong_note else [],
     }
     return metrics, curves

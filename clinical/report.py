@@ -1,9 +1,10 @@
-"""The exported validation report: report.html (self-contained), metrics.json, verdicts.csv, predictions.csv."""
+"""The exported validation report: report.html (self-contained, readable on a phone), metrics.json, verdicts.csv,
+predictions.csv and cases.csv (one row per case: truth, model scores, every reader's verdicts). Every CSV goes
+through :func:`clinical.csv_export.write_csv` (cells neutralised against spreadsheet formula injection)."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import math
@@ -18,7 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import APP_VERSION  # noqa: E402
-from .analysis import compute_metrics  # noqa: E402
+from .analysis import compute_metrics, current_verdicts  # noqa: E402
+from .csv_export import write_csv  # noqa: E402
+from .reader_study import case_table, reader_rocs  # noqa: E402
 from .schema import PHASES  # noqa: E402
 from .stats import called_mpox  # noqa: E402
 from .store import Store  # noqa: E402
@@ -54,11 +57,16 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
-    """ROC curves of every model, each model's operating point, and each reviewer unaided -> aided."""
+def roc_figure(metrics: dict[str, Any], curves: dict[str, Any], readers: dict[str, Any] | None = None) -> str | None:
+    """One PNG: ROC curves of every model with its operating point and each reviewer unaided -> aided; below
+    it, one panel per phase with each reader's ROC curve from the verdict-and-confidence scale."""
+    readers = readers or {}
     if not any("roc" in c for c in curves.values()) and not metrics["reviewers"]:
         return None
-    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    panels = [p for p in PHASES if readers.get(p)]
+    fig, axes = plt.subplots(1 + len(panels), 1, figsize=(5.6, 5.2 * (1 + len(panels))), layout="constrained",
+                             squeeze=False)
+    ax = axes[0, 0]
     for name, curve in curves.items():
         if "roc" not in curve:
             continue
@@ -81,6 +89,14 @@ def roc_figure(metrics: dict[str, Any], curves: dict[str, Any]) -> str | None:
            title="Detecting mpox: models (curves, ● threshold)\nreviewers (□ unaided → ■ aided)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
+    for ax, phase in zip(axes[1:, 0], panels):
+        for reader, curve in readers[phase].items():
+            ax.plot(curve["fpr"], curve["tpr"], lw=1.5, marker=".", ms=4,
+                    label=f"{_plain(reader)} (AUROC {curve['auroc']:.3f}, n {curve['n']})")
+        ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="1 - specificity", ylabel="sensitivity",
+               title=f"Readers {phase}: ROC from verdict and confidence")
+        ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
@@ -91,14 +107,99 @@ def _fmt(value: Any, ci: Any = None) -> str:
     return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
 
 
+def _num(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str) -> str:
-    """The report page; every figure is an embedded PNG, so the file stands alone."""
+def _ci(entry: dict[str, Any]) -> str:
+    return f"{entry['estimate'] if 'estimate' in entry else entry['difference']:.4f} " \
+           f"[{entry['ci'][0]:.4f}, {entry['ci'][1]:.4f}]"
+
+
+def mrmc_html(mrmc: dict[str, Any]) -> list[str]:
+    """Section 5: OR/Hillis MRMC, aided minus unaided, with the case-set warning and the score scale."""
+    parts = ["<h2>5. Multi-reader multi-case analysis: aided vs unaided</h2>"]
+    if mrmc.get("warning"):
+        parts.append(f"<p class=warn><b>Different case sets.</b> {escape(mrmc['warning'])}</p>")
+    if not mrmc["available"]:
+        return parts + [f"<p>{escape(mrmc['reason'] or 'MRMC not computed.')}</p>"]
+    rows = []
+    for key, name in (("auroc", "AUROC (verdict-and-confidence scale)"), ("sensitivity", "sensitivity"),
+                      ("specificity", "specificity")):
+        r = mrmc[key]
+        own, diff = r["rrrc"]["modalities"], r["rrrc"]["differences"][0]
+        rows.append([name, _ci(own["unaided"]), _ci(own["aided"]), _ci(diff), _num(r["f"]), _num(r["ddf"]),
+                     _num(r["p_value"]), f"{_ci(r['frrc']['differences'][0])}, p {_num(r['frrc']['p_value'])}"])
+    parts.append(f"<p>{mrmc['n_cases']} cases ({mrmc['auroc']['n_diseased']} mpox, "
+                 f"{mrmc['auroc']['n_nondiseased']} not) read by all {len(mrmc['readers'])} readers in both "
+                 "phases. Reader-averaged figures with 95 % CIs; difference = aided − unaided; readers and cases "
+                 "random (Obuchowski–Rockette, jackknife covariances, Hillis denominator degrees of freedom).</p>")
+    parts.append(_table(["figure", "unaided [95% CI]", "aided [95% CI]", "difference [95% CI]", "F", "ddf (Hillis)",
+                         "p", "readers fixed: difference [95% CI], p"], rows))
+    auc = mrmc["auroc"]
+    parts.append(_table(["reader", "AUROC unaided", "AUROC aided", "difference"],
+                        [[r, _fmt(auc["reader_auc"]["unaided"][r]), _fmt(auc["reader_auc"]["aided"][r]),
+                          _fmt(auc["reader_auc"]["aided"][r] - auc["reader_auc"]["unaided"][r])]
+                         for r in mrmc["readers"]]))
+    vc = auc["variance_components"]
+    parts.append("<p>AUROC variance components: " + ", ".join(
+        f"{k} {_num(vc[k])}" for k in ("var_R", "var_TR", "var_error", "cov1", "cov2", "cov3")) + ".</p>")
+    parts.append(f"<p>Score scale: {escape(mrmc['score_scale'])}. Sensitivity and specificity: "
+                 f"{escape(mrmc['binary_call'])}.</p>")
+    return parts
+
+
+def reading_time_html(reading: dict[str, Any]) -> list[str]:
+    """Section 6: median reading time [IQR] per reader and phase."""
+    def cell(e: dict[str, Any]) -> str:
+        if not e["n"]:
+            return f"– (no time; {e['without_time']} reads)" if e["without_time"] else "–"
+        extra = f", {e['without_time']} without time" if e["without_time"] else ""
+        return f"{e['median_s']:.1f} [{e['q1_s']:.1f}, {e['q3_s']:.1f}] (n {e['n']}{extra})"
+    rows = [[r, *[cell(phases[p]) for p in PHASES]] for r, phases in reading["readers"].items()]
+    rows.append(["all readers", *[cell(reading["all_readers"][p]) for p in PHASES]])
+    return ["<h2>6. Reading time (seconds, median [IQR])</h2>", _table(["reader", *PHASES], rows),
+            f"<p>{escape(reading['source'])}.</p>"]
+
+
+def design_html(design: dict[str, Any]) -> list[str]:
+    """Section 7: randomisation and washout as recorded."""
+    gap = design["unaided_to_aided_interval_s"]
+    items = [f"<li><b>Randomisation</b>: {escape(design['randomisation'])}.</li>",
+             f"<li><b>Washout</b>: {escape(design['washout'])}.</li>",
+             "<li><b>Observed interval from the unaided to the aided verdict of a case</b>: " +
+             (f"median {gap['median_s']:.1f} s [IQR {gap['q1_s']:.1f}, {gap['q3_s']:.1f}] over {gap['n']} cases"
+              if gap["n"] else "no case read in both phases in the app") + ".</li>"]
+    if design["imported_verdicts"]:
+        items.append(f"<li>{design['imported_verdicts']} verdicts were imported from CSV files: their reading "
+                     "order and timing are not known.</li>")
+    for table, rows in design["settings"].items():
+        items.append(f"<li><b>{escape(table)}</b>: " + "; ".join(
+            escape(", ".join(f"{k} = {v}" for k, v in row.items())) for row in rows) + "</li>")
+    return ["<h2>7. Study design</h2><ul>" + "".join(items) + "</ul>"]
+
+
+def cases_html(columns: list[str], rows: list[dict[str, Any]], readers: list[str], models: list[str]) -> list[str]:
+    """Section 8: one row per usable case (the same as cases.csv, verdicts as 'unaided → aided')."""
+    def verdict(row: dict[str, Any], reader: str) -> str:
+        shown = [f"{row[f'{reader} {p} label']} {row[f'{reader} {p} confidence']}" if row[f"{reader} {p} label"]
+                 else "–" for p in PHASES]
+        return " → ".join(shown)
+    body = [[r["case_id"][:12], r["file_name"], r["reference_label"],
+             *[_num(r[f"score {m}"]) for m in models], *[verdict(r, x) for x in readers]] for r in rows]
+    return ["<h2>8. Cases</h2><p>Verdict (confidence) unaided → aided; all columns in cases.csv.</p>",
+            _table(["case", "file", "reference", *[f"score {m}" for m in models], *readers], body)]
+
+
+def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
+                cases: tuple[list[str], list[dict[str, Any]], list[str]] | None = None) -> str:
+    """The report page; every figure is an embedded PNG, so the file stands alone. ``cases``: case_table()."""
     flow, models, rules = metrics["flow"], metrics["models"], metrics["rules"]
     parts = [f"<h1>MIM clinical validation report</h1><p class=meta>{escape(APP_VERSION)} · database "
              f"{escape(db_path)} · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
@@ -163,38 +264,44 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str) -> s
                                   _fmt(majority[p]["kappa"]), majority[p]["ties"]] for p in PHASES]))
     else:
         parts.append("<p>No clinician verdicts recorded yet.</p>")
-    parts.append("<h2>5. Methods and rules</h2><ul>" + "".join(
+    parts += mrmc_html(metrics["mrmc"]) + reading_time_html(metrics["reading_time"]) + design_html(metrics["design"])
+    if cases:
+        parts += cases_html(*cases, sorted(models))
+    parts.append("<h2>9. Methods and rules</h2><ul>" + "".join(
         f"<li><b>{escape(k)}</b>: {escape(str(v))}</li>" for k, v in rules.items()) +
         "<li>Sensitivity, specificity, PPV and NPV use the model card's pre-set threshold; PPV and NPV depend on "
         "this sample's prevalence.</li><li>Files: metrics.json (all numbers), verdicts.csv (every verdict, "
         "corrections included), predictions.csv (every model score).</li></ul>")
     style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-             "th{background:#f3f3f3}.meta{color:#666}.warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>MIM clinical validation</title>"
+             "table{border-collapse:collapse;margin:.6em 0;display:block;max-width:100%;overflow-x:auto}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+             "th{background:#f3f3f3}.meta{color:#666;overflow-wrap:anywhere}"
+             ".warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90}"
+             "img{max-width:100%;height:auto}h1{font-size:1.5em}"
+             "@media (max-width:600px){body{margin:.5em auto;padding:0 .5em;font-size:13px}td,th{padding:2px 4px}}")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><title>MIM clinical validation</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def write_report(store: Store, out_dir: str | Path, uncertain: str = "positive", n_boot: int = 2000) -> dict[str, Any]:
-    """Write the four report files into ``out_dir``; returns the metrics."""
+    """Write the five report files into ``out_dir``; returns the metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics, curves = compute_metrics(store, uncertain=uncertain, n_boot=n_boot)
     metrics = _clean(metrics)
+    cases, verdicts = store.cases(), store.all_verdicts()
+    current = current_verdicts(verdicts)
+    usable = {c["id"] for c in cases if not c["excluded_reason"]}
+    readers = reader_rocs(current, usable, {c["id"]: c["reference_label"] for c in cases})
+    table = case_table(cases, current, metrics["models"], curves)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    (out / "report.html").write_text(render_html(metrics, roc_figure(metrics, curves), str(store.path)),
-                                     encoding="utf-8")
-    _write_csv(out / "verdicts.csv", VERDICT_COLUMNS, store.all_verdicts())
+    (out / "report.html").write_text(render_html(metrics, roc_figure(metrics, curves, readers), str(store.path),
+                                                 table), encoding="utf-8")
+    write_csv(out / "verdicts.csv", VERDICT_COLUMNS, verdicts)
     predictions = store.predictions()
     for p in predictions:
         p["called_mpox"] = bool(called_mpox([p["score"]], p["threshold"], p["mpox_when"])[0])
-    _write_csv(out / "predictions.csv", PREDICTION_COLUMNS, predictions)
+    write_csv(out / "predictions.csv", PREDICTION_COLUMNS, predictions)
+    write_csv(out / "cases.csv", table[0], table[1])
     return metrics

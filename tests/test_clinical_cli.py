@@ -92,7 +92,8 @@ def test_import_run_verdicts_report(study: Path, detector):
 
     result = run("report", "--db", str(db), "--out", str(out), "--n-boot", "200")
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out.iterdir()} == {"report.html", "metrics.json", "verdicts.csv", "predictions.csv"}
+    assert {p.name for p in out.iterdir()} == {"report.html", "metrics.json", "verdicts.csv", "predictions.csv",
+                                               "cases.csv"}
     metrics = json.loads((out / "metrics.json").read_text())
     mim = metrics["models"]["mim-gan"]
     assert 0 <= mim["auroc"] <= 1 and len(mim["auroc_ci"]) == 2

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from clinical import models
 from clinical.cases import collect_images, import_images
+from clinical.csv_export import safe_cell
 from clinical.delong import delong_test
+from clinical.mrmc import analyze
 from clinical.report import write_report
 from clinical.store import Store
 
@@ -132,3 +135,131 @@ def test_single_model_report_says_no_baseline(store: Store, tmp_path: Path):
     metrics = write_report(store, tmp_path / "out", n_boot=100)
     assert metrics["delong"] == {} and metrics["reviewers"] == {} and metrics["kappa"]["fleiss"]["unaided"] is None
     assert "No baseline available" in (tmp_path / "out" / "report.html").read_text()
+
+
+def _import(store: Store, path: Path, rows: list[dict]) -> None:
+    from clinical.verdicts_io import import_verdicts
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import_verdicts(store, path)
+
+
+def test_report_mrmc_reading_time_cases_and_design(store: Store, tmp_path: Path):
+    cases = store.cases()
+    truth = {c["id"]: c["reference_label"] == "mpox" for c in cases}
+    rng = np.random.default_rng(5)
+    mim = {c["id"]: float(np.round(rng.normal(0.0 if truth[c["id"]] else 1.0, 0.7), 3)) for c in cases}
+    add_run(store, "mim-gan", "mim", "lower", 0.5, mim)
+    rows, skipped = [], {cases[0]["id"], cases[-1]["id"]}  # cy never reads these two aided
+    for reader, skill in (("ana", 0.6), ("ben", 0.2), ("cy", 0.4)):
+        for phase, boost in (("unaided", 0.0), ("aided", 0.4)):
+            for c in cases:
+                if reader == "cy" and phase == "aided" and c["id"] in skipped:
+                    continue
+                x = (skill + boost) * (1 if truth[c["id"]] else -1) + rng.normal()
+                label = "mpox" if x > 0.4 else "not mpox" if x < -0.4 else rng.choice(["uncertain", "ungradable"])
+                rows.append({"reviewer": reader, "case": c["id"], "phase": phase, "label": label,
+                             "confidence": int(np.clip(round(abs(x) * 2) + 1, 1, 5)),
+                             "lead_time_s": round(float(rng.uniform(3, 40)), 1)})
+    _import(store, tmp_path / "v.csv", rows)
+    metrics = write_report(store, tmp_path / "out", n_boot=50)
+
+    # MRMC: the cases all three read in both phases, on a scale coded independently here
+    # (any monotone coding of verdict and confidence gives the same AUROCs and the same analysis)
+    common = sorted(set(truth) - skipped)
+    code = {"mpox": 1, "not mpox": -1, "uncertain": 0, "ungradable": 0}
+    table = pd.DataFrame([{"reader": r["reviewer"], "case": r["case"], "modality": r["phase"],
+                           "truth": int(truth[r["case"]]), "score": code[r["label"]] * r["confidence"]}
+                          for r in rows if r["case"] in common])
+    expected = analyze(table, modalities=("aided", "unaided"))
+    m = metrics["mrmc"]
+    assert m["available"] and m["n_cases"] == 10 and m["cases_left_out"] == 2 and m["case_sets_differ"]
+    assert "only the 10 cases that every reader read in both phases" in m["warning"]
+    assert m["auroc"]["difference"] == pytest.approx(expected["difference"])
+    assert m["auroc"]["ci"] == pytest.approx(expected["ci"])
+    assert m["auroc"]["p_value"] == pytest.approx(expected["p_value"]) and 0 < expected["p_value"] < 1
+    assert m["auroc"]["ddf"] == pytest.approx(expected["ddf"])
+    assert m["auroc"]["difference"] == pytest.approx(m["auroc"]["auc"]["aided"] - m["auroc"]["auc"]["unaided"])
+    for reader in ("ana", "ben", "cy"):
+        mine = table[(table.reader == reader) & (table.modality == "unaided")]
+        assert m["auroc"]["reader_auc"]["unaided"][reader] == pytest.approx(roc_auc_score(mine.truth, mine.score))
+    positive = table.assign(score=[r["label"] != "not mpox" for r in rows if r["case"] in common])
+    sens = positive[(positive.truth == 1) & (positive.modality == "aided")].groupby("reader").score.mean().mean()
+    assert m["sensitivity"]["auc"]["aided"] == pytest.approx(sens)  # uncertain/ungradable = referred (positive)
+
+    times = [r["lead_time_s"] for r in rows if r["reviewer"] == "ben" and r["phase"] == "aided"]
+    ben = metrics["reading_time"]["readers"]["ben"]["aided"]
+    assert (ben["n"], ben["median_s"]) == (len(times), pytest.approx(np.median(times), abs=0.005))
+    assert [ben["q1_s"], ben["q3_s"]] == pytest.approx(np.percentile(times, [25, 75]), abs=0.005)
+    assert metrics["reading_time"]["all_readers"]["aided"]["n"] == 3 * len(cases) - 2
+    assert metrics["design"]["imported_verdicts"] == len(rows)
+    assert "washout" in metrics["design"] and metrics["design"]["settings"] == {}
+
+    out = tmp_path / "out"
+    html = (out / "report.html").read_text()
+    for text in ("Multi-reader multi-case", "Different case sets", "Reading time", "Randomisation", "Washout",
+                 "<h2>8. Cases</h2>", "not mpox with confidence 5", "name=viewport", "overflow-x:auto"):
+        assert text in html
+    assert html.count("<img") == 1  # models, reviewers and per-reader ROC curves in one figure
+    with (out / "cases.csv").open(newline="") as handle:
+        table_rows = list(csv.DictReader(handle))
+    assert len(table_rows) == len(cases)
+    by_case = {r["case_id"]: r for r in table_rows}
+    first = next(r for r in rows if r["reviewer"] == "ana" and r["phase"] == "aided")
+    assert by_case[first["case"]]["ana aided label"] == first["label"]
+    assert by_case[first["case"]]["ana aided confidence"] == str(first["confidence"])
+    assert float(by_case[first["case"]]["score mim-gan"]) == pytest.approx(mim[first["case"]])
+    assert by_case[cases[0]["id"]]["cy aided label"] == ""
+
+
+def test_report_without_a_second_reader_says_why_there_is_no_mrmc(store: Store, tmp_path: Path):
+    cases = store.cases()
+    _import(store, tmp_path / "v.csv", [{"reviewer": "ana", "case": c["id"], "phase": p, "label": "mpox",
+                                         "confidence": 3} for c in cases for p in ("unaided", "aided")])
+    metrics = write_report(store, tmp_path / "out", n_boot=50)
+    assert not metrics["mrmc"]["available"] and "at least 2 readers" in metrics["mrmc"]["reason"]
+    assert metrics["reading_time"]["readers"]["ana"]["aided"] == {"n": 0, "median_s": None, "q1_s": None,
+                                                                  "q3_s": None, "without_time": len(cases)}
+    assert "at least 2 readers" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("value, written", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+1", "'+1+1"), ("-2+3", "'-2+3"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("-12.5", "-12.5"), ("+3", "+3"),
+    ("-1e-3", "-1e-3"), ("plain = text", "plain = text"), ("", ""), (-0.25, -0.25), (7, 7), (None, None),
+])
+def test_safe_cell(value, written):
+    assert safe_cell(value) == written
+
+
+def test_exported_csvs_are_neutralised(store: Store, tmp_path: Path):
+    (tmp_path / "evil" / "Others").mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "evil" / "Others" / "=cmd.png")
+    import_images(store, collect_images([tmp_path / "evil"]))
+    cases = store.cases()
+    add_run(store, "mim-gan", "mim", "lower", 0.5, {c["id"]: -0.5 - i for i, c in enumerate(cases)})
+    comments = ["=1+1", "@SUM(A1)", "-2+3", "-7", "fine"]
+    _import(store, tmp_path / "v.csv", [
+        {"reviewer": reader, "case": c["id"], "phase": p, "label": "mpox" if i % 2 else "not mpox",
+         "confidence": 1 + i % 5, "comment": comments[i % len(comments)]}
+        for reader in ("+ana", "ben") for i, c in enumerate(cases) for p in ("unaided", "aided")])
+    write_report(store, tmp_path / "out", n_boot=50)
+    out = tmp_path / "out"
+    cells = {name: [row for row in csv.reader((out / name).open(newline=""))]
+             for name in ("verdicts.csv", "predictions.csv", "cases.csv")}
+    for name, table in cells.items():
+        for row in table:
+            for cell in row:
+                assert cell[:1] not in ("=", "+", "@", "\t", "\r") and not (
+                    cell.startswith("-") and not cell.lstrip("-").replace(".", "").replace("e", "").isdigit()), \
+                    (name, cell)
+    verdicts = list(csv.DictReader((out / "verdicts.csv").open(newline="")))
+    assert {v["comment"] for v in verdicts} == {"'=1+1", "'@SUM(A1)", "'-2+3", "-7", "fine"}
+    assert {v["reviewer_id"] for v in verdicts} == {"'+ana", "ben"}
+    predictions = list(csv.DictReader((out / "predictions.csv").open(newline="")))
+    assert "'=cmd.png" in {p["file_name"] for p in predictions}
+    assert sorted(float(p["score"]) for p in predictions)[-1] == -0.5  # negative numbers stay numbers
+    header = cells["cases.csv"][0]
+    assert "'+ana unaided label" in header and "'=cmd.png" in {r[1] for r in cells["cases.csv"][1:]}

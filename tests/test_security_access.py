@@ -234,7 +234,7 @@ def test_names_and_comments_are_escaped_in_the_html_report(study: Path, tmp_path
     images = [attrs for tag, attrs in collector.tags if tag == "img"]
     assert len(images) == 1 and images[0]["src"].startswith("data:image/png;base64,")  # the ROC plot only
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script" not in html
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv", "report.html",
+    assert sorted(p.name for p in out.iterdir()) == ["cases.csv", "metrics.json", "predictions.csv", "report.html",
                                                      "verdicts.csv"]  # case file names never became paths
     with (out / "verdicts.csv").open(newline="") as handle:
         comments = {row["comment"] for row in csv.DictReader(handle) if row["reviewer_id"] == NASTY}
