@@ -111,10 +111,11 @@ def _num(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], css_class: str | None = None) -> str:
+    """An HTML table (every cell escaped); on a narrow screen it scrolls sideways (see the page style)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table{f' class={css_class}' if css_class else ''}><tr>{head}</tr>{body}</table>"
 
 
 def _ci(entry: dict[str, Any]) -> str:
@@ -194,7 +195,7 @@ def cases_html(columns: list[str], rows: list[dict[str, Any]], readers: list[str
     body = [[r["case_id"][:12], r["file_name"], r["reference_label"],
              *[_num(r[f"score {m}"]) for m in models], *[verdict(r, x) for x in readers]] for r in rows]
     return ["<h2>8. Cases</h2><p>Verdict (confidence) unaided → aided; all columns in cases.csv.</p>",
-            _table(["case", "file", "reference", *[f"score {m}" for m in models], *readers], body)]
+            _table(["case", "file", "reference", *[f"score {m}" for m in models], *readers], body, "nowrap")]
 
 
 def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
@@ -275,7 +276,7 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
     style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:.6em 0;display:block;max-width:100%;overflow-x:auto}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
-             "th{background:#f3f3f3}.meta{color:#666;overflow-wrap:anywhere}"
+             "th{background:#f3f3f3}.nowrap td{white-space:nowrap}.meta{color:#666;overflow-wrap:anywhere}"
              ".warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90}"
              "img{max-width:100%;height:auto}h1{font-size:1.5em}"
              "@media (max-width:600px){body{margin:.5em auto;padding:0 .5em;font-size:13px}td,th{padding:2px 4px}}")
