@@ -30,8 +30,9 @@ Variance components (method of moments): ``var_TR = MS(T:R) - var_error + cov1 +
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,14 @@ FOMS = ("auc", "sensitivity", "specificity")
 def _native(values: Sequence[Any]) -> list[Any]:
     """numpy scalars -> Python ones (JSON keys, stable dict lookups)."""
     return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _sorted(values: list[Any]) -> list[Any]:
+    """Natural order when the labels compare (numbers, strings), else by their text."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
 
 
 def _show(value: Any) -> str:
@@ -63,7 +72,7 @@ def _validated(table: pd.DataFrame, modalities: Sequence[Any] | None
         ValueError: with a sentence naming what is wrong and where.
     """
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"table must be a pandas DataFrame, not {type(table).__name__}")
+        raise TypeError(f"table must be a pandas DataFrame, not {type(table).__name__}")
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
@@ -99,18 +108,18 @@ def _validated(table: pd.DataFrame, modalities: Sequence[Any] | None
                          "case and modality")
     present = _native(pd.unique(df["modality"]))
     if modalities is None:
-        modalities = sorted(present, key=str) if len(present) > 1 else present
+        modalities = _sorted(present)
     modalities = list(modalities)
-    if sorted(map(str, modalities)) != sorted(map(str, present)) or len(set(modalities)) != len(modalities):
+    if set(modalities) != set(present) or len(set(modalities)) != len(modalities):
         raise ValueError(f"modalities {_labels(modalities)} must list each modality of the table once: "
                          f"{_labels(present)}")
     if len(modalities) < 2:
         raise ValueError(f"need at least 2 modalities to compare; found {len(modalities)}: {_labels(modalities)}")
-    readers = sorted(_native(pd.unique(df["reader"])), key=str)
+    readers = _sorted(_native(pd.unique(df["reader"])))
     if len(readers) < 2:
         raise ValueError(f"need at least 2 readers for a random-reader analysis; found {len(readers)}: "
                          f"{_labels(readers)}")
-    cases = sorted(_native(pd.unique(df["case"])), key=str)
+    cases = _sorted(_native(pd.unique(df["case"])))
     grid = df.pivot(index=["modality", "reader"], columns="case", values="score")
     full = pd.MultiIndex.from_product([modalities, readers], names=["modality", "reader"])
     grid = grid.reindex(index=full, columns=cases)
@@ -225,6 +234,7 @@ def analyze(table: pd.DataFrame, alpha: float = 0.05, modalities: Sequence[Any] 
         (For a binary ``fom`` the keys keep the names ``auc``/``reader_auc``; ``fom`` says what they hold.)
     Raises:
         ValueError: bad input (missing columns, an incomplete design, mixed or one-class truth, ...).
+        TypeError: ``table`` is not a DataFrame.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1; got {alpha}")

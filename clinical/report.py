@@ -8,7 +8,7 @@ import base64
 import io
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,15 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from . import APP_VERSION  # noqa: E402
-from .analysis import compute_metrics, current_verdicts  # noqa: E402
-from .csv_export import write_csv  # noqa: E402
-from .reader_study import case_table, reader_rocs  # noqa: E402
-from .schema import PHASES  # noqa: E402
-from .stats import called_mpox  # noqa: E402
-from .store import Store  # noqa: E402
+from . import APP_VERSION
+from .analysis import compute_metrics, current_verdicts
+from .csv_export import write_csv
+from .reader_study import case_table, reader_rocs
+from .schema import PHASES
+from .stats import called_mpox
+from .store import Store
 
 VERDICT_COLUMNS = ["id", "case_id", "file_name", "dataset", "label_class", "reference_label", "reviewer_id",
                    "session_id", "phase", "label", "confidence", "lead_time_s", "created_at", "app_version",
@@ -202,10 +202,10 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
                 cases: tuple[list[str], list[dict[str, Any]], list[str]] | None = None) -> str:
     """The report page; every figure is an embedded PNG, so the file stands alone. ``cases``: case_table()."""
     flow, models, rules = metrics["flow"], metrics["models"], metrics["rules"]
-    parts = [f"<h1>MIM clinical validation report</h1><p class=meta>{escape(APP_VERSION)} · database "
-             f"{escape(db_path)} · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
-             "<p class=warn>Research and screening aid only. The reference standard is the class folder each image "
-             "came from (web-collected data sets with known label noise), not a laboratory test.</p>",
+    parts = [(f"<h1>MIM clinical validation report</h1><p class=meta>{escape(APP_VERSION)} · database "
+             f"{escape(db_path)} · generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}</p>"),
+             ("<p class=warn>Research and screening aid only. The reference standard is the class folder each image "
+             "came from (web-collected data sets with known label noise), not a laboratory test.</p>"),
              "<h2>1. Flow of cases</h2>",
              _table(["step", "count"], [
                  ["images imported", flow["cases_imported"]],

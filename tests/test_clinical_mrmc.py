@@ -225,7 +225,7 @@ def test_validation_messages(change, message: str) -> None:
 
 
 def test_argument_checks() -> None:
-    with pytest.raises(ValueError, match="pandas DataFrame"):
+    with pytest.raises(TypeError, match="pandas DataFrame"):
         analyze([1, 2, 3])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="alpha must be between 0 and 1"):
         analyze(_small(), alpha=1.5)
