@@ -26,6 +26,11 @@ Fixed readers, random cases (FRRC, the readers of this study only): ``X2 = (I-1)
 
 Variance components (method of moments): ``var_TR = MS(T:R) - var_error + cov1 + max(cov2 - cov3, 0)``,
 ``var_R = (MS(R) - var_error - (I-1) cov1 + cov2 + (I-1) cov3 - var_TR) / I``.
+
+References: Obuchowski NA, Rockette HE (1995), Commun Stat Simul Comput 24:285-308; Hillis SL (2007), Stat Med
+26:596-619; Hillis SL, Berbaum KS, Metz CE (2008), Acad Radiol 15:647-661; Efron B (1982), The jackknife, the
+bootstrap and other resampling plans (SIAM). Checked against MRMCaov and RJafroc on the Van Dyke et al. (1993)
+data (tests/test_clinical_mrmc.py).
 """
 
 from __future__ import annotations
