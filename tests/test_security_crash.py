@@ -172,6 +172,7 @@ def test_online_backup_during_writes_and_restore(study: Path, tmp_path: Path):
     lines = []
     while sum(line.startswith("confirmed") for line in lines) < 5:
         lines.append(process.stdout.readline())
+        assert lines[-1], f"the writer stopped before 5 saves: {process.stderr.read()}"  # EOF, not a hang
     before_backup = confirmed(lines, "ana")
     open_write = sqlite3.connect(study, isolation_level=None)  # another writer, mid-transaction
     open_write.execute("BEGIN IMMEDIATE")
