@@ -51,9 +51,9 @@ log = logging.getLogger(__name__)
 SCREEN = ("token", "current", "shown_at", "status", "signin_box", "work_box", "progress", "photo", "reveal_box",
           "aid_box", "unaided", "verdict_card", "score_bar", "original", "masked", "inpainted", "score_map",
           "colour_bar", "label", "confidence", "comment", "save", "credential", "admin_box")
-# The same outputs as an API client receives them (states and layout blocks are not sent).
+# The same outputs as an API client receives them (states, buttons and layout blocks are not sent).
 API_SCREEN = tuple(n for n in SCREEN if n not in {"token", "current", "shown_at", "signin_box", "work_box",
-                                                  "reveal_box", "aid_box", "admin_box"})
+                                                  "reveal_box", "aid_box", "save", "admin_box"})
 
 
 def _screen(**values: Any) -> tuple:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from clinical.review import next_item, record_verdict
+from clinical.review import next_item, record_verdict, reveal
 from clinical.schema import LABELS
 from clinical.store import Store
 
@@ -28,11 +28,15 @@ def main(db: str, reviewer: str, credential: str) -> int:
     _, session = signed_in
     print("signed-in", flush=True)
     while (item := next_item(store, session)) is not None:
+        if item.step == "reveal":  # the unaided verdict is saved: ask for the model output, as the tab does
+            reveal(store, session, [item.case_id, item.step])
+            continue
         label = LABELS[(item.position + (item.phase == "aided")) % len(LABELS)]
         confidence = 1 + item.position % 5
-        message = record_verdict(store, session, (item.case_id, item.phase), label, confidence, 1.0,
+        message = record_verdict(store, session, [item.case_id, item.step], label, confidence, 1.0,
                                  f"{reviewer} {item.phase} {item.position}")
-        verdict_id = message.split("#", 1)[1].split()[0]
+        ref = message.split(" verdict ", 1)[1].split()[0]  # the reviewer's opaque reference of the save
+        verdict_id = store.query("SELECT verdict_id FROM verdict_refs WHERE ref = ?", [ref])[0]["verdict_id"]
         print(f"confirmed {verdict_id} {item.case_id} {item.phase} {label} {confidence}", flush=True)
     print("done", flush=True)
     return 0

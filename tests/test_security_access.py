@@ -4,14 +4,17 @@ images. The Review tab is mounted in the demo exactly as ``app.py`` does with MI
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +28,7 @@ from PIL import Image
 from clinical import models, signin
 from clinical.cases import collect_images, import_images
 from clinical.report import write_report
+from clinical.review_ui import API_SCREEN, REPORT_FILES as REPORT_NAMES
 from clinical.store import ClinicalError, Store
 from tests.conftest import REPO
 from tests.demo_server import EXAMPLE, free_port
@@ -150,17 +154,17 @@ def test_a_reviewer_cannot_read_or_write_others_verdicts_or_the_report(app, stud
     ben = client(url)
     ben.predict("ben", CREDENTIALS["ben"], api_name="/review_sign_in")
     assert ben.predict("mpox", 4, "ben's note", api_name="/review_save")[STATUS].startswith("Saved unaided")
-    ben_ids = {row[0] for row in ben.predict(api_name="/review_my_verdicts")["data"]}
+    ben_ids = {row[0] for row in ben.predict(api_name="/review_my_verdicts")[0]["data"]}
     ana = client(url)
     ana.predict("ana", CREDENTIALS["ana"], api_name="/review_sign_in")
     assert ana.predict("not mpox", 2, "", api_name="/review_save")[STATUS].startswith("Saved unaided")
-    ana_rows = ana.predict(api_name="/review_my_verdicts")["data"]
+    ana_rows = ana.predict(api_name="/review_my_verdicts")[0]["data"]
     assert ana_rows and not {row[0] for row in ana_rows} & ben_ids
 
-    message, files = ana.predict(api_name="/review_report")
-    assert "Only an admin" in message and files is None
+    message, links = ana.predict(api_name="/review_report")
+    assert "Only an admin" in message and links == ""
     assert "Only an admin" in client(url).predict(api_name="/review_report")[0]  # not signed in at all
-    assert "Only an admin" in ana.predict("eve", "Eve", "admin", "eve-secret-1", api_name="/review_create_reviewer")
+    assert "Only an admin" in ana.predict("eve", "Eve", "admin", "eve-secret-1", api_name="/review_create_reviewer")[0]
 
     # A hostile client sends ben's real session token as the State value: Gradio ignores it.
     token = handlers.sign_in("ben", CREDENTIALS["ben"])[0]
@@ -173,11 +177,105 @@ def test_a_reviewer_cannot_read_or_write_others_verdicts_or_the_report(app, stud
 
     admin = client(url)
     admin.predict("root", CREDENTIALS["root"], api_name="/review_sign_in")
-    message, files = admin.predict(api_name="/review_report")
-    assert "Report written" in message and sorted(Path(f).name for f in files) == [
-        "metrics.json", "predictions.csv", "report.html", "verdicts.csv"]
-    verdicts_csv = Path(next(f for f in files if f.endswith("verdicts.csv"))).read_text()
-    assert "ben's note" in verdicts_csv  # the admin's report holds everyone's verdicts
+    message, links = admin.predict(api_name="/review_report")
+    files = report_files(links)
+    assert "Report for" in message and sorted(files) == ["metrics.json", "predictions.csv", "report.html",
+                                                          "verdicts.csv"]
+    assert "ben's note" in files["verdicts.csv"].decode()  # the admin's report holds everyone's verdicts
+
+
+def report_files(links: str) -> dict[str, bytes]:
+    """name -> bytes of the report's download links (data: URLs)."""
+    found = re.findall(r'download="([^"]+)" href="data:[^;]+;base64,([^"]+)"', links)
+    return {name: base64.b64decode(data) for name, data in found}
+
+
+def every_text(value) -> str:
+    """All strings of an API answer, joined (file paths included)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(every_text(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return " ".join(every_text(v) for v in value)
+    return str(value)
+
+
+def test_case_and_verdict_references_are_per_reviewer_and_opaque(app, study: Path):
+    """A reviewer sees only random references: never the image's sha256 (or a prefix of it), the stored
+    PNG's hash, the global verdict ids (a counter that would reveal others' activity) or another
+    reviewer's references for the same case."""
+    url, _, _ = app
+    conn = sqlite3.connect(study)
+    files, pngs = zip(*conn.execute("SELECT id, image_sha256 FROM cases WHERE image_sha256 IS NOT NULL"))
+    seen: dict[str, str] = {}
+    for reviewer in ("ana", "ben"):
+        reader = client(url)
+        answers = [reader.predict(reviewer, CREDENTIALS[reviewer], api_name="/review_sign_in")]
+        answers.append(reader.predict("uncertain", 2, "", api_name="/review_save"))
+        table, choices = reader.predict(api_name="/review_my_verdicts")
+        text = every_text([answers, table, choices])
+        assert not any(h[:8] in text for h in files)  # not even 8 hex digits of the file's sha256
+        # Gradio names the photo's URL by the hash of the bytes it serves (anyone can hash a download);
+        # no other output carries the stored picture's hash
+        words = every_text([[v for i, v in enumerate(a) if i != PHOTO] for a in answers] + [table, choices])
+        assert not any(h[:8] in words for h in pngs)
+        assert not re.search(r"#\d+", text)  # no "#17"-style global ids
+        refs = [row[0] for row in table["data"]]
+        assert refs and all(re.fullmatch(r"[0-9a-f]{12}", r) for r in refs)
+        assert all(ref in answers[1][STATUS] for ref in refs[-1:])  # the saved verdict is named by its reference
+        seen[reviewer] = text
+    ids = [str(r[0]) for r in conn.execute("SELECT id FROM verdicts")]
+    case_refs = dict(conn.execute("SELECT reviewer_id || '/' || case_id, ref FROM queue"))
+    conn.close()
+    cases = {key.split("/", 1)[1] for key in case_refs}
+    assert all(case_refs[f"ana/{c}"] != case_refs[f"ben/{c}"] for c in cases)  # per reviewer
+    for reviewer, text in seen.items():
+        other = "ben" if reviewer == "ana" else "ana"
+        assert not any(ref in text for key, ref in case_refs.items() if key.startswith(other + "/"))
+        assert not set(re.findall(r"\b\d+\b", " ".join(re.findall(r"verdict \S+", text)))) & set(ids)
+
+
+def test_report_files_only_reach_a_signed_in_admin(app, study: Path):
+    """The report is never a file Gradio serves: it is written to a private temporary folder, deleted at
+    once, and its bytes reach the signed-in admin only inside the answer to their own request."""
+    url, uploads, _ = app
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("mim-report-*"))
+    admin = client(url)
+    admin.predict("root", CREDENTIALS["root"], api_name="/review_sign_in")
+    _, links = admin.predict(api_name="/review_report")
+    files = report_files(links)
+    assert files["report.html"].startswith(b"<!doctype html>") and b"reviewer_id" in files["verdicts.csv"]
+    names = set(REPORT_NAMES)
+    assert not [p for p in Path(uploads).rglob("*") if p.name in names]  # nothing in Gradio's served folders
+    assert set(temp.glob("mim-report-*")) == before  # the private folder is gone
+    for who in ("ben", None):  # a reviewer, and a client that never signed in
+        reader = client(url)
+        if who:
+            reader.predict(who, CREDENTIALS[who], api_name="/review_sign_in")
+        message, links = reader.predict(api_name="/review_report")
+        assert "Only an admin" in message and links == ""
+    event, data = raw_call(url, "review_report", [])
+    assert event == "complete" and data[1] == ""
+
+
+def test_credentials_are_never_echoed_back(app):
+    """The sign-in and create-reviewer forms are cleared after every submit; no message quotes them."""
+    url, _, _ = app
+    credential = API_SCREEN.index("credential")
+    reader = client(url)
+    failed = reader.predict("ben", "ben-wrong-guess", api_name="/review_sign_in")
+    assert failed[credential] == "" and "ben-wrong-guess" not in every_text(failed)
+    screen = reader.predict("ben", CREDENTIALS["ben"], api_name="/review_sign_in")
+    assert screen[credential] == "" and CREDENTIALS["ben"] not in every_text(screen)
+    admin = client(url)
+    admin.predict("root", CREDENTIALS["root"], api_name="/review_sign_in")
+    short = admin.predict("fay", "Dr Fay", "reviewer", "short7!", api_name="/review_create_reviewer")
+    assert "Not created" in short[0] and short[4] == "" and "short7!" not in every_text(short)
+    made = admin.predict("fay", "Dr Fay", "reviewer", "fay-secret-1", api_name="/review_create_reviewer")
+    assert "Created reviewer 'fay'" in made[0] and list(made[1:]) == ["", "", "reviewer", ""]
+    assert "fay-secret-1" not in every_text(made)
 
 
 class TagCollector(HTMLParser):
