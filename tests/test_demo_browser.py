@@ -55,6 +55,7 @@ def test_upload_shows_four_panels_and_the_verdict(page, tmp_path: Path):
     page.set_input_files("#mim-photo input[type=file]", str(EXAMPLES / "molluscum_dermnet_0008.jpg"))
     page.wait_for_selector("#mim-verdict-card .mim-verdict")
     for elem_id in PANELS:
+        page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # an image off screen may load lazily
         page.wait_for_function(LOADED, arg=elem_id)
         assert _panel_loaded(page, elem_id)
     verdict = page.get_attribute("#mim-verdict-card .mim-card", "data-verdict")
