@@ -94,4 +94,7 @@ def write_card(weights: str | Path, data_root: str | Path, command: str, name: s
         "limitations": LIMITATIONS,
     }
     save_json(card_path(weights), card)
+    from .acquisition import calibrate_card_gate
+
+    calibrate_card_gate(str(weights), str(data_root))
     return recalibrate(weights, data_root)

@@ -56,6 +56,13 @@ def _score(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _calibrate_gate(args: argparse.Namespace) -> int:
+    from .acquisition import calibrate_card_gate
+
+    print(json.dumps(calibrate_card_gate(args.weights, args.data)["quality_gate"]["thresholds"]))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate
 
@@ -170,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: about 1.8x faster analysis on CPUs with avx512_bf16; scores within 0.01 of fp32")
     p.set_defaults(run=_score)
+
+    p = sub.add_parser("calibrate-gate", help="set the card's acquisition-quality gate from mpox train+val photos")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--data", default="../shared/data")
+    p.set_defaults(run=_calibrate_gate)
 
     p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))

@@ -25,7 +25,8 @@ from .data import decode_image, preprocess
 from .masks import grid_mask_bank
 from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
 from .model import PRECISIONS, autocast, inpaint
-from .quality import quality_gate
+from .acquisition import GateThresholds, effective_resolution, measure_quality
+from .quality import acquisition_refusal, quality_gate
 from .verdict import MIM_SCORE_DIRECTION, Verdict, decide, mpox_when
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
@@ -56,6 +57,7 @@ class Analysis:
     scales: tuple[int, ...] = ()
     heatmap_max: float = 1.0
     diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
+    quality: dict[str, float] = field(default_factory=dict)  # acquisition measurements (mim_core.acquisition)
 
     @property
     def heatmap(self) -> np.ndarray | None:
@@ -71,7 +73,8 @@ class Analysis:
 
     def summary(self) -> dict[str, Any]:
         return {"score": round(self.score, 6) if np.isfinite(self.score) else None,
-                "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason}
+                "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason,
+                "refused": self.verdict.is_refusal, "quality": dict(self.quality)}
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class MIMDetector:
         self.config = config
         self.threshold = float(threshold)
         self.card = card or {}
+        self.gate = GateThresholds.from_card(self.card)  # built-in defaults only when the card has none
         self.scales = analysed_scales(config)  # the bank's scales the measure uses (all by default)
         bank = grid_mask_bank(config.masks, config.preprocess.size)
         self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
@@ -276,7 +280,9 @@ class MIMDetector:
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
         originals = [_to_uint8(t) for t in tensors]
-        refusals = [quality_gate(o) for o in originals]
+        resolutions = [effective_resolution(p, self.config.preprocess) for p in pil]
+        qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
+        refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         usable = [i for i, r in enumerate(refusals) if r is None]
         scored = self.score_tensors(tensors[usable]) if usable else None
         grey = torch.full_like(tensors[:1], 0.5)
@@ -288,7 +294,7 @@ class MIMDetector:
         for i, original in enumerate(originals):
             if refusals[i] is not None:
                 results.append(Analysis(score=float("nan"), verdict=refusals[i].verdict, reason=refusals[i].reason,
-                                        original=original, **common))
+                                        original=original, quality=qualities[i], **common))
                 continue
             j = usable.index(i)
             score = float(scored.scores[j])
@@ -297,7 +303,7 @@ class MIMDetector:
                 score=score, verdict=decision.verdict, reason=decision.reason, original=original,
                 masked=_to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
                 inpainted=_to_uint8(scored.inpainted[j]), scale_heatmaps=scored.maps[j].numpy().astype(np.float32),
-                **common))
+                quality=qualities[i], **common))
         return results
 
 

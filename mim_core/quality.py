@@ -1,7 +1,9 @@
 """The model-free quality gate: pictures no model should judge are refused before any inference.
 
-Checks run on the preprocessed crop the model would see. They are deliberately loose: they catch flat,
-blank, grayscale or non-skin pictures, not poor photos of skin.
+Checks run on the preprocessed crop the model would see. The first are deliberately loose: they catch
+flat, blank, grayscale or non-skin pictures. The acquisition checks that follow (:mod:`mim_core.acquisition`:
+noise, exposure, effective resolution, sharpness; limits calibrated on mpox train+val photos and read
+from the model card) refuse poor photos of skin, each with a sentence saying how to retake it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .acquisition import DEFAULT_GATE, GateThresholds, measure_quality
 from .verdict import Decision, Verdict
 
 MIN_LUMA_STD = 0.03
@@ -24,8 +27,44 @@ def skin_fraction(crop: np.ndarray) -> float:
     return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
 
 
-def quality_gate(crop: np.ndarray) -> Decision | None:
-    """The refusal for an (H,W,3) uint8 crop that is not a usable skin photo, or None when it passes.
+REFUSALS = {
+    Verdict.TOO_NOISY: "The photo is too grainy (noisy) to judge: retake it in brighter light, without "
+                       "digital zoom or night mode.",
+    Verdict.BADLY_EXPOSED: "The photo is too dark or too bright to judge: retake it in even daylight, "
+                           "without flash glare or deep shadow.",
+    Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge: send the original photo (not a "
+                                "thumbnail or screenshot), taken closer to the skin.",
+    Verdict.TOO_BLURRY: "The photo is too blurred to judge: hold the camera still, tap to focus, and "
+                        "retake it in good light.",
+}
+
+
+def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> Decision | None:
+    """The acquisition refusal for measurements of :func:`mim_core.acquisition.measure_quality`, or None.
+
+    Order matters: noise first (noise inflates the sharpness measure), then exposure, resolution, blur.
+    """
+    if quality["noise"] > gate.max_noise:
+        verdict = Verdict.TOO_NOISY
+    elif (quality["clipped"] > gate.max_clipped or not gate.min_mean_luma <= quality["mean_luma"]
+          <= gate.max_mean_luma):
+        verdict = Verdict.BADLY_EXPOSED
+    elif quality.get("resolution", np.inf) < gate.min_resolution:
+        verdict = Verdict.TOO_LOW_RESOLUTION
+    elif quality["sharpness"] < gate.min_sharpness:
+        verdict = Verdict.TOO_BLURRY
+    else:
+        return None
+    return Decision(verdict, REFUSALS[verdict])
+
+
+def quality_gate(crop: np.ndarray, gate: GateThresholds | None = DEFAULT_GATE,
+                 resolution: float | None = None) -> Decision | None:
+    """The refusal for an (H,W,3) uint8 crop that cannot be judged, or None when it passes.
+
+    Args:
+        gate: acquisition limits (the card's; ``None`` runs only the usable-skin checks).
+        resolution: photo pixels per model pixel, when the decoded photo is known.
     The reason says what to do instead."""
     pixels = crop.astype(np.float32) / 255.0
     if pixels.mean(axis=2).std() < MIN_LUMA_STD:
@@ -35,5 +74,5 @@ def quality_gate(crop: np.ndarray) -> Decision | None:
     elif skin_fraction(crop) < MIN_SKIN_FRACTION:
         reason = "Little or no skin is visible in the centre of the picture; centre the photo on the affected skin."
     else:
-        return None
+        return None if gate is None else acquisition_refusal(measure_quality(crop, resolution), gate)
     return Decision(Verdict.UNUSABLE, reason)

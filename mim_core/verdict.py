@@ -28,6 +28,10 @@ class Verdict(str, Enum):
     MPOX_LIKE = "mpox-like"
     NOT_MPOX_LIKE = "not mpox-like"
     UNUSABLE = "not a usable skin photo"
+    TOO_NOISY = "too noisy to judge"
+    TOO_BLURRY = "too blurry to judge"
+    TOO_LOW_RESOLUTION = "resolution too low to judge"
+    BADLY_EXPOSED = "too dark or too bright to judge"
 
     @property
     def is_refusal(self) -> bool:

@@ -1,0 +1,148 @@
+"""Model-free acquisition-quality measurements of the crop the model sees, and their calibration.
+
+Every measurement is computed on the (H, W, 3) uint8 crop at model resolution, except the effective
+resolution, which needs the decoded photo (photo pixels per model pixel). Thresholds are calibrated on
+mpox train+val photos only (:func:`calibrate_gate`) and stored in the model card's ``quality_gate``
+section; :data:`DEFAULT_GATE` is used only when a card has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from .config import PreprocessConfig
+from .data import center_crop_box, decode_image, preprocess
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Limits of the acquisition gate (a photo outside any of them is refused)."""
+
+    max_noise: float = 0.05           # wavelet-MAD noise sigma of luma, [0,1] units
+    min_sharpness: float = 0.30       # finest-band / next-band detail energy
+    min_resolution: float = 0.5       # photo pixels per model pixel (crop side / model size)
+    max_clipped: float = 0.5          # share of pixels with luma < 0.02 or > 0.98
+    min_mean_luma: float = 0.12
+    max_mean_luma: float = 0.92
+    rule: str = "built-in defaults (the card has no quality_gate section)"
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any] | None) -> "GateThresholds":
+        section = (card or {}).get("quality_gate") or {}
+        limits = section.get("thresholds", {})
+        fields = {k: float(v) for k, v in limits.items() if k in cls.__dataclass_fields__ and k != "rule"}
+        return cls(**fields, rule=section.get("rule", cls.rule)) if section else cls()
+
+
+DEFAULT_GATE = GateThresholds()
+
+
+def _luma(crop: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 -> (H,W) float64 Rec.601 luma in [0,1]."""
+    x = crop.astype(np.float64) / 255.0
+    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+
+
+def noise_sigma(luma: np.ndarray) -> float:
+    """Robust noise sigma (Donoho's wavelet MAD): median |HH| / 0.6745 of the first Haar diagonal band."""
+    h, w = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
+    y = luma[:h, :w]
+    hh = (y[0::2, 0::2] - y[0::2, 1::2] - y[1::2, 0::2] + y[1::2, 1::2]) / 2.0
+    return float(np.median(np.abs(hh)) / 0.6745)
+
+
+def _down_up(luma: np.ndarray, factor: int) -> np.ndarray:
+    """(H,W) -> the same size after an area downscale by ``factor`` and a bilinear upscale back."""
+    image = Image.fromarray(luma.astype(np.float32), mode="F")
+    small = image.resize((max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.BOX)
+    return np.asarray(small.resize(image.size, Image.Resampling.BILINEAR), dtype=np.float64)
+
+
+def sharpness(luma: np.ndarray) -> float:
+    """Detail energy at the model's own pixel scale relative to the next coarser scale, (H,W) -> float.
+
+    ``E(x - du2(x)) / E(du2(x) - du4(x))`` with ``duK`` an area down-by-K and bilinear up copy. Natural
+    sharp photos keep comparable energy in both bands; blurred or upscaled photos lose the finest band
+    first, so the ratio falls. It is relative to the photo's own coarser detail, not to its content.
+    Noise raises it, so noise is gated first.
+    """
+    d2, d4 = _down_up(luma, 2), _down_up(luma, 4)
+    return float(((luma - d2) ** 2).mean() / max(((d2 - d4) ** 2).mean(), 1e-12))
+
+
+def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[str, float]:
+    """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
+    luma = _luma(crop)
+    out = {"noise": noise_sigma(luma), "sharpness": sharpness(luma),
+           "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean())}
+    if resolution is not None:
+        out["resolution"] = float(resolution)
+    return {k: round(v, 5) for k, v in out.items()}
+
+
+def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
+    """Photo pixels per model pixel: the side of the central crop in the photo / the model size."""
+    left, top, right, bottom = center_crop_box(*photo.size, config.crop_fraction)
+    return float(min(right - left, bottom - top)) / config.size
+
+
+MARGINS = {"noise": 1.5, "resolution": 0.5, "clipped": 1.5}
+SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
+
+
+def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, Any]:
+    """The card's ``quality_gate`` section from mpox train+val photos only.
+
+    Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
+    clipping x1.5 above the largest; resolution x0.5 of the smallest; sharpness the 5th percentile, so
+    about 5 % of clean mpox photos are refused as too blurred); mean-luma limits are
+    the darkest/brightest photo widened by 0.08. Clean calibration photos therefore all pass.
+    """
+    rows = []
+    for path in paths:
+        photo = decode_image(path)
+        crop = (preprocess(photo, config).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        rows.append(measure_quality(crop, effective_resolution(photo, config)))
+    col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    limits = GateThresholds(
+        max_noise=float(col["noise"].max() * MARGINS["noise"]),
+        min_sharpness=float(np.percentile(col["sharpness"], SHARPNESS_PERCENTILE)),
+        min_resolution=float(min(col["resolution"].min() * MARGINS["resolution"], 1.0)),
+        max_clipped=float(min(max(col["clipped"].max() * MARGINS["clipped"], 0.05), 0.9)),
+        min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
+        max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)))
+    thresholds = {k: round(v, 5) for k, v in asdict(limits).items() if k != "rule"}
+    observed = {k: {"min": round(float(v.min()), 5), "max": round(float(v.max()), 5),
+                    "median": round(float(np.median(v)), 5)} for k, v in col.items()}
+    return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
+            "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
+            "rule": ("noise/clipping limit = largest calibration value x1.5 (clipping at least 0.05); "
+                     "sharpness limit = 5th percentile of the calibration photos (about 5 % of clean mpox refused); "
+                     "resolution limit = smallest calibration value x0.5 (at most 1.0); "
+                     "mean luma limits = darkest/brightest calibration photo -/+ 0.08"),
+            "measurements": {
+                "noise": "wavelet-MAD sigma of luma (median |Haar HH| / 0.6745), [0,1] units",
+                "sharpness": "luma energy of x - du2(x) over that of du2(x) - du4(x) (duK: area down by K, bilinear up)",
+                "resolution": "photo pixels per model pixel (central crop side / model size)",
+                "clipped": "share of crop pixels with luma < 0.02 or > 0.98",
+                "mean_luma": "mean luma of the crop"}}
+
+
+def calibrate_card_gate(weights: str, data_root: str) -> dict[str, Any]:
+    """Write the ``quality_gate`` section of the card beside ``weights`` from its mpox train+val photos."""
+    from pathlib import Path
+
+    from .config import MIMConfig
+    from .checkpoint import card_path, load_card, save_json
+
+    card = load_card(weights)
+    config = MIMConfig.from_dict(card["config"]).preprocess
+    paths = [str(Path(data_root) / p) for p in card["split"]["train"] + card["split"]["val"]]
+    card["quality_gate"] = {**calibrate_gate(paths, config),
+                            "command": f"python -m mim_core calibrate-gate --weights {weights} --data {data_root}"}
+    save_json(card_path(weights), card)
+    return card

@@ -1,0 +1,90 @@
+"""The acquisition-quality gate: each refusal path on a synthetic corruption of a real mpox photo, and
+clean mpox train+val photos pass with the shipped card's limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mim_core.acquisition import GateThresholds, effective_resolution, measure_quality
+from mim_core.benchmark.corruptions import gaussian_blur, gaussian_noise, to_view
+from mim_core.config import PreprocessConfig
+from mim_core.data import decode_image
+from mim_core.quality import REFUSALS, quality_gate
+from mim_core.verdict import Verdict
+
+CARD = json.loads((Path(__file__).parents[1] / "weights" / "mim_gan.json").read_text())
+CONFIG = PreprocessConfig(**CARD["config"]["preprocess"])
+GATE = GateThresholds.from_card(CARD)
+
+
+@pytest.fixture(scope="module")
+def mpox_photo(data_root) -> Image.Image:
+    return decode_image(data_root / CARD["split"]["val"][0])
+
+
+def test_card_holds_every_limit_and_its_rule():
+    section = CARD["quality_gate"]
+    assert set(section["thresholds"]) == {"max_noise", "min_sharpness", "min_resolution", "max_clipped",
+                                          "min_mean_luma", "max_mean_luma"}
+    assert "percentile" in section["rule"] and "train + val" in section["calibration_photos"]
+    assert GATE.max_noise == section["thresholds"]["max_noise"] and GATE != GateThresholds()
+
+
+def test_card_without_a_gate_uses_the_defaults():
+    assert GateThresholds.from_card({"name": "x"}) == GateThresholds()
+
+
+def test_clean_mpox_train_and_val_photos_pass(data_root):
+    paths = CARD["split"]["train"] + CARD["split"]["val"]
+    refused = []
+    for p in paths:
+        photo = decode_image(data_root / p)
+        decision = quality_gate(to_view(photo, CONFIG), GATE, effective_resolution(photo, CONFIG))
+        if decision is not None and decision.verdict is not Verdict.UNUSABLE:
+            refused.append((p, decision.verdict))
+    # the sharpness limit is the 5th percentile of these very photos: about 5 % refused, no more
+    assert len(refused) <= int(np.ceil(0.05 * len(paths))), refused
+    assert all(v is Verdict.TOO_BLURRY for _, v in refused)
+
+
+@pytest.mark.parametrize("make, verdict", [
+    (lambda v: gaussian_noise(v, 3, seed=1), Verdict.TOO_NOISY),
+    (lambda v: gaussian_blur(v, 3, seed=1), Verdict.TOO_BLURRY),
+    (lambda v: (v * 0.25).astype(np.uint8), Verdict.BADLY_EXPOSED),
+])
+def test_corrupted_view_is_refused_with_its_sentence(mpox_photo, make, verdict):
+    view = to_view(mpox_photo, CONFIG)
+    assert quality_gate(view, GATE, effective_resolution(mpox_photo, CONFIG)) is None
+    decision = quality_gate(make(view), GATE, effective_resolution(mpox_photo, CONFIG))
+    assert decision is not None and decision.verdict is verdict and decision.verdict.is_refusal
+    assert decision.reason == REFUSALS[verdict] and "retake" in decision.reason
+
+
+def test_tiny_photo_is_refused_as_low_resolution(mpox_photo):
+    tiny = mpox_photo.resize((48, 48), Image.Resampling.BOX)
+    resolution = effective_resolution(tiny, CONFIG)
+    assert resolution < GATE.min_resolution
+    decision = quality_gate(to_view(tiny, CONFIG), GATE, resolution)
+    assert decision is not None and decision.verdict is Verdict.TOO_LOW_RESOLUTION
+
+
+def test_measurements_follow_their_corruption(mpox_photo):
+    view = to_view(mpox_photo, CONFIG)
+    clean, noisy, blurred = (measure_quality(v) for v in
+                             (view, gaussian_noise(view, 2, seed=3), gaussian_blur(view, 2, seed=3)))
+    assert noisy["noise"] > 4 * clean["noise"]
+    assert blurred["sharpness"] < 0.6 * clean["sharpness"]
+    assert "resolution" not in clean and measure_quality(view, 2.0)["resolution"] == 2.0
+
+
+def test_detector_refuses_before_the_model_and_reports_quality(detector, mpox_photo):
+    noisy = Image.fromarray(gaussian_noise(np.asarray(mpox_photo), 3, seed=2))
+    refused, clean = detector.analyze_batch([noisy, mpox_photo])
+    assert refused.verdict is Verdict.TOO_NOISY and np.isnan(refused.score) and refused.inpainted is None
+    assert refused.summary()["refused"] and refused.summary()["quality"]["noise"] > GATE.max_noise
+    assert not clean.verdict.is_refusal and clean.quality["resolution"] > GATE.min_resolution
