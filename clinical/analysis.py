@@ -19,11 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from mim_core.verdict import Verdict
+
 from .delong import delong_test
 from .reader_study import design_section, mrmc_section, reading_time_section
 from .schema import LABELS, PHASES
 from .stats import Proportion, binary_metrics, called_mpox, cohen_kappa, fleiss, model_auroc, roc_points, wilson
 from .store import Store
+
+# every refusal verdict of mim_core (unusable, too noisy, too blurry, ...): counted as no verdict given
+REFUSAL_LABELS = frozenset(v.value for v in Verdict if v.is_refusal)
 
 UNCERTAIN_RULES = ("positive", "negative", "exclude")
 
@@ -87,7 +92,7 @@ def model_metrics(store: Store, usable_ids: set[str], n_boot: int) -> tuple[dict
                                  "weights_sha256": run["weights_sha256"], "threshold": run["threshold"],
                                  "mpox_when": run["mpox_when"], "n": len(rows), "n_mpox": int(truth.sum()),
                                  "n_not_mpox": int((~truth).sum()), "auroc": None, "auroc_ci": None,
-                                 "unusable_photo_verdicts": sum(p["label"] == "not a usable skin photo" for p in rows)}
+                                 "unusable_photo_verdicts": sum(p["label"] in REFUSAL_LABELS for p in rows)}
         if truth.any() and (~truth).any():
             auc = model_auroc(scores, truth, [p["group_id"] for p in rows], run["mpox_when"], n_boot=n_boot)
             entry["auroc"], entry["auroc_ci"] = round(auc.value, 4), [round(auc.low, 4), round(auc.high, 4)]

@@ -30,7 +30,7 @@ MAX_BATCH_PHOTOS = 200
 COLUMNS = ["#", "photo", "file", "score", "verdict", "reason"]
 DATATYPES = ["number", "markdown", "str", "number", "str", "str"]
 COLUMN_WIDTHS = ["48px", "88px", "22%", "80px", "150px", "40%"]
-CSV_COLUMNS = ["index", "file", "score", "threshold", "verdict", "reason"]
+CSV_COLUMNS = ["index", "file", "score", "threshold", "verdict", "reason", "quality"]
 CSV_NAME = "mim_batch_results.csv"
 
 Progress = Callable[[float, str], None]
@@ -53,6 +53,7 @@ class BatchRow:
     verdict: str
     reason: str
     thumbnail: str = ""  # data URI
+    quality: str = ""  # the measured acquisition-quality values, "name=value; ..." (empty when unread)
 
 
 def _zip_items(path: str, name: str, stack: ExitStack) -> Iterator[BatchItem]:
@@ -107,8 +108,9 @@ def _analyse_item(detector: MIMDetector, index: int, item: BatchItem) -> BatchRo
         log.exception("batch analysis failed")
         return BatchRow(index, item.name, None, unusable, INTERNAL_ERROR)
     score = analysis.score if np.isfinite(analysis.score) else None  # a refused photo has no score
+    quality = "; ".join(f"{k}={v:.5g}" for k, v in analysis.quality.items())
     return BatchRow(index, item.name, score, analysis.verdict.value, analysis.reason,
-                    thumbnail_data_uri(analysis.original))
+                    thumbnail_data_uri(analysis.original), quality)
 
 
 def analyse_batch(detector: MIMDetector, uploads: Sequence[Any], root: str, keep: frozenset[str] = frozenset(),
@@ -169,5 +171,5 @@ def write_csv(rows: Sequence[BatchRow], threshold: float, path: Path) -> Path:
         writer.writerow(CSV_COLUMNS)
         for r in rows:
             writer.writerow([r.index, _csv_cell(r.name), "" if r.score is None else f"{r.score:.6f}",
-                             f"{threshold:.6f}", r.verdict, _csv_cell(r.reason)])
+                             f"{threshold:.6f}", r.verdict, _csv_cell(r.reason), r.quality])
     return path

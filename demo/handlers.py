@@ -109,7 +109,7 @@ def analyze_outputs(detector: MIMDetector, upload: Any, scale_label: str | None,
 
 def verdict_card(outcome: Outcome) -> str:
     if outcome.analysis is not None:
-        return views.verdict_html(outcome.analysis.verdict, outcome.analysis.reason)
+        return views.verdict_html(outcome.analysis.verdict, outcome.analysis.reason, outcome.analysis.quality)
     if outcome.unreadable:
         return views.unreadable_html(outcome.message)
     return views.placeholder_html(outcome.message)

@@ -39,9 +39,26 @@ NEXT_STEPS = {
         "Take a new photo: sharp, in good light (no flash glare), in colour, with the affected skin in the "
         "centre and filling most of the frame."
     ),
+    Verdict.TOO_NOISY: (
+        "No verdict was given for this photo. Retake it in brighter light, without digital zoom or night mode. The tool refuses rather than guess on photos "
+        "unlike the clean photos it was calibrated on."
+    ),
+    Verdict.TOO_BLURRY: (
+        "No verdict was given for this photo. Hold the camera still, tap the screen on the skin to focus, and retake it in good light. The tool refuses rather than guess on photos "
+        "unlike the clean photos it was calibrated on."
+    ),
+    Verdict.TOO_LOW_RESOLUTION: (
+        "No verdict was given for this photo. Send the original photo from the camera (not a thumbnail, screenshot or a photo of a screen), taken closer to the skin. The tool refuses rather than guess on photos "
+        "unlike the clean photos it was calibrated on."
+    ),
+    Verdict.BADLY_EXPOSED: (
+        "No verdict was given for this photo. Retake it in even daylight, without flash glare or deep shadow. The tool refuses rather than guess on photos "
+        "unlike the clean photos it was calibrated on."
+    ),
 }
 UNREADABLE_NEXT_STEP = "Send a JPEG, PNG or WebP photo taken with a phone or camera."
-VERDICT_CLASS = {Verdict.MPOX_LIKE: "mim-mpox", Verdict.NOT_MPOX_LIKE: "mim-not", Verdict.UNUSABLE: "mim-unusable"}
+VERDICT_CLASS = {v: "mim-unusable" for v in Verdict} | {Verdict.MPOX_LIKE: "mim-mpox",
+                                                         Verdict.NOT_MPOX_LIKE: "mim-not"}
 
 
 def notice_html() -> str:
@@ -53,13 +70,22 @@ def placeholder_html(message: str) -> str:
     return f'<div class="mim-card mim-idle" data-verdict="none"><p>{escape(message)}</p></div>'
 
 
-def verdict_html(verdict: Verdict, reason: str) -> str:
-    """The verdict in plain words, why, and what to do next."""
+def quality_text(quality: dict[str, float] | None) -> str:
+    """The measured acquisition-quality values in one line (empty when none were measured)."""
+    if not quality:
+        return ""
+    return "Measured photo quality: " + ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in quality.items())
+
+
+def verdict_html(verdict: Verdict, reason: str, quality: dict[str, float] | None = None) -> str:
+    """The verdict in plain words, why, what to do next, and the measured photo quality."""
+    measured = quality_text(quality)
     return (
         f'<div class="mim-card {VERDICT_CLASS[verdict]}" data-verdict="{escape(verdict.value)}">'
         f'<div class="mim-verdict">{escape(verdict.value.capitalize())}</div>'
         f"<p>{escape(reason)}</p>"
-        f'<p class="mim-next"><strong>What to do next:</strong> {escape(NEXT_STEPS[verdict])}</p></div>'
+        f'<p class="mim-next"><strong>What to do next:</strong> {escape(NEXT_STEPS[verdict])}</p>'
+        + (f'<p class="mim-quality">{escape(measured)}</p>' if measured else "") + "</div>"
     )
 
 

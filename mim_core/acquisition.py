@@ -8,8 +8,9 @@ section; :data:`DEFAULT_GATE` is used only when a card has none.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -31,7 +32,7 @@ class GateThresholds:
     rule: str = "built-in defaults (the card has no quality_gate section)"
 
     @classmethod
-    def from_card(cls, card: Mapping[str, Any] | None) -> "GateThresholds":
+    def from_card(cls, card: Mapping[str, Any] | None) -> GateThresholds:
         section = (card or {}).get("quality_gate") or {}
         limits = section.get("thresholds", {})
         fields = {k: float(v) for k, v in limits.items() if k in cls.__dataclass_fields__ and k != "rule"}
@@ -136,8 +137,8 @@ def calibrate_card_gate(weights: str, data_root: str) -> dict[str, Any]:
     """Write the ``quality_gate`` section of the card beside ``weights`` from its mpox train+val photos."""
     from pathlib import Path
 
-    from .config import MIMConfig
     from .checkpoint import card_path, load_card, save_json
+    from .config import MIMConfig
 
     card = load_card(weights)
     config = MIMConfig.from_dict(card["config"]).preprocess

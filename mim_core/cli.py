@@ -51,6 +51,8 @@ def _score(args: argparse.Namespace) -> int:
             print(json.dumps(line), flush=True)
         elif "error" in line:
             print(f"{path}\tERROR\t{line['error']}", flush=True)
+        elif line["refused"]:
+            print(f"{path}\tREFUSED\t{line['verdict']}\t{line['reason']}", flush=True)
         else:
             print(f"{path}\t{line['score']:.4f}\t(threshold {line['threshold']:.4f})\t{line['verdict']}", flush=True)
     return 1 if failures else 0

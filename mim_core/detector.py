@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .acquisition import GateThresholds, effective_resolution, measure_quality
 from .calibration import card_threshold
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
@@ -25,7 +26,6 @@ from .data import decode_image, preprocess
 from .masks import grid_mask_bank
 from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
 from .model import PRECISIONS, autocast, inpaint
-from .acquisition import GateThresholds, effective_resolution, measure_quality
 from .quality import acquisition_refusal, quality_gate
 from .verdict import MIM_SCORE_DIRECTION, Verdict, decide, mpox_when
 

@@ -88,3 +88,13 @@ def test_detector_refuses_before_the_model_and_reports_quality(detector, mpox_ph
     assert refused.verdict is Verdict.TOO_NOISY and np.isnan(refused.score) and refused.inpainted is None
     assert refused.summary()["refused"] and refused.summary()["quality"]["noise"] > GATE.max_noise
     assert not clean.verdict.is_refusal and clean.quality["resolution"] > GATE.min_resolution
+
+
+def test_demo_card_and_csv_show_each_refusal_with_next_step_and_quality():
+    from demo import views
+
+    for verdict in Verdict:
+        html = views.verdict_html(verdict, "why", {"noise": 0.05, "sharpness": 0.2})
+        assert views.NEXT_STEPS[verdict] in html.replace("&#x27;", "'")
+        assert "noise 0.05" in html and f'data-verdict="{verdict.value}"' in html
+        assert ("mim-unusable" in html) == verdict.is_refusal
