@@ -38,7 +38,7 @@ from .review import MY_VERDICT_HEADERS, AidCache, next_item, progress_text
 from .review_assets import CONFIDENCE_CHOICES, KEYS_JS, PANEL_LINES, SHORTCUTS, VERDICT_CARD_CSS
 from .schema import LABELS, ROLES
 from .status import HEADERS as STATUS_HEADERS
-from .status import reader_progress, table_rows
+from .status import reader_progress, summary_lines, table_rows
 from .store import ClinicalError, Store
 
 NOT_SIGNED_IN = "Please sign in first."
@@ -118,7 +118,9 @@ class ReviewHandlers:
                        aid_box=gr.update(visible=item.step == "aided"),
                        label=preset["label"] if preset else None, confidence=preset["confidence"] if preset else None,
                        comment=(preset["comment"] or "") if preset else "",
-                       save=gr.update(value=button, interactive=True), **common, **values)
+                       save=gr.update(value=button, interactive=True,
+                                      variant="secondary" if item.step == "reveal" else "primary"),
+                       **common, **values)
 
     def sign_in(self, reviewer_id: str, credential: str) -> tuple:
         try:
@@ -196,11 +198,13 @@ class ReviewHandlers:
         return (f"Created {role} '{reviewer_id.strip()}'. Give them their credential in person.", "", "", "reviewer",
                 "")
 
-    def study_progress(self, token: str | None) -> pd.DataFrame:
-        """Admin only: per reader, cases done per phase, corrections, median reading time, last activity."""
+    def study_progress(self, token: str | None) -> tuple[str, pd.DataFrame]:
+        """Admin only: (one line per reader, for narrow screens; the table) of cases done per phase,
+        corrections, median reading time and last activity."""
         if self._admin(token) is None:
-            return pd.DataFrame([], columns=STATUS_HEADERS)
-        return pd.DataFrame(table_rows(reader_progress(self.store)), columns=STATUS_HEADERS)
+            return "", pd.DataFrame([], columns=STATUS_HEADERS)
+        progress = reader_progress(self.store)
+        return summary_lines(progress), pd.DataFrame(table_rows(progress), columns=STATUS_HEADERS)
 
     def report(self, token: str | None) -> tuple[str, str]:
         """Admin only: (message, download links) of the validation report (all reviewers' verdicts)."""
@@ -241,7 +245,25 @@ def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") 
             reviewer_id = gr.Textbox(label="Reviewer id", elem_id="review-id")
             c["credential"] = gr.Textbox(label="Credential", type="password", elem_id="review-credential")
             sign_in = gr.Button("Sign in", variant="primary", elem_id="review-sign-in")
-        with gr.Column(visible=False) as c["work_box"]:
+        with gr.Column(visible=False, elem_id="review-admin") as c["admin_box"]:
+            with gr.Accordion("Admin: study progress", open=True):
+                refresh = gr.Button("Refresh study progress", elem_id="review-refresh")
+                progress_lines = gr.Markdown(elem_id="review-study-summary")
+                progress_table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True,
+                                              elem_id="review-study-progress")
+            with gr.Accordion("Admin: create a reviewer", open=False):
+                new_id = gr.Textbox(label="Reviewer id", elem_id="review-new-id")
+                new_name = gr.Textbox(label="Display name", elem_id="review-new-name")
+                new_role = gr.Radio(list(ROLES), value="reviewer", label="Role", elem_id="review-new-role")
+                new_credential = gr.Textbox(label="Credential (8+ characters)", type="password",
+                                            elem_id="review-new-credential")
+                create = gr.Button("Create reviewer", elem_id="review-create")
+                admin_status = gr.Markdown(elem_id="review-admin-status")
+            with gr.Accordion("Admin: validation report", open=False):
+                export = gr.Button("Export the validation report (all reviewers)", elem_id="review-export")
+                report_status = gr.Markdown(elem_id="review-report-status")
+                report_links = gr.HTML("", elem_id="review-report-files")
+        with gr.Column(visible=False, elem_id="review-work") as c["work_box"]:
             c["progress"] = gr.Markdown(elem_id="review-progress")
             c["photo"] = gr.Image(label="Case photo", type="pil", format="png", interactive=False, height=420,
                                   buttons=["fullscreen"], elem_id="review-photo")
@@ -279,26 +301,9 @@ def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") 
                 fix = gr.Button("Save correction", elem_id="review-fix")
                 fix_status = gr.Markdown(elem_id="review-fix-status")
             sign_out = gr.Button("Sign out", elem_id="review-sign-out")
-        with gr.Column(visible=False, elem_id="review-admin") as c["admin_box"]:
-            with gr.Accordion("Admin: study progress", open=True):
-                refresh = gr.Button("Refresh study progress", elem_id="review-refresh")
-                progress_table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True,
-                                              elem_id="review-study-progress")
-            with gr.Accordion("Admin: create a reviewer", open=False):
-                new_id = gr.Textbox(label="Reviewer id", elem_id="review-new-id")
-                new_name = gr.Textbox(label="Display name", elem_id="review-new-name")
-                new_role = gr.Radio(list(ROLES), value="reviewer", label="Role", elem_id="review-new-role")
-                new_credential = gr.Textbox(label="Credential (8+ characters)", type="password",
-                                            elem_id="review-new-credential")
-                create = gr.Button("Create reviewer", elem_id="review-create")
-                admin_status = gr.Markdown(elem_id="review-admin-status")
-            with gr.Accordion("Admin: validation report", open=False):
-                export = gr.Button("Export the validation report (all reviewers)", elem_id="review-export")
-                report_status = gr.Markdown(elem_id="review-report-status")
-                report_links = gr.HTML("", elem_id="review-report-files")
         screen = [c[name] for name in SCREEN]
         sign_in.click(handlers.sign_in, [reviewer_id, c["credential"]], screen, api_name="review_sign_in").then(
-            handlers.study_progress, [c["token"]], [progress_table], api_visibility="private")
+            handlers.study_progress, [c["token"]], [progress_lines, progress_table], api_visibility="private")
         form = [c["token"], c["current"], c["shown_at"], c["label"], c["confidence"], c["comment"]]
         c["save"].click(handlers.save, form, screen, api_name="review_save")
         reveal.click(handlers.reveal, [c["token"], c["current"]], screen, api_name="review_reveal")
@@ -307,7 +312,10 @@ def build_review_tab(db_path: str | Path, detector: Any, label: str = "Review") 
         fix.click(handlers.correct, [c["token"], fix_ref, fix_label, fix_confidence, fix_comment],
                   [fix_status, table, fix_ref, fix_label, fix_confidence, fix_comment], api_name="review_correct")
         create.click(handlers.create_reviewer, [c["token"], new_id, new_name, new_role, new_credential],
-                     [admin_status, new_id, new_name, new_role, new_credential], api_name="review_create_reviewer")
-        refresh.click(handlers.study_progress, [c["token"]], [progress_table], api_name="review_study_progress")
+                     [admin_status, new_id, new_name, new_role, new_credential], api_name="review_create_reviewer",
+                     ).then(handlers.study_progress, [c["token"]], [progress_lines, progress_table],
+                            api_visibility="private")
+        refresh.click(handlers.study_progress, [c["token"]], [progress_lines, progress_table],
+                      api_name="review_study_progress")
         export.click(handlers.report, [c["token"]], [report_status, report_links], api_name="review_report")
     return handlers

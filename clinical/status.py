@@ -56,6 +56,21 @@ def table_rows(progress: dict[str, Any]) -> list[list[Any]]:
             for r in progress["readers"]]
 
 
+def summary_lines(progress: dict[str, Any]) -> str:
+    """One Markdown line per reader (readable on a phone, where the table scrolls sideways)."""
+    def seconds(value: float | None) -> str:
+        return "–" if value is None else f"{value:g} s"
+
+    lines = [f"**{progress['cases']} usable case(s).**"]
+    for r in progress["readers"]:
+        last = (r["last_activity"] or "never")[:19].replace("T", " ")
+        lines.append(f"- **{r['reader']}** ({r['name']}, {r['role']}): unaided {r['unaided_done']}/{r['cases']}, "
+                     f"aided {r['aided_done']}/{r['cases']}, {r['corrections']} correction(s); median reading time "
+                     f"{seconds(r['median_s_unaided'])} unaided, {seconds(r['median_s_aided'])} aided; last activity "
+                     f"{last}")
+    return "\n".join(lines)
+
+
 def format_table(progress: dict[str, Any]) -> str:
     """A plain-text table for the terminal."""
     rows = [HEADERS] + [[str(c) for c in row] for row in table_rows(progress)]

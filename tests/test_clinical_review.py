@@ -176,12 +176,15 @@ def test_only_an_admin_creates_reviewers_sees_progress_and_stale_saves_are_refus
     ben.predict("ben", "ben-secret-1", api_name="/review_sign_in")
     assert "Only an admin" in ben.predict("cy", "Dr Cy", "reviewer", "cy-secret-1",
                                           api_name="/review_create_reviewer")[0]
-    assert ben.predict(api_name="/review_study_progress")["data"] == []
+    lines, table = ben.predict(api_name="/review_study_progress")
+    assert lines == "" and table["data"] == []
     admin = client(url)
     admin.predict("root", "root-secret-1", api_name="/review_sign_in")
     created = admin.predict("cy", "Dr Cy", "reviewer", "cy-secret-1", api_name="/review_create_reviewer")
     assert "Created reviewer 'cy'" in created[0] and list(created[1:]) == ["", "", "reviewer", ""]
-    progress = {row[0]: row for row in admin.predict(api_name="/review_study_progress")["data"]}
+    lines, table = admin.predict(api_name="/review_study_progress")
+    progress = {row[0]: row for row in table["data"]}
+    assert "**ana** (Dr Ana, reviewer): unaided 2/4, aided 2/4, 1 correction(s)" in lines
     assert progress["ana"][3:7] == [2, 2, 4, 1] and progress["cy"][3:5] == [0, 0]  # unaided, aided, cases, fixes
     screen = handlers.sign_in("cy", "cy-secret-1")  # the handlers directly: a double click on Save
     token, current, shown_at = screen[0], screen[1], screen[2]
