@@ -2,7 +2,7 @@
 
 Storage (:mod:`clinical.store`) and statistics (:mod:`clinical.stats`, :mod:`clinical.delong`,
 :mod:`clinical.analysis`) are UI-free; the Review tab's Gradio code lives in :mod:`clinical.review_ui`
-only. Command line: ``python -m clinical {import-cases,run-models,import-verdicts,correct,report,status,
+only. Command line: ``python -m clinical {import-cases,run-models,import-verdicts,correct,design,report,status,
 merge,add-reviewer,backup,restore}``.
 """
 

@@ -1,5 +1,5 @@
-"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,correct,report,status,merge,
-add-reviewer,backup,restore}``.
+"""Command line: ``python -m clinical {import-cases,run-models,import-verdicts,correct,design,report,status,
+merge,add-reviewer,backup,restore}``.
 
 Known failures print ``error: <one sentence>`` on stderr and exit 2, with no traceback; imports run in
 one transaction, so a rejected import leaves the database as it was.
@@ -87,6 +87,16 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _design(args: argparse.Namespace) -> int:
+    from .design import describe, set_washout, washout_days
+
+    store = Store(args.db, create=False)
+    if args.washout_days is not None:
+        set_washout(store, args.washout_days)
+    print(f"design: {describe(washout_days(store))}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -169,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sites", nargs="+", metavar="SITE_DB", help="site databases (file name = site name)")
     p.add_argument("--out", required=True, help="the merged database to create (never overwritten)")
     p.set_defaults(run=_merge)
+
+    p = sub.add_parser("design", help="show or set the reading design: sequential (default) or a washout")
+    p.add_argument("--db", required=True)
+    p.add_argument("--washout-days", type=float, metavar="DAYS",
+                   help="days between a case's unaided and aided readings (0 = sequential); only before any "
+                        "aided verdict")
+    p.set_defaults(run=_design)
 
     p = sub.add_parser("report", help="write report.html, metrics.json, verdicts.csv and predictions.csv")
     p.add_argument("--db", required=True)

@@ -6,6 +6,7 @@
   ``SITE_B/ana``); the site name is the database file's name without its extension. Credentials,
   sessions, queues (with their opaque references), verdicts with their correction chains, the record of
   when model output was shown, model runs (one per ``run_key``) and predictions are all carried over.
+  Sites that ran different designs (washout or not, see :mod:`clinical.design`) are refused.
 - Nothing is lost or duplicated: the merged counts and every verdict (with what it corrects) are checked
   against the sources, with ``PRAGMA integrity_check`` and ``foreign_key_check``.
 - Schema versions: a site database made by an older version is upgraded in a temporary copy (the site's
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .backup import check_database
+from .design import WASHOUT_KEY
 from .schema import MIGRATIONS, SCHEMA
 from .store import BUSY_TIMEOUT_S, ClinicalError, Store, new_ref
 
@@ -167,6 +169,20 @@ def _merge_site(target: sqlite3.Connection, source: sqlite3.Connection, site: st
             target.execute("UPDATE verdict_refs SET ref = ? WHERE verdict_id = ?", [ref, verdicts[row["id"]]])
     for row in _rows(source, "SELECT * FROM model_shown"):  # after the verdicts: it freezes unaided corrections
         _insert(target, "model_shown", {**row, "reviewer_id": reviewers[row["reviewer_id"]]})
+    for row in _rows(source, "SELECT * FROM study_settings"):  # the same at every site (checked before)
+        if not target.execute("SELECT 1 FROM study_settings WHERE key = ?", [row["key"]]).fetchone():
+            _insert(target, "study_settings", row)
+
+
+def check_designs(sources: dict[str, sqlite3.Connection]) -> None:
+    """Refuse sites that ran different designs (e.g. one with a washout, one sequential)."""
+    designs = {}
+    for site, conn in sources.items():
+        row = conn.execute("SELECT value FROM study_settings WHERE key = ?", [WASHOUT_KEY]).fetchone()
+        designs[site] = float(row[0]) if row else 0.0
+    if len(set(designs.values())) > 1:
+        found = ", ".join(f"{site}: {days:g}" for site, days in designs.items())
+        raise ClinicalError(f"The sites ran different designs (washout days {found}); one study needs one design.")
 
 
 def _count(conn: sqlite3.Connection, sql: str) -> int:
@@ -228,6 +244,7 @@ def merge(paths: list[str | Path], out: str | Path, log: Callable[[str], None] =
         with closing(sqlite3.connect(str(partial))) as target:
             sources = {name: sqlite3.connect(f"file:{copy}?mode=ro", uri=True) for name, copy in copies.items()}
             try:
+                check_designs(sources)
                 reviewers = reviewer_ids(sources)
                 target.execute("PRAGMA foreign_keys = ON")
                 target.execute("BEGIN IMMEDIATE")

@@ -8,6 +8,10 @@ For each case of the reviewer's randomised queue there are three steps:
 3. ``aided``: the model output is shown (the demo's four panels, colour bar, verdict and reason, beside
    the reviewer's own unaided verdict) and the aided verdict is recorded.
 
+Under a washout design (:mod:`clinical.design`) every case is read unaided first, the aided readings
+open ``washout_days`` later in a second random order, without the unaided verdict on screen (and without
+a reveal step: an unaided verdict can be corrected from "My verdicts" until its model output is shown).
+
 Progress is derived from what is stored, so an interrupted session resumes exactly where it stopped, in
 any browser. Everything goes through a :class:`~clinical.store.ReviewSession`: a reviewer reads and writes
 only their own verdicts, and sees only their own opaque references (never file names, datasets, labels,
@@ -19,12 +23,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
 from .corrections import correct_verdict, current_verdict
+from .credentials import token_digest
+from .design import washout_days
 from .store import ClinicalError, ReviewSession, Store
+
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # the store's UTC time stamps
 
 STEPS = ("unaided", "reveal", "aided")
 MISSING_BOTH = "Choose a verdict (keys M, N, U, G) and your confidence (keys 1 to 5) before saving."
@@ -59,15 +68,26 @@ def _model_version(detector: Any) -> str | None:
     return model_version(detector.card)
 
 
-def next_item(store: Store, session: ReviewSession) -> ReviewItem | None:
-    """The first case of the queue still lacking its aided verdict, at the step it needs; None when done."""
+def next_item(store: Store, session: ReviewSession, now: datetime | None = None) -> ReviewItem | None:
+    """The next step of the reviewer's reading, or None when nothing is open (all done, or waiting for a
+    washout to end: see :func:`aided_opens_at`)."""
     rid = session.reviewer_id
     queue = store.queue(rid)
     refs = {r["case_id"]: r["ref"] for r in store.query("SELECT case_id, ref FROM queue WHERE reviewer_id = ?", [rid])}
     recorded = {(r["case_id"], r["phase"]) for r in store.query(
         "SELECT DISTINCT case_id, phase FROM verdicts WHERE reviewer_id = ?", [rid])}
-    shown = store.model_shown(rid)
     completed = sum((case, "aided") in recorded for case in queue)
+    days = washout_days(store)
+    if days > 0:  # washout design: every case unaided first, then the aided readings as they open
+        for position, case in enumerate(queue, start=1):
+            if (case, "unaided") not in recorded:
+                return ReviewItem(case, refs[case], "unaided", position, len(queue), completed)
+        opens, now = _aided_openings(store, rid, days), now or datetime.now(timezone.utc)
+        for position, case in enumerate(aided_order(rid, queue), start=1):
+            if (case, "aided") not in recorded and opens[case] <= now:
+                return ReviewItem(case, refs[case], "aided", position, len(queue), completed)  # no unaided shown
+        return None
+    shown = store.model_shown(rid)
     for position, case in enumerate(queue, start=1):
         if (case, "aided") in recorded:
             continue
@@ -80,10 +100,39 @@ def next_item(store: Store, session: ReviewSession) -> ReviewItem | None:
     return None
 
 
+def aided_order(reviewer_id: str, queue: list[str]) -> list[str]:
+    """The washout design's second random order (independent of the unaided one, stable as cases are added)."""
+    return sorted(queue, key=lambda case: token_digest(f"{reviewer_id}/aided/{case}"))
+
+
+def _aided_openings(store: Store, reviewer_id: str, days: float) -> dict[str, datetime]:
+    """case -> when its aided reading opens: ``days`` after the reviewer's first unaided verdict on it."""
+    rows = store.query("SELECT case_id, min(created_at) AS at FROM verdicts WHERE reviewer_id = ? AND "
+                       "phase = 'unaided' GROUP BY case_id", [reviewer_id])
+    return {r["case_id"]: datetime.strptime(r["at"], STAMP).replace(tzinfo=timezone.utc) + timedelta(days=days)
+            for r in rows}
+
+
+def aided_opens_at(store: Store, session: ReviewSession, now: datetime | None = None) -> datetime | None:
+    """Under a washout, when the reviewer's next aided reading opens (None: open now, or nothing left)."""
+    days = washout_days(store)
+    if days <= 0:
+        return None
+    rid, now = session.reviewer_id, now or datetime.now(timezone.utc)
+    aided = {r["case_id"] for r in store.query("SELECT case_id FROM verdicts WHERE reviewer_id = ? AND "
+                                               "phase = 'aided'", [rid])}
+    waiting = [at for case, at in _aided_openings(store, rid, days).items() if case not in aided and at > now]
+    return min(waiting) if waiting else None
+
+
 def progress_text(store: Store, session: ReviewSession, item: ReviewItem | None) -> str:
     """One line of progress for the screen."""
     if item is None:
         total = len(store.queue(session.reviewer_id))
+        opens = aided_opens_at(store, session)
+        if opens is not None:
+            return (f"All {total} case(s) read unaided. Your aided reading opens on {opens:%Y-%m-%d %H:%M} UTC "
+                    f"(a washout of {washout_days(store):g} day(s) after your unaided verdicts); sign in again then.")
         return f"All {total} case(s) read in both phases. Thank you, {session.display_name}."
     step = {"unaided": "1 of 2: your own verdict, before the model",
             "reveal": "1 of 2 saved: correct it if needed, then show the model output",

@@ -107,6 +107,7 @@ class ReviewHandlers:
         photo = Image.open(io.BytesIO(self.store.case_png(item.case_id)))
         values = dict(empty, unaided=review.unaided_text(item))
         if item.step == "aided":
+            self.store.mark_model_shown(session, item.case_id)  # recorded before the output leaves (washout too)
             aid = self.aids.get(self.store, item.case_id)
             values.update(original=aid.original, masked=aid.masked, inpainted=aid.inpainted, score_map=aid.score_map,
                           verdict_card=aid.verdict_html, score_bar=aid.score_bar_html, colour_bar=aid.colour_bar_html)

@@ -227,7 +227,14 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-SCHEMA = ("m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown")
+@MIGRATIONS(name="m005_study_settings")
+def m005_study_settings(db: Database) -> None:
+    """Study-wide design settings as key/value rows (``washout_days``: see :mod:`clinical.design`)."""
+    db.execute("CREATE TABLE study_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, set_at TEXT NOT NULL)")
+
+
+SCHEMA = ("m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown",
+          "m005_study_settings")
 """The migrations of this version, in order; the schema version is their number (also ``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(SCHEMA)
 
