@@ -133,12 +133,13 @@ def run_models(store: Store, weights_dir: str | Path, log: Callable[[str], None]
         done = {r["case_id"] for r in store.query("SELECT case_id FROM predictions WHERE run_id = ?", [run_id])}
         todo = [case_id for case_id in cases if case_id not in done]
         batch: list[dict[str, Any]] = []
-        for case_id in todo:
+        for number, case_id in enumerate(todo, start=1):
             score, label = scorer.score(decode_image(store.case_png(case_id)))
             batch.append({"case_id": case_id, "score": score, "label": label})
             if len(batch) >= chunk:
                 store.add_predictions(run_id, batch)
                 batch = []
+                log(f"{spec.name}: {number} of {len(todo)} case(s) scored and saved")  # progress, resumable
         if batch:
             store.add_predictions(run_id, batch)
         log(f"{spec.name}: run {run_id}, scored {len(todo)} case(s), {len(done)} already scored")

@@ -105,3 +105,35 @@ def test_import_run_verdicts_report(study: Path, detector):
     assert metrics["kappa"]["fleiss"]["unaided"] is not None
     assert metrics["flow"]["excluded"] == 1 and metrics["flow"]["unaided"]["cases_read"] == 5
     assert "No baseline available" not in (out / "report.html").read_text()
+
+
+class MeanRed:
+    """A toy model: the photo's mean red value (for the progress test; no weights to load)."""
+
+    def __init__(self, weights: Path, card: dict) -> None:
+        self.card = card
+
+    def score(self, image) -> tuple[float, str]:
+        import numpy as np
+
+        return float(np.asarray(image)[..., 0].mean()), "mpox-like"
+
+
+def test_run_models_reports_progress_per_saved_chunk(study: Path):
+    from clinical import models
+    from clinical.cases import collect_images, import_images
+    from clinical.store import Store
+
+    store = Store(study / "progress.sqlite")
+    import_images(store, collect_images([study / "MSLD_v1"]))
+    weights = study / "weights"
+    weights.mkdir()
+    (weights / "red.bin").write_bytes(b"red")
+    (weights / "red.json").write_text(json.dumps({"name": "red", "kind": "toy-red", "weights_file": "red.bin",
+                                                  "threshold": {"value": 120.0},
+                                                  "score_direction": "higher = more mpox-like"}))
+    models.register_scorer("toy-red", MeanRed)
+    lines: list[str] = []
+    models.run_models(store, weights, log=lines.append, chunk=2)
+    assert lines == ["red: 2 of 6 case(s) scored and saved", "red: 4 of 6 case(s) scored and saved",
+                     "red: 6 of 6 case(s) scored and saved", "red: run 1, scored 6 case(s), 0 already scored"]
