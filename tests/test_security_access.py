@@ -375,4 +375,5 @@ def test_no_exif_or_gps_in_stored_or_served_images(app, study: Path, tmp_path: P
     gps_photo(photo, np.clip(np.random.default_rng(2).normal((190, 130, 110), 25, (96, 128, 3)), 0, 255)
               .astype(np.uint8))
     panels = reader.predict(handle_file(str(photo)), api_name="/analyze")[:4]
-    assert all(no_metadata(Path(p).read_bytes()) for p in panels)
+    # a noise photo may be refused by the quality gate: then only the original comes back, still clean
+    assert panels[0] is not None and all(no_metadata(Path(p).read_bytes()) for p in panels if p is not None)
