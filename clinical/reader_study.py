@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from .design import describe, washout_days
 from .mrmc import analyze
 from .schema import PHASES
 from .store import Store
@@ -172,14 +173,8 @@ def case_table(cases: list[dict[str, Any]], current: list[dict[str, Any]], model
 
 
 def design_section(store: Store, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
-    """``metrics.json["design"]``: randomisation and washout, as far as the database records them.
-
-    HOOK for a washout option: a table whose name contains ``setting`` (e.g. ``study_settings`` with
-    key/value rows) is reported row by row under ``settings``; nothing else needs to change here.
-    """
-    tables = [r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                             "AND name LIKE '%setting%' ORDER BY name")]
-    settings = {t: store.query(f'SELECT * FROM "{t}"') for t in tables}
+    """``metrics.json["design"]``: randomisation, washout and the stored study settings."""
+    settings = {r["key"]: r["value"] for r in store.query("SELECT key, value FROM study_settings ORDER BY key")}
     kinds = {r["id"]: r["kind"] for r in store.query("SELECT id, kind FROM sessions")}
     imported = sum(1 for v in verdicts if kinds.get(v["session_id"]) == "import")
     first = {(v["reviewer_id"], v["case_id"], v["phase"]): v["created_at"] for v in verdicts
@@ -189,9 +184,7 @@ def design_section(store: Store, verdicts: list[dict[str, Any]]) -> dict[str, An
     return {
         "randomisation": ("each reviewer reads the usable cases in their own random order (a permutation seeded "
                           "from the reviewer id; cases imported later are shuffled and appended)"),
-        "washout": ("none configured in this database: the review screen asks for the aided verdict on a case "
-                    "right after the unaided verdict on it (sequential reading)" if not settings else
-                    "see settings"),
+        "washout": describe(washout_days(store)),
         "settings": settings,
         "imported_verdicts": imported,
         "unaided_to_aided_interval_s": _quartiles(gaps) | {"source": "created_at of the first unaided and aided "

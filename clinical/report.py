@@ -180,9 +180,9 @@ def design_html(design: dict[str, Any]) -> list[str]:
     if design["imported_verdicts"]:
         items.append(f"<li>{design['imported_verdicts']} verdicts were imported from CSV files: their reading "
                      "order and timing are not known.</li>")
-    for table, rows in design["settings"].items():
-        items.append(f"<li><b>{escape(table)}</b>: " + "; ".join(
-            escape(", ".join(f"{k} = {v}" for k, v in row.items())) for row in rows) + "</li>")
+    if design["settings"]:
+        items.append("<li><b>Stored study settings</b>: " + escape(
+            "; ".join(f"{k} = {v}" for k, v in design["settings"].items())) + "</li>")
     return ["<h2>7. Study design</h2><ul>" + "".join(items) + "</ul>"]
 
 

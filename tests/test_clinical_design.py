@@ -12,6 +12,7 @@ import pytest
 from clinical import review
 from clinical.cases import collect_images, import_images
 from clinical.design import set_washout, washout_days
+from clinical.reader_study import design_section
 from clinical.merge import merge
 from clinical.review_ui import SCREEN, ReviewHandlers
 from clinical.store import ClinicalError, Store
@@ -78,6 +79,14 @@ def test_washout_reading_order_waiting_and_the_aided_screen(study: Path, detecto
     assert saved["current"][0] == review.aided_order("ana", queue)[1]
     with pytest.raises(ClinicalError, match="cannot change once aided verdicts"):
         set_washout(store, 0)
+
+
+def test_report_states_the_washout(study: Path):
+    store = Store(study)
+    assert design_section(store, [])["washout"].startswith("sequential reading")
+    set_washout(store, 14)
+    design = design_section(store, [])
+    assert design["washout"].startswith("washout of 14 day(s)") and design["settings"] == {"washout_days": "14"}
 
 
 def test_merge_refuses_sites_with_different_designs(study: Path, tmp_path: Path):
