@@ -65,6 +65,14 @@ def _calibrate_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_no_rash(args: argparse.Namespace) -> int:
+    from .appearance import calibrate_card_no_rash
+
+    section = calibrate_card_no_rash(args.weights, args.data)["no_rash"]
+    print(json.dumps({k: section[k] for k in ("threshold", "n_photos", "bank", "bank_sha256")}))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate
 
@@ -184,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--data", default="../shared/data")
     p.set_defaults(run=_calibrate_gate)
+
+    p = sub.add_parser("calibrate-no-rash", help="build the card's no-rash check from mpox train+val photos")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--data", default="../shared/data")
+    p.set_defaults(run=_calibrate_no_rash)
 
     p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .acquisition import GateThresholds, effective_resolution, measure_quality
+from .appearance import NoRashCheck
 from .calibration import card_threshold
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
@@ -27,7 +28,7 @@ from .masks import grid_mask_bank
 from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
 from .model import PRECISIONS, autocast, inpaint
 from .quality import acquisition_refusal, quality_gate
-from .verdict import MIM_SCORE_DIRECTION, Verdict, decide, mpox_when
+from .verdict import MIM_SCORE_DIRECTION, Decision, Verdict, decide, mpox_when
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -35,6 +36,9 @@ REASONS = {
     Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
     Verdict.NOT_MPOX_LIKE: "The model could not reproduce this skin the way it reproduces mpox lesions.",
 }
+NO_RASH_REASON = ("No rash visible: this looks like skin without lesions. The model reproduces it easily, but no "
+                  "part of it resembles the mpox photos it was calibrated on. If there is a rash, take a closer "
+                  "photo with the rash in the centre.")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Analysis:
     heatmap_max: float = 1.0
     diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
     quality: dict[str, float] = field(default_factory=dict)  # acquisition measurements (mim_core.acquisition)
+    patch_distance: float | None = None  # no-rash check (mim_core.appearance), measured on mpox-like calls only
 
     @property
     def heatmap(self) -> np.ndarray | None:
@@ -74,7 +79,8 @@ class Analysis:
     def summary(self) -> dict[str, Any]:
         return {"score": round(self.score, 6) if np.isfinite(self.score) else None,
                 "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason,
-                "refused": self.verdict.is_refusal, "quality": dict(self.quality)}
+                "refused": self.verdict.is_refusal, "quality": dict(self.quality),
+                "patch_distance": None if self.patch_distance is None else round(self.patch_distance, 6)}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,17 @@ class ScoredBatch:
     scores: np.ndarray
     maps: torch.Tensor
     inpainted: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict path for one view: the gate's measurements, then (when it passes) the score, and the
+    no-rash check's patch distance when the score alone would say mpox-like."""
+
+    decision: Decision
+    quality: dict[str, float]
+    score: float = float("nan")
+    patch_distance: float | None = None
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -149,7 +166,7 @@ class MIMDetector:
 
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
                  card: dict[str, Any] | None = None, background: torch.nn.Module | None = None,
-                 device: str = "cpu", precision: str = "fp32") -> None:
+                 device: str = "cpu", precision: str = "fp32", no_rash: NoRashCheck | None = None) -> None:
         self.device = torch.device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -161,6 +178,7 @@ class MIMDetector:
         self.threshold = float(threshold)
         self.card = card or {}
         self.gate = GateThresholds.from_card(self.card)  # built-in defaults only when the card has none
+        self.no_rash = no_rash  # None: a card without a calibrated no-rash check (verdicts stay binary)
         self.scales = analysed_scales(config)  # the bank's scales the measure uses (all by default)
         bank = grid_mask_bank(config.masks, config.preprocess.size)
         self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
@@ -196,13 +214,14 @@ class MIMDetector:
                 raise WeightsError(f"The model card of {weights} uses a background reference but names no "
                                    "reference weights.")
             background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
-        return cls(generator, config, threshold, card, background, device, precision)
+        no_rash = NoRashCheck.from_card(card, Path(weights).parent)
+        return cls(generator, config, threshold, card, background, device, precision, no_rash)
 
     def with_measure(self, **fields: Any) -> "MIMDetector":
         """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
         config = self.config.replace(**{f"measure__{k}": v for k, v in fields.items()})
         return MIMDetector(self.generator, config, self.threshold, self.card, self.background,
-                           str(self.device), self.precision)
+                           str(self.device), self.precision, self.no_rash)
 
     def _network_fill(self, network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
@@ -273,37 +292,60 @@ class MIMDetector:
         """
         return self.analyze_batch([image])[0]
 
-    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
-        """Analyse several photos; raises ImageDecodeError on the first unreadable one (the CLI and demo
-        decode first to report each bad file separately). The quality gate runs first: a refused photo
-        costs no inpainting."""
-        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
-        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
-        originals = [_to_uint8(t) for t in tensors]
-        resolutions = [effective_resolution(p, self.config.preprocess) for p in pil]
+    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None]
+              ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
+        """The whole verdict path on preprocessed views: gate, score, threshold, no-rash check.
+
+        Args:
+            views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
+        Returns:
+            (one :class:`Judgement` per view, the :class:`ScoredBatch` of the views the gate passed or
+            None, their indices into ``views``). A refused view costs no inpainting.
+        """
+        originals = [_to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         usable = [i for i, r in enumerate(refusals) if r is None]
-        scored = self.score_tensors(tensors[usable]) if usable else None
+        scored = self.score_tensors(views[usable]) if usable else None
+        decisions = {i: decide(float(scored.scores[j]), self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
+                     for j, i in enumerate(usable)}
+        distances: dict[int, float] = {}
+        mpox_like = [i for i in usable if decisions[i].verdict is Verdict.MPOX_LIKE]
+        if self.no_rash is not None and mpox_like:  # only a mpox-like call can be overridden
+            distances = dict(zip(mpox_like, self.no_rash.distances(views[mpox_like]).tolist()))
+            for i, distance in distances.items():
+                if distance > self.no_rash.threshold:
+                    decisions[i] = Decision(Verdict.NO_RASH, NO_RASH_REASON)
+        judgements = [Judgement(refusals[i], qualities[i]) if refusals[i] is not None else
+                      Judgement(decisions[i], qualities[i], float(scored.scores[usable.index(i)]), distances.get(i))
+                      for i in range(len(views))]
+        return judgements, scored, usable
+
+    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
+        """Analyse several photos; raises ImageDecodeError on the first unreadable one (the CLI and demo
+        decode first to report each bad file separately)."""
+        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
+        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
+        judgements, scored, usable = self.judge(tensors, [effective_resolution(p, self.config.preprocess) for p in pil])
         grey = torch.full_like(tensors[:1], 0.5)
         first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
         measure = self.config.measure
         common = {"threshold": self.threshold, "scales": self.scales,
                   "heatmap_max": measure.heatmap_max, "diverging": measure.reference != "none"}
         results = []
-        for i, original in enumerate(originals):
-            if refusals[i] is not None:
-                results.append(Analysis(score=float("nan"), verdict=refusals[i].verdict, reason=refusals[i].reason,
-                                        original=original, quality=qualities[i], **common))
+        for i, judgement in enumerate(judgements):
+            original = _to_uint8(tensors[i])
+            decision = judgement.decision
+            if decision.verdict.is_refusal:
+                results.append(Analysis(score=float("nan"), verdict=decision.verdict, reason=decision.reason,
+                                        original=original, quality=judgement.quality, **common))
                 continue
             j = usable.index(i)
-            score = float(scored.scores[j])
-            decision = decide(score, self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
             results.append(Analysis(
-                score=score, verdict=decision.verdict, reason=decision.reason, original=original,
+                score=judgement.score, verdict=decision.verdict, reason=decision.reason, original=original,
                 masked=_to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
                 inpainted=_to_uint8(scored.inpainted[j]), scale_heatmaps=scored.maps[j].numpy().astype(np.float32),
-                quality=qualities[i], **common))
+                quality=judgement.quality, patch_distance=judgement.patch_distance, **common))
         return results
 
 

