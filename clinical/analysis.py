@@ -24,7 +24,8 @@ from mim_core.verdict import Verdict
 from .delong import delong_test
 from .reader_study import design_section, mrmc_section, reading_time_section
 from .schema import LABELS, PHASES
-from .stats import Proportion, binary_metrics, called_mpox, cohen_kappa, fleiss, model_auroc, roc_points, wilson
+from .stats import (Proportion, binary_metrics, cohen_kappa, fleiss, model_auroc, predictions_called_mpox, roc_points,
+                    wilson)
 from .store import Store
 
 # every refusal verdict of mim_core (unusable, too noisy, too blurry, ...): counted as no verdict given
@@ -97,7 +98,7 @@ def model_metrics(store: Store, usable_ids: set[str], n_boot: int) -> tuple[dict
             auc = model_auroc(scores, truth, [p["group_id"] for p in rows], run["mpox_when"], n_boot=n_boot)
             entry["auroc"], entry["auroc_ci"] = round(auc.value, 4), [round(auc.low, 4), round(auc.high, 4)]
             curves[name] = {"roc": roc_points(scores, truth, run["mpox_when"])}
-        called = called_mpox(scores, run["threshold"], run["mpox_when"])
+        called = predictions_called_mpox(rows)
         entry.update(_accuracy(binary_metrics(truth, called)))
         metrics[name] = entry
         curves.setdefault(name, {})["cases"] = {p["case_id"]: (p["score"], bool(c)) for p, c in zip(rows, called)}

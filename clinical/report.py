@@ -23,7 +23,7 @@ from .analysis import compute_metrics, current_verdicts
 from .csv_export import write_csv
 from .reader_study import case_table, reader_rocs
 from .schema import PHASES
-from .stats import called_mpox
+from .stats import predictions_called_mpox
 from .store import Store
 
 VERDICT_COLUMNS = ["id", "case_id", "file_name", "dataset", "label_class", "reference_label", "reviewer_id",
@@ -301,8 +301,8 @@ def write_report(store: Store, out_dir: str | Path, uncertain: str = "positive",
                                                  table), encoding="utf-8")
     write_csv(out / "verdicts.csv", VERDICT_COLUMNS, verdicts)
     predictions = store.predictions()
-    for p in predictions:
-        p["called_mpox"] = bool(called_mpox([p["score"]], p["threshold"], p["mpox_when"])[0])
+    for p, called in zip(predictions, predictions_called_mpox(predictions)):
+        p["called_mpox"] = bool(called)
     write_csv(out / "predictions.csv", PREDICTION_COLUMNS, predictions)
     write_csv(out / "cases.csv", table[0], table[1])
     return metrics

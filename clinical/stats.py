@@ -18,7 +18,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from mim_core.evaluation.stats import AUROC, auroc_ci
-from mim_core.verdict import called_mpox, lower_is_mpox  # noqa: F401 - the one direction rule, re-exported
+from mim_core.verdict import Verdict, called_mpox, lower_is_mpox  # noqa: F401 - the one direction rule, re-exported
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,15 @@ class Proportion:
     value: float | None
     low: float | None
     high: float | None
+
+
+def predictions_called_mpox(predictions: list[dict]) -> np.ndarray:
+    """Bool per stored prediction: the model's own call. The score decides, except where the stored
+    verdict is "no rash visible" (MIM's no-rash check overrides a mpox-like score) or a refusal (no score)."""
+    scores = [p["score"] for p in predictions]
+    called = np.array([bool(called_mpox([s], p["threshold"], p["mpox_when"])[0]) if s is not None else False
+                       for s, p in zip(scores, predictions)], dtype=bool)
+    return called & np.array([p["label"] != Verdict.NO_RASH.value for p in predictions], dtype=bool)
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> Proportion:

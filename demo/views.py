@@ -35,6 +35,10 @@ NEXT_STEPS = {
         "This does not rule out mpox: the model misses some mpox photos. If you are worried about a rash, "
         "or it is spreading, painful or with fever, see a health professional."
     ),
+    Verdict.NO_RASH: (
+        "The model sees no mpox-like rash in this photo. If there is a rash, take a closer photo with the rash in "
+        "the centre, filling most of the frame. If you are worried about your skin, see a health professional."
+    ),
     Verdict.UNUSABLE: (
         "Take a new photo: sharp, in good light (no flash glare), in colour, with the affected skin in the "
         "centre and filling most of the frame."
@@ -58,7 +62,7 @@ NEXT_STEPS = {
 }
 UNREADABLE_NEXT_STEP = "Send a JPEG, PNG or WebP photo taken with a phone or camera."
 VERDICT_CLASS = {v: "mim-unusable" for v in Verdict} | {Verdict.MPOX_LIKE: "mim-mpox",
-                                                         Verdict.NOT_MPOX_LIKE: "mim-not"}
+                                                         Verdict.NOT_MPOX_LIKE: "mim-not", Verdict.NO_RASH: "mim-not"}
 
 
 def notice_html() -> str:

@@ -36,9 +36,8 @@ REASONS = {
     Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
     Verdict.NOT_MPOX_LIKE: "The model could not reproduce this skin the way it reproduces mpox lesions.",
 }
-NO_RASH_REASON = ("No rash visible: this looks like skin without lesions. The model reproduces it easily, but no "
-                  "part of it resembles the mpox photos it was calibrated on. If there is a rash, take a closer "
-                  "photo with the rash in the centre.")
+NO_RASH_REASON = ("No rash visible: the model reproduces this skin easily, but no part of the photo resembles the "
+                  "mpox photos it was calibrated on (skin without lesions, or a photo taken from too far away).")
 
 
 @dataclass(frozen=True)

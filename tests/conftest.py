@@ -14,6 +14,18 @@ SHIPPED_WEIGHTS = REPO / "weights" / "mim_gan.pt"
 torch.set_num_threads(2)
 
 
+def shipped_copy(folder: Path) -> Path:
+    """The shipped weights, card and no-rash bank copied into ``folder``; returns the weights path."""
+    import json
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    for name in (SHIPPED_WEIGHTS.name, SHIPPED_WEIGHTS.with_suffix(".json").name, card["no_rash"]["bank"]):
+        shutil.copy(SHIPPED_WEIGHTS.parent / name, folder / name)
+    return folder / SHIPPED_WEIGHTS.name
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     assert (DATA_ROOT / "MANIFEST.csv").is_file(), f"the shared data set is expected at {DATA_ROOT}"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from mim_core.checkpoint import WeightsError
 from mim_core.detector import MIMDetector, Verdict
-from tests.conftest import SHIPPED_WEIGHTS
+from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
 
 MPOX = "MSLD_v1/Monkeypox"
 
@@ -60,8 +60,7 @@ def test_flat_and_non_skin_pictures_are_not_usable(detector):
 
 def test_tampered_weights_are_refused(tmp_path: Path):
     weights = tmp_path / "mim_gan.pt"
-    shutil.copy(SHIPPED_WEIGHTS, weights)
-    shutil.copy(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    shipped_copy(tmp_path)
     MIMDetector.load(weights)  # an intact copy loads
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -80,8 +79,7 @@ def test_missing_card_is_a_clear_error(tmp_path: Path):
 def test_a_card_without_threshold_is_refused(tmp_path: Path):
     import json
 
-    weights = tmp_path / "mim_gan.pt"
-    shutil.copy(SHIPPED_WEIGHTS, weights)
+    weights = shipped_copy(tmp_path)
     card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
     del card["threshold"]
     weights.with_suffix(".json").write_text(json.dumps(card))
@@ -96,8 +94,7 @@ def _card_with_background_reference(tmp_path: Path) -> Path:
 
     from mim_core.checkpoint import sha256_file
 
-    weights = tmp_path / "mim_gan.pt"
-    shutil.copy(SHIPPED_WEIGHTS, weights)
+    weights = shipped_copy(tmp_path)
     shutil.copy(SHIPPED_WEIGHTS, tmp_path / "background.pt")
     card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
     card["config"]["measure"]["reference"] = "background"
@@ -127,8 +124,7 @@ def test_a_tampered_background_reference_is_refused(tmp_path: Path):
 def test_a_card_written_for_another_network_is_refused(tmp_path: Path):
     import json
 
-    weights = tmp_path / "mim_gan.pt"
-    shutil.copy(SHIPPED_WEIGHTS, weights)
+    weights = shipped_copy(tmp_path)
     card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
     wider = {**card, "architecture": {**card["architecture"], "width": 32}}
     weights.with_suffix(".json").write_text(json.dumps(wider))

@@ -11,19 +11,11 @@ import torch
 from mim_core.detector import MIMDetector
 from mim_core.evaluation.evaluate import evaluate, variant_name
 from mim_core.protocol import DEV_CLASSES
-from tests.conftest import SHIPPED_WEIGHTS
-
-
-def _shipped_copy(folder: Path) -> Path:
-    folder.mkdir()
-    weights = folder / SHIPPED_WEIGHTS.name
-    shutil.copy(SHIPPED_WEIGHTS, weights)
-    shutil.copy(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
-    return weights
+from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
 
 
 def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Path, detector):
-    weights = _shipped_copy(tmp_path / "model")
+    weights = shipped_copy(tmp_path / "model")
     card = json.loads(weights.with_suffix(".json").read_text())
     card["config"]["measure"] = {"map": "l1", "reference": "none", "heatmap_max": 0.25}  # a worse measure
     del card["threshold"]
