@@ -25,6 +25,7 @@ class GateThresholds:
 
     max_noise: float = 0.05           # wavelet-MAD noise sigma of luma, [0,1] units
     min_sharpness: float = 0.30       # finest-band / next-band detail energy
+    min_coarse_sharpness: float = 0.20  # detail energy below 4 px / below 8 px (catches x3-x4 upscaling)
     min_resolution: float = 0.5       # photo pixels per model pixel (crop side / model size)
     max_clipped: float = 0.5          # share of pixels with luma < 0.02 or > 0.98
     min_mean_luma: float = 0.12
@@ -75,10 +76,19 @@ def sharpness(luma: np.ndarray) -> float:
     return float(((luma - d2) ** 2).mean() / max(((d2 - d4) ** 2).mean(), 1e-12))
 
 
+def coarse_sharpness(luma: np.ndarray) -> float:
+    """Share of the detail energy up to 8 px that lies below 4 px, ``E(x - du4(x)) / E(x - du8(x))``.
+
+    A photo enlarged 3-4x (a thumbnail, a digital zoom) has almost no detail below 4 px at all, so both
+    bands of :func:`sharpness` are empty and its ratio stays normal; this one falls.
+    """
+    return float(((luma - _down_up(luma, 4)) ** 2).mean() / max(((luma - _down_up(luma, 8)) ** 2).mean(), 1e-12))
+
+
 def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[str, float]:
     """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
     luma = _luma(crop)
-    out = {"noise": noise_sigma(luma), "sharpness": sharpness(luma),
+    out = {"noise": noise_sigma(luma), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
            "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean())}
     if resolution is not None:
         out["resolution"] = float(resolution)
@@ -99,9 +109,9 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     """The card's ``quality_gate`` section from mpox train+val photos only.
 
     Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
-    clipping x1.5 above the largest; resolution x0.5 of the smallest; sharpness the 5th percentile, so
-    about 5 % of clean mpox photos are refused as too blurred); mean-luma limits are
-    the darkest/brightest photo widened by 0.08. Clean calibration photos therefore all pass.
+    clipping x1.5 above the largest; resolution x0.5 of the smallest; sharpness and coarse sharpness the
+    5th percentile each, so 5-10 % of clean mpox photos are refused as too blurred); mean-luma limits are
+    the darkest/brightest photo widened by 0.08. Clean calibration photos otherwise all pass.
     """
     rows = []
     for path in paths:
@@ -112,6 +122,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     limits = GateThresholds(
         max_noise=float(col["noise"].max() * MARGINS["noise"]),
         min_sharpness=float(np.percentile(col["sharpness"], SHARPNESS_PERCENTILE)),
+        min_coarse_sharpness=float(np.percentile(col["coarse_sharpness"], SHARPNESS_PERCENTILE)),
         min_resolution=float(min(col["resolution"].min() * MARGINS["resolution"], 1.0)),
         max_clipped=float(min(max(col["clipped"].max() * MARGINS["clipped"], 0.05), 0.9)),
         min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
@@ -122,12 +133,14 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
             "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
             "rule": ("noise/clipping limit = largest calibration value x1.5 (clipping at least 0.05); "
-                     "sharpness limit = 5th percentile of the calibration photos (about 5 % of clean mpox refused); "
+                     "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each (5 of 76 "
+                     "clean mpox photos refused by either when set); "
                      "resolution limit = smallest calibration value x0.5 (at most 1.0); "
                      "mean luma limits = darkest/brightest calibration photo -/+ 0.08"),
             "measurements": {
                 "noise": "wavelet-MAD sigma of luma (median |Haar HH| / 0.6745), [0,1] units",
                 "sharpness": "luma energy of x - du2(x) over that of du2(x) - du4(x) (duK: area down by K, bilinear up)",
+                "coarse_sharpness": "luma energy of x - du4(x) over that of x - du8(x)",
                 "resolution": "photo pixels per model pixel (central crop side / model size)",
                 "clipped": "share of crop pixels with luma < 0.02 or > 0.98",
                 "mean_luma": "mean luma of the crop"}}

@@ -291,22 +291,27 @@ class MIMDetector:
         """
         return self.analyze_batch([image])[0]
 
-    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None]
+    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
               ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
         """The whole verdict path on preprocessed views: gate, score, threshold, no-rash check.
 
         Args:
             views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
+            scores: (B,) :meth:`score_views` of these views, when already computed (the benchmark scores
+                every view once, gated or not); the views the gate passes are then not inpainted again.
         Returns:
-            (one :class:`Judgement` per view, the :class:`ScoredBatch` of the views the gate passed or
-            None, their indices into ``views``). A refused view costs no inpainting.
+            (one :class:`Judgement` per view, the :class:`ScoredBatch` of the views the gate passed, or
+            None when none passed or ``scores`` was given; their indices into ``views``). A refused view
+            costs no inpainting.
         """
         originals = [_to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         usable = [i for i, r in enumerate(refusals) if r is None]
-        scored = self.score_tensors(views[usable]) if usable else None
-        decisions = {i: decide(float(scored.scores[j]), self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
+        scored = self.score_tensors(views[usable]) if usable and scores is None else None
+        usable_scores = np.asarray(scores, dtype=np.float64)[usable] if scores is not None else \
+            (scored.scores if scored is not None else np.empty(0))
+        decisions = {i: decide(float(usable_scores[j]), self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
                      for j, i in enumerate(usable)}
         distances: dict[int, float] = {}
         mpox_like = [i for i in usable if decisions[i].verdict is Verdict.MPOX_LIKE]
@@ -316,7 +321,7 @@ class MIMDetector:
                 if distance > self.no_rash.threshold:
                     decisions[i] = Decision(Verdict.NO_RASH, NO_RASH_REASON)
         judgements = [Judgement(refusals[i], qualities[i]) if refusals[i] is not None else
-                      Judgement(decisions[i], qualities[i], float(scored.scores[usable.index(i)]), distances.get(i))
+                      Judgement(decisions[i], qualities[i], float(usable_scores[usable.index(i)]), distances.get(i))
                       for i in range(len(views))]
         return judgements, scored, usable
 

@@ -51,7 +51,7 @@ def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAUL
         verdict = Verdict.BADLY_EXPOSED
     elif quality.get("resolution", np.inf) < gate.min_resolution:
         verdict = Verdict.TOO_LOW_RESOLUTION
-    elif quality["sharpness"] < gate.min_sharpness:
+    elif quality["sharpness"] < gate.min_sharpness or quality["coarse_sharpness"] < gate.min_coarse_sharpness:
         verdict = Verdict.TOO_BLURRY
     else:
         return None

@@ -13,6 +13,7 @@ from mim_core.benchmark.run import BenchmarkConfig, benchmark_table, load_models
 from mim_core.benchmark.report import FILES
 from mim_core.cli import main
 from mim_core.benchmark.corruptions import CORRUPTIONS
+from tests.conftest import shipped_copy
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severities=(1,), n_boot=200)
@@ -21,10 +22,9 @@ SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severitie
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory) -> Path:
     """MIM and the smallest shipped classifier, copied with their cards."""
-    folder = tmp_path_factory.mktemp("weights")
-    for stem in ("mim_gan", "mobilenet_v3_small_others"):
-        for suffix in (".pt", ".json"):
-            shutil.copyfile(WEIGHTS / f"{stem}{suffix}", folder / f"{stem}{suffix}")
+    folder = shipped_copy(tmp_path_factory.mktemp("weights")).parent
+    for suffix in (".pt", ".json"):
+        shutil.copyfile(WEIGHTS / f"mobilenet_v3_small_others{suffix}", folder / f"mobilenet_v3_small_others{suffix}")
     return folder
 
 

@@ -16,7 +16,10 @@ import pandas as pd  # noqa: E402
 from ..protocol import OTHERS  # noqa: E402
 
 FILES = ("benchmark.md", "benchmark.json", "unseen_per_class.csv", "unseen_summary.csv", "unseen_scores.csv",
-         "noise.csv", "abnormal.csv", "abnormal_summary.csv", "unseen.png", "noise.png", "abnormal.png")
+         "noise.csv", "abnormal.csv", "abnormal_summary.csv", "verdicts.csv", "unseen.png", "noise.png",
+         "abnormal.png", "verdicts.png")
+SET_LABELS = {"mpox_test": "mpox test", "others_test": "Others test", "dermnet_test": "DermNet test",
+              "healthy": "healthy skin"}
 
 
 def _fmt(result: dict[str, Any] | None) -> str:
@@ -122,8 +125,57 @@ def markdown(results: dict[str, Any]) -> str:
         label = f"**{category}**" if category == "all" else category
         lines.append(f"| {label} | {int(rows['n'].iloc[0])} | {_pct(rows['gate_flagged'].iloc[0])} | "
                      + " | ".join(cells) + " |")
+    lines += verdicts_markdown(results, models)
     lines += ["", "Files: " + ", ".join(f"`{f}`" for f in FILES) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(row: dict[str, Any]) -> str:
+    """right / wrong / no rash / refused shares of one model on one set."""
+    no_rash = f" / {_pct(row['no_rash'])}" if row["role"] == "other_rash" else ""
+    return f"{_pct(row['right'])} / {_pct(row['wrong'])}{no_rash} / {_pct(row['refused'])}"
+
+
+def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
+    """Section (d): right / wrong / (no rash) / refused per condition and set, then the issue-12 targets."""
+    verdicts = pd.DataFrame(results["verdicts"])
+    if verdicts.empty:
+        return []
+    sets = list(dict.fromkeys(verdicts["set"]))
+    lines = ["", "## (d) Verdicts: right, wrong, no rash, refused", "",
+             "Every model behind the same acquisition gate (MIM's, with its card's limits); photos of (b). Cells: "
+             "share called **right / wrong / refused**; for other rashes **right / wrong / no rash / refused** "
+             "('no rash visible' is not a mpox call but is a wrong statement about a rash). Wrong: an mpox photo "
+             "not called mpox-like, another rash called mpox-like. Full table with Wilson intervals in "
+             "`verdicts.csv`.", ""]
+    for name in sets:
+        lines += [f"**{SET_LABELS.get(name, name)}**", "",
+                  "| corruption | severity | " + " | ".join(f"`{m}`" for m in models) + " |",
+                  "|---|---|" + "---|" * len(models)]
+        part = verdicts[verdicts["set"] == name]
+        for (corruption, severity), rows in part.groupby(["corruption", "severity"], sort=False):
+            by_model = {r["model"]: r for r in rows.to_dict("records")}
+            lines.append(f"| {corruption} | {severity} | " + " | ".join(_cell(by_model[m]) for m in models) + " |")
+        lines.append("")
+    healthy = pd.DataFrame(results.get("healthy", []))
+    if not healthy.empty:
+        lines += [f"**Healthy skin** ({int(healthy['n'].iloc[0])} photos, `{healthy['description'].iloc[0]}`: a "
+                  "development class; MIM's no-rash check was designed on it): share called mpox-like / refused",
+                  "", "| " + " | ".join(f"`{m}`" for m in models) + " |", "|" + "---|" * len(models),
+                  "| " + " | ".join(f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}"
+                                    for r in healthy.set_index("model").loc[models].reset_index().to_dict("records"))
+                  + " |", ""]
+    lines += ["**Targets (issue 12)**", "", "| target | " + " | ".join(f"`{m}`" for m in models) + " |",
+              "|---|" + "---|" * len(models)]
+    targets = results["targets"]
+    for i, target in enumerate(targets[models[0]]):
+        cells = []
+        for m in models:
+            t = targets[m][i]
+            mark = "" if t["met"] is None else (" ✓" if t["met"] else " ✗")
+            cells.append("n/a" if t["measured"] is None else f"{t['measured']:.3f}{mark}")
+        lines.append(f"| {target['target']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def unseen_plot(path: Path, results: dict[str, Any]) -> None:
@@ -191,8 +243,35 @@ def abnormal_plot(path: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def verdicts_plot(path: Path, results: dict[str, Any]) -> None:
+    """Stacked bars of right / wrong / no rash / refused per condition, one panel per model x photo set."""
+    verdicts = pd.DataFrame(results["verdicts"])
+    models = [m["name"] for m in results["models"]]
+    sets = list(dict.fromkeys(verdicts["set"])) if not verdicts.empty else []
+    fig, axes = plt.subplots(len(models), max(1, len(sets)), figsize=(4.2 * max(1, len(sets)), 0.9 + 2.6 * len(models)),
+                             squeeze=False, sharey=True)
+    colours = {"right": "#2e7d32", "wrong": "#c62828", "no_rash": "#f9a825", "refused": "#9e9e9e"}
+    for r, model in enumerate(models):
+        for c, name in enumerate(sets):
+            ax = axes[r][c]
+            rows = verdicts[(verdicts["model"] == model) & (verdicts["set"] == name)]
+            labels = [f"{k[:5]} {s}" if k != "clean" else "clean" for k, s in zip(rows["corruption"], rows["severity"])]
+            bottom = np.zeros(len(rows))
+            for outcome, colour in colours.items():
+                values = rows[outcome].astype(float).to_numpy()
+                ax.bar(np.arange(len(rows)), values, bottom=bottom, color=colour, width=0.85, label=outcome)
+                bottom += values
+            ax.set_xticks(np.arange(len(rows)), labels, rotation=90, fontsize=6)
+            ax.set_title(f"{model}: {SET_LABELS.get(name, name)}", fontsize=8)
+            ax.set_ylim(0, 1)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_outputs(out_dir: Path, results: dict[str, Any], unseen_scores: pd.DataFrame, noise: pd.DataFrame,
-                  abnormal: pd.DataFrame, abnormal_summary: pd.DataFrame) -> None:
+                  abnormal: pd.DataFrame, abnormal_summary: pd.DataFrame, verdicts: pd.DataFrame) -> None:
     """Every file of :data:`FILES` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "benchmark.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
@@ -203,7 +282,9 @@ def write_outputs(out_dir: Path, results: dict[str, Any], unseen_scores: pd.Data
     noise.to_csv(out_dir / "noise.csv", index=False)
     abnormal.to_csv(out_dir / "abnormal.csv", index=False)
     abnormal_summary.to_csv(out_dir / "abnormal_summary.csv", index=False)
+    verdicts.to_csv(out_dir / "verdicts.csv", index=False)
     unseen_plot(out_dir / "unseen.png", results)
     noise_plot(out_dir / "noise.png", results)
     abnormal_plot(out_dir / "abnormal.png", results)
+    verdicts_plot(out_dir / "verdicts.png", results)
     (out_dir / "benchmark.md").write_text(markdown(results))

@@ -10,7 +10,10 @@ crop at model resolution):
 (b) **Noise**: mpox test, Others test and the first ``noise_per_class`` photos of each DermNet test class,
     each under every corruption of :mod:`mim_core.benchmark.corruptions` at each severity; AUROC vs severity.
 (c) **Abnormal inputs** (:mod:`mim_core.benchmark.abnormal`): the fraction each model calls mpox, and the fraction
-    the model-free quality gate (MIM's ``not a usable skin photo``) flags.
+    the model-free quality gate (MIM's, with its card's limits) refuses.
+(d) **Verdicts** (:mod:`mim_core.benchmark.verdicts`): per condition of (b), for mpox, Others and DermNet test
+    photos apart, plus healthy-skin photos and the abnormal set, the share called right, wrong, "no rash"
+    and refused, every model behind the same gate.
 
 Scores are oriented so that lower = more mpox-like before any AUROC (MIM's convention in
 :mod:`mim_core.evaluation.stats`); every card's ``score_direction`` says which way its raw score points.
@@ -36,10 +39,11 @@ from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_te
 from ..data import decode_image, scan_dataset
 from ..protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
+from ..acquisition import effective_resolution
 from ..quality import quality_gate
 from ..registry import find_models, load_detector
-from ..verdict import MpoxWhen, called_mpox, lower_is_mpox, mpox_when
-
+from ..verdict import MpoxWhen, Verdict, called_mpox, lower_is_mpox, mpox_when
+from .verdicts import targets, verdict_rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class BenchmarkConfig:
     threads: int = 1
     batch_size: int = 16
     n_boot: int = 2000
+    healthy_dir: str | None = None  # photos of skin without rash (part (d)); None: no healthy row
 
 
 @dataclass
@@ -191,29 +196,44 @@ def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.nd
     return {**results, "at_threshold": at_threshold}, scores
 
 
+def _sets(sub: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Part (d)'s photo sets of a noise table (bool masks) and their roles."""
+    masks = {"mpox_test": (sub["role"] == "mpox_test").to_numpy(), "others_test": (sub["class"] == OTHERS).to_numpy(),
+             "dermnet_test": ((sub["role"] == "test") & (sub["dataset"] == "DermNetNZ")).to_numpy()}
+    return masks, {"mpox_test": "mpox", "others_test": "other_rash", "dermnet_test": "other_rash"}
+
+
 def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
-               config: BenchmarkConfig) -> pd.DataFrame:
-    """Part (b): one row per model x condition (clean, then corruption x severity)."""
+               config: BenchmarkConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parts (b) and (d): one row per model x condition (clean, then corruption x severity), and one per
+    model x condition x photo set with the share called right / wrong / no rash / refused."""
     pre = models[0].detector.config.preprocess
+    gate = models[0].detector.gate  # MIM's (models are sorted MIM first): every model gets the same gate
     sub = table.reset_index(drop=True)
+    resolutions = [effective_resolution(p, pre) for p in photos]
     others = (sub["class"] == OTHERS).to_numpy()
     dermnet = ((sub["role"] == "test") & (sub["dataset"] == "DermNetNZ")).to_numpy()
     negatives = (sub["role"] == "test").to_numpy()
     positives = (sub["role"] == "mpox_test").to_numpy()
+    sets, roles = _sets(sub)
     conditions = [("clean", 0)] + [(c, s) for c in config.corruptions for s in config.severities]
-    rows = []
+    rows, verdicts = [], []
     for name, severity in tqdm(conditions, desc="noise", file=sys.stderr, mininterval=30):
         views = [to_view(p, pre) if name == "clean" else
                  corrupted_view(p, name, severity, config.seed * 100_003 + i, pre) for i, p in enumerate(photos)]
         raw = _score_views(models, views, config.batch_size)
-        gated = np.array([quality_gate(v) is not None for v in views])
+        condition = {"corruption": name, "severity": severity,
+                     "description": "none" if name == "clean" else describe(name, severity)}
+        batch = torch.stack([view_tensor(v) for v in views])
+        new_rows, per_view = verdict_rows(models, batch, raw, gate, views, resolutions, sets, roles, condition)
+        verdicts += new_rows
+        gated = np.array([Verdict(v).is_refusal for v in per_view[models[0].name]])  # the shared gate's refusals
         for m in models:
             oriented = m.oriented(raw[m.name])
             called = m.called_mpox(raw[m.name])
             pooled = _auroc(oriented, sub, negatives, config.n_boot)
             rows.append({
-                "model": m.name, "kind": m.kind, "corruption": name, "severity": severity,
-                "description": "none" if name == "clean" else describe(name, severity),
+                "model": m.name, "kind": m.kind, **condition,
                 "auroc": pooled["auroc"], "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"],
                 "auroc_others": _auroc(oriented, sub, others, config.n_boot)["auroc"],
                 "auroc_dermnet": _auroc(oriented, sub, dermnet, config.n_boot)["auroc"],
@@ -222,6 +242,22 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
                 "negatives_called_mpox": round(float(called[negatives].mean()), 4),
                 "gate_flagged": round(float(gated.mean()), 4),
             })
+    return pd.DataFrame(rows), pd.DataFrame(verdicts)
+
+
+def healthy_part(models: list[BenchModel], folder: str | None, config: BenchmarkConfig) -> pd.DataFrame:
+    """Part (d)'s healthy-skin row: clean photos of skin without rash, every model behind the same gate."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.is_file()) if folder and Path(folder).is_dir() else []
+    if not paths:
+        return pd.DataFrame()
+    pre = models[0].detector.config.preprocess
+    photos = [decode_image(p) for p in paths]
+    views = [to_view(p, pre) for p in photos]
+    raw = _score_views(models, views, config.batch_size)
+    batch = torch.stack([view_tensor(v) for v in views])
+    rows, _ = verdict_rows(models, batch, raw, models[0].detector.gate, views,
+                           [effective_resolution(p, pre) for p in photos], {"healthy": np.ones(len(views), bool)},
+                           {"healthy": "healthy"}, {"corruption": "clean", "severity": 0, "description": str(folder)})
     return pd.DataFrame(rows)
 
 
@@ -237,17 +273,22 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
             if counts[a.category] <= config.limit:
                 kept.append(a)
         images = kept
-    views = [to_view(decode_image(a.image), pre) for a in images]
-    issues = [quality_gate(v) for v in views]
+    photos = [decode_image(a.image) for a in images]
+    views = [to_view(p, pre) for p in photos]
+    resolutions = [effective_resolution(p, pre) for p in photos]
+    issues = [quality_gate(v, models[0].detector.gate, r) for v, r in zip(views, resolutions)]  # the shared gate
     raw = _score_views(models, views, config.batch_size)
+    _, verdicts = verdict_rows(models, torch.stack([view_tensor(v) for v in views]), raw, models[0].detector.gate,
+                               views, resolutions, {}, {}, {})
     rows = []
     for m in models:
         called = m.called_mpox(raw[m.name])
-        for a, score, call, issue in zip(images, raw[m.name], called, issues):
+        for a, score, call, issue, verdict in zip(images, raw[m.name], called, issues, verdicts[m.name]):
             prob = float(score) if m.kind == "classifier" else None
             rows.append({"model": m.name, "kind": m.kind, "category": a.category, "image": a.name,
                          "score": float(score), "called_mpox": bool(call), "gate_flagged": issue is not None,
-                         "called_mpox_after_gate": bool(call) and issue is None,
+                         "called_mpox_after_gate": verdict == Verdict.MPOX_LIKE.value, "verdict": verdict,
+                         "judged": not Verdict(verdict).is_refusal,
                          "confident_mpox": prob is not None and prob >= 0.9, "gate_reason": issue.reason if issue else ""})
     per_image = pd.DataFrame(rows)
     summary = []
@@ -257,6 +298,7 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
                         "called_mpox": round(float(part["called_mpox"].mean()), 4),
                         "called_mpox_after_gate": round(float(part["called_mpox_after_gate"].mean()), 4),
                         "gate_flagged": round(float(part["gate_flagged"].mean()), 4),
+                        "judged": round(float(part["judged"].mean()), 4),
                         "confident_mpox": round(float(part["confident_mpox"].mean()), 4)
                         if part["kind"].iloc[0] == "classifier" else None})
     return per_image, pd.DataFrame(summary)
@@ -283,8 +325,9 @@ def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str |
     unseen, unseen_scores = unseen_part(models, table, views, config)
     timings["unseen_s"] = round(time.time() - started, 1)
     noise_table = table[table["in_noise"]].reset_index(drop=True)
-    noise = noise_part(models, noise_table, [photos[p] for p in noise_table["path"]], config)
+    noise, verdicts = noise_part(models, noise_table, [photos[p] for p in noise_table["path"]], config)
     timings["noise_s"] = round(time.time() - started - timings["unseen_s"], 1)
+    healthy = healthy_part(models, config.healthy_dir, config)
     abnormal, abnormal_summary = abnormal_part(models, config)
     timings["total_s"] = round(time.time() - started, 1)
     results = {
@@ -296,14 +339,18 @@ def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str |
         "n": {"mpox_test": int((table["role"] == "mpox_test").sum()),
               "others_test": int((table["class"] == OTHERS).sum()),
               "dermnet_test": int(((table["role"] == "test") & (table["dataset"] == "DermNetNZ")).sum()),
-              "noise_images": len(noise_table), "abnormal_images": int(abnormal["image"].nunique())},
+              "noise_images": len(noise_table), "abnormal_images": int(abnormal["image"].nunique()),
+              "healthy": int(healthy["n"].iloc[0]) if len(healthy) else 0},
         "unseen": unseen,
         "noise": noise.to_dict("records"),
         "abnormal": abnormal_summary.to_dict("records"),
+        "verdicts": verdicts.to_dict("records"),
+        "healthy": healthy.to_dict("records"),
+        "targets": {m.name: targets(verdicts, noise, healthy, abnormal_summary, m.name) for m in models},
         "abnormal_natural_sources": sorted(abnormal.loc[abnormal["category"] == "natural", "image"].unique().tolist()),
         "timings": {**timings, "threads": config.threads},
     }
-    write_outputs(Path(out_dir), results, unseen_scores, noise, abnormal, abnormal_summary)
+    write_outputs(Path(out_dir), results, unseen_scores, noise, abnormal, abnormal_summary, verdicts)
     return results
 
 
