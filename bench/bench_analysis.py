@@ -1,7 +1,9 @@
 """Time one full MIM analysis (decode, preprocess, quality gate, every mask of the bank, measure, verdict)
 per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop measured in the same run.
 
-Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13).
+Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13);
+the gates add <= 10 % (issue #12): the "overhead" rows compare the full analysis with decode + preprocess +
+score alone (no acquisition gate, no no-rash check), in fp32.
 
     .venv/bin/python bench/bench_analysis.py [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
 """
@@ -55,6 +57,15 @@ def main() -> None:
             report[f"{name}, {precision}"] = {
                 "n": len(times), "median_ms": round(median, 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
                 "max_ms": round(times[-1], 1), "x_resnet18": round(median / report["resnet18_forward_ms"], 2)}
+    plain = MIMDetector(detector.generator, detector.config, detector.threshold, detector.card)  # no no-rash check
+    for name, paths in sets.items():
+        score_only = statistics.median(_time_ms(lambda path=path: detector.score_tensors(
+            preprocess(decode_image(path), detector.config.preprocess).unsqueeze(0))) for path in paths)
+        without_check = statistics.median(_time_ms(lambda path=path: plain.analyze(path)) for path in paths)
+        full = report[f"{name}, fp32"]["median_ms"]
+        report[f"{name}, overhead of the gates"] = {
+            "score_only_ms": round(score_only, 1), "without_no_rash_check_ms": round(without_check, 1),
+            "full_ms": full, "overhead": round(full / score_only - 1, 3)}
     print(json.dumps(report, indent=2))
 
 

@@ -89,14 +89,18 @@ def panels(outcome: Outcome, scale_label: str | None) -> tuple[RGB | None, RGB |
     return a.original, a.masked[i], a.inpainted[i], a.heatmap_overlay()
 
 
-def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float, str, str]:
-    """Score, threshold, verdict and reason as the ``analyze`` endpoint returns them. An input that could
-    not be read is 'not a usable skin photo', with the reason saying why."""
+def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float, str, str, dict[str, Any]]:
+    """Score, threshold, verdict, reason and the measurements behind them (acquisition quality, refused,
+    the no-rash check's patch distance) as the ``analyze`` endpoint returns them. An input that could not
+    be read is 'not a usable skin photo', with the reason saying why."""
     a = outcome.analysis
     if a is not None:
-        return (a.score if np.isfinite(a.score) else None), a.threshold, a.verdict.value, a.reason
+        summary = a.summary()
+        evidence = {k: summary[k] for k in ("refused", "quality", "patch_distance")}
+        return (a.score if np.isfinite(a.score) else None), a.threshold, a.verdict.value, a.reason, evidence
     verdict = Verdict.UNUSABLE.value if outcome.unreadable else ""
-    return None, threshold, verdict, outcome.message
+    return None, threshold, verdict, outcome.message, {"refused": outcome.unreadable, "quality": {},
+                                                       "patch_distance": None}
 
 
 def analyze_outputs(detector: MIMDetector, upload: Any, scale_label: str | None, root: str,

@@ -99,6 +99,24 @@ def _evaluation_section(evaluation: dict[str, Any]) -> list[str]:
     return out
 
 
+def _refusals_section(card: dict[str, Any]) -> list[str]:
+    """The acquisition gate's limits and the no-rash check's, each with the rule that set it."""
+    gate, no_rash = card.get("quality_gate") or {}, card.get("no_rash") or {}
+    if not gate and not no_rash:
+        return []
+    out = ["## When the tool refuses, or says \"no rash visible\"", ""]
+    if gate:
+        out += ["Photos outside these limits get a refusal with a sentence on how to retake them:", "",
+                _table(["limit", "value"], [(k, _num(v, 5)) for k, v in gate.get("thresholds", {}).items()]), "",
+                f"Set from {_md(gate.get('n_photos', '?'))} photos ({_md(gate.get('calibration_photos', ''))}): "
+                f"{_md(gate.get('rule', ''))}.", ""]
+    if no_rash:
+        out += [f"**No rash visible** when the score says mpox-like but the photo's patch distance to the mpox "
+                f"photos is above **{_num(no_rash.get('threshold'), 4)}** ({_md(no_rash.get('features', ''))}). "
+                f"Rule: {_md(no_rash.get('rule', ''))}. Design: {_md(no_rash.get('design', ''))}.", ""]
+    return out
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The whole card as Markdown: what the model is, its data and split, how the threshold was set,
     its measured results and its known limitations."""
@@ -136,6 +154,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     else:
         out += ["No threshold recorded in this card.", ""]
 
+    out += _refusals_section(card)
     limitations = card.get("limitations") or []
     out += ["## Known limitations", ""] + [f"- {_md(item)}" for item in limitations] + [""]
     training = card.get("training", {})

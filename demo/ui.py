@@ -63,6 +63,7 @@ def analyse_tab(ctx: DemoContext) -> None:
                         threshold = gr.Number(label="Threshold", value=ctx.detector.threshold, interactive=False)
                         verdict = gr.Textbox(label="Verdict", interactive=False)
                     reason = gr.Textbox(label="Reason", interactive=False)
+                    evidence = gr.JSON(label="Measurements (photo quality; no-rash check's patch distance)")
         with gr.Row(equal_height=True):
             original = _panel("Original (model's view)", "mim-original")
             masked = _panel("Masked", "mim-masked")
@@ -97,11 +98,12 @@ def analyse_tab(ctx: DemoContext) -> None:
         # (Gradio's own image preprocessing would fail on them with a generic error).
         photo.change(
             analyze, [photo, scale, state],
-            [original, masked, inpainted, heatmap, score, threshold, verdict, reason, state],
+            [original, masked, inpainted, heatmap, score, threshold, verdict, reason, evidence, state],
             api_name="analyze", preprocess=False, concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
             api_description="Analyse one photo: original, masked and inpainted images at the chosen mask scale, the "
-                            "score map (mean over scales) over the original, then score, threshold, verdict and "
-                            "reason. A photo refused by the quality gate has no score (null) and no model panels.",
+                            "score map (mean over scales) over the original, then score, threshold, verdict, "
+                            "reason and the measurements (refused, photo quality values, patch distance). A photo "
+                            "refused by the quality gate has no score (null) and no model panels.",
         ).then(extras, [state, scale], [card, bar, slider], api_visibility="private", concurrency_limit=None,
                show_progress="hidden")
         scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",

@@ -128,13 +128,14 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
         min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
         max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)))
     thresholds = {k: round(v, 5) for k, v in asdict(limits).items() if k != "rule"}
+    soft = int(((col["sharpness"] < limits.min_sharpness) | (col["coarse_sharpness"] < limits.min_coarse_sharpness)).sum())
     observed = {k: {"min": round(float(v.min()), 5), "max": round(float(v.max()), 5),
                     "median": round(float(np.median(v)), 5)} for k, v in col.items()}
     return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
             "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
             "rule": ("noise/clipping limit = largest calibration value x1.5 (clipping at least 0.05); "
-                     "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each (5 of 76 "
-                     "clean mpox photos refused by either when set); "
+                     "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each "
+                     f"({soft} of {len(rows)} calibration photos below either); "
                      "resolution limit = smallest calibration value x0.5 (at most 1.0); "
                      "mean luma limits = darkest/brightest calibration photo -/+ 0.08"),
             "measurements": {

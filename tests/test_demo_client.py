@@ -36,7 +36,7 @@ def client(server, tmp_path_factory) -> Client:
 
 
 def test_analyze_an_example_returns_panels_score_threshold_and_verdict(client, detector):
-    original, masked, inpainted, heatmap, score, threshold, verdict, reason = client.predict(
+    original, masked, inpainted, heatmap, score, threshold, verdict, reason, evidence = client.predict(
         handle_file(str(EXAMPLE)), api_name="/analyze")
     size = detector.config.preprocess.size
     panels = [np.asarray(Image.open(p).convert("RGB")) for p in (original, masked, inpainted, heatmap)]
@@ -46,6 +46,9 @@ def test_analyze_an_example_returns_panels_score_threshold_and_verdict(client, d
     assert np.array_equal(panels[3], engine.heatmap_overlay())
     assert score == engine.score and threshold == detector.threshold
     assert verdict == engine.verdict.value in VERDICTS and reason == engine.reason
+    summary = engine.summary()
+    assert evidence == {"refused": False, "quality": summary["quality"], "patch_distance": summary["patch_distance"]}
+    assert set(evidence["quality"]) >= {"noise", "sharpness", "coarse_sharpness", "resolution", "mean_luma"}
 
 
 def test_mask_scale_is_an_api_parameter(client, detector):
@@ -66,8 +69,8 @@ def test_uploaded_photo_is_deleted_from_the_server(client, server, data_root: Pa
 def test_bad_file_gets_a_message_and_the_app_keeps_serving(client, tmp_path: Path):
     bad = tmp_path / "scan.jpg"
     bad.write_bytes(bad_inputs(EXAMPLE)["scan.pdf.jpg"])
-    *images, score, threshold, verdict, reason = client.predict(handle_file(str(bad)), api_name="/analyze")
-    assert images == [None] * 4 and score is None
+    *images, score, threshold, verdict, reason, evidence = client.predict(handle_file(str(bad)), api_name="/analyze")
+    assert images == [None] * 4 and score is None and evidence["refused"] and evidence["quality"] == {}
     assert verdict == Verdict.UNUSABLE.value and "not an image format" in reason
     again = client.predict(handle_file(str(EXAMPLE)), api_name="/analyze")
     assert again[6] in VERDICTS and again[4] is not None

@@ -34,15 +34,28 @@ def test_analysis_shows_four_panels_and_matches_the_engine(detector, data_root: 
                  if not detector.analyze(data_root / p).verdict.is_refusal)
     upload = _upload(tmp_path, "rash.jpg", photo.read_bytes())
     out = handlers.analyze_outputs(detector, str(upload), None, str(tmp_path))
-    *images, score, threshold, verdict, reason, outcome = out
+    *images, score, threshold, verdict, reason, evidence, outcome = out
     size = detector.config.preprocess.size
     assert [im.shape for im in images] == [(size, size, 3)] * 4
     assert all(im.dtype == np.uint8 for im in images)
     engine = detector.analyze(photo)
     assert score == engine.score and threshold == detector.threshold
     assert verdict == engine.verdict.value and reason == engine.reason
+    assert evidence["quality"] == engine.quality and evidence["patch_distance"] == engine.summary()["patch_distance"]
     assert np.array_equal(images[0], engine.original)
     assert outcome.analysis is not None and not outcome.unreadable
+
+
+def test_a_refused_photo_returns_its_quality_values(detector, data_root: Path, tmp_path: Path):
+    from mim_core.benchmark.corruptions import gaussian_noise
+
+    photo = np.asarray(Image.open(data_root / detector.card["split"]["val"][0]).convert("RGB"))
+    upload = tmp_path / "night.png"
+    Image.fromarray(gaussian_noise(photo, 3, seed=4)).save(upload)
+    *images, score, threshold, verdict, reason, evidence, outcome = handlers.analyze_outputs(
+        detector, str(upload), None, str(tmp_path))
+    assert verdict == Verdict.TOO_NOISY.value and score is None and images[1:] == [None] * 3
+    assert evidence["refused"] and evidence["quality"]["noise"] > detector.gate.max_noise
 
 
 def test_uploads_are_deleted_but_examples_and_outside_files_are_kept(detector, tmp_path: Path):
@@ -67,7 +80,7 @@ def test_uploads_are_deleted_but_examples_and_outside_files_are_kept(detector, t
 @pytest.mark.parametrize("name", sorted(bad_inputs(EXAMPLE)))
 def test_every_bad_input_gets_a_sentence_not_a_traceback(detector, tmp_path: Path, name: str):
     upload = _upload(tmp_path, name, bad_inputs(EXAMPLE)[name])
-    *images, score, threshold, verdict, reason, outcome = handlers.analyze_outputs(
+    *images, score, threshold, verdict, reason, evidence, outcome = handlers.analyze_outputs(
         detector, str(upload), None, str(tmp_path))
     assert images == [None] * 4 and score is None and threshold == detector.threshold
     assert verdict == Verdict.UNUSABLE.value and outcome.unreadable
