@@ -102,7 +102,7 @@ def _report(args: argparse.Namespace) -> int:
 
     metrics = write_report(Store(args.db, create=False), args.out, uncertain=args.uncertain, n_boot=args.n_boot)
     summary = {name: {"auroc": m["auroc"], "auroc_ci": m["auroc_ci"]} for name, m in metrics["models"].items()}
-    print(f"wrote report.html, metrics.json, verdicts.csv, predictions.csv to {args.out}")
+    print(f"wrote report.html, metrics.json, verdicts.csv, predictions.csv, cases.csv to {args.out}")
     print(json.dumps(summary))
     return 0
 

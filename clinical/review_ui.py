@@ -43,7 +43,7 @@ from .store import ClinicalError, Store
 
 NOT_SIGNED_IN = "Please sign in first."
 ADMIN_ONLY = "Only an admin can do this."
-REPORT_FILES = ("report.html", "metrics.json", "verdicts.csv", "predictions.csv")
+REPORT_FILES = ("report.html", "metrics.json", "verdicts.csv", "predictions.csv", "cases.csv")
 REPORT_TYPES = {".html": "text/html", ".json": "application/json", ".csv": "text/csv"}
 log = logging.getLogger(__name__)
 

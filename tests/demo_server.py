@@ -10,7 +10,7 @@ import struct
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from PIL import Image
 
@@ -27,15 +27,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_demo(detector, upload_dir: Path) -> Iterator[tuple[str, object]]:
-    """The demo (with the given detector) served on 127.0.0.1:<free port>, uploads going to
-    ``upload_dir``; yields (url, demo)."""
+def running_demo(detector, upload_dir: Path, extra_tabs: Sequence = ()) -> Iterator[tuple[str, object]]:
+    """The demo (with the given detector, and ``extra_tabs`` as app.py mounts them) served on
+    127.0.0.1:<free port>, uploads going to ``upload_dir``; yields (url, demo)."""
     from demo.app import build_demo, launch_options
 
     previous = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # read by Gradio when the app is built and launched
     try:
-        demo = build_demo(detector=detector)
+        demo = build_demo(detector=detector, extra_tabs=list(extra_tabs))
         _, url, _ = demo.launch(**launch_options(server_name="127.0.0.1", server_port=free_port(),
                                                  prevent_thread_lock=True, quiet=True))
         try:

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.demo_server import free_port
+from tests.demo_server import running_demo
 from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS
 
 WAIT_MS = 120_000  # generous: CI machines are slow and shared; nothing here asserts on time
@@ -46,23 +46,9 @@ def cli(*args: str, stdin: str | None = None) -> str:
 def review_server(detector, db: Path, uploads: Path) -> Iterator[str]:
     """The demo with the Review tab on ``db`` (as app.py mounts it with MIM_CLINICAL_DB), on a free port."""
     from clinical.review_ui import build_review_tab
-    from demo.app import build_demo, launch_options
 
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(uploads)
-    try:
-        demo = build_demo(detector=detector, extra_tabs=[lambda ctx: build_review_tab(db, ctx.detector)])
-        _, url, _ = demo.launch(**launch_options(server_name="127.0.0.1", server_port=free_port(),
-                                                 prevent_thread_lock=True, quiet=True))
-        try:
-            yield url
-        finally:
-            demo.close()
-    finally:
-        if previous is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous
+    with running_demo(detector, uploads, [lambda ctx: build_review_tab(db, ctx.detector)]) as (url, _):
+        yield url
 
 
 class Shots:

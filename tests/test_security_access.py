@@ -179,8 +179,8 @@ def test_a_reviewer_cannot_read_or_write_others_verdicts_or_the_report(app, stud
     admin.predict("root", CREDENTIALS["root"], api_name="/review_sign_in")
     message, links = admin.predict(api_name="/review_report")
     files = report_files(links)
-    assert "Report for" in message and sorted(files) == ["metrics.json", "predictions.csv", "report.html",
-                                                          "verdicts.csv"]
+    assert "Report for" in message and sorted(files) == ["cases.csv", "metrics.json", "predictions.csv",
+                                                          "report.html", "verdicts.csv"]
     assert "ben's note" in files["verdicts.csv"].decode()  # the admin's report holds everyone's verdicts
 
 

@@ -1,9 +1,11 @@
 """Seeded image corruptions for the robustness benchmark ("real-world noise").
 
-Every corruption except rotation acts on the model's view: the central crop at model resolution
-((H, W, 3) uint8, what :func:`mim_core.data.preprocess` hands every model), so a severity means the same
-thing for a 224 px MSLD crop and a 640 px DermNet photo. Rotation turns the whole photo about its centre
-before the crop (as a tilted camera would), so no fill colour enters the view up to 45 degrees.
+Most corruptions act on the model's view: the central crop at model resolution ((H, W, 3) uint8, what
+:func:`mim_core.data.preprocess` hands every model), so a severity means the same thing for a 224 px MSLD
+crop and a 640 px DermNet photo. Two act on the whole photo before the crop: rotation (as a tilted camera
+would; no fill colour enters the view up to 45 degrees) and ``jpeg_photo``, a JPEG round trip of the
+photo as sent (what a messaging app does). The view-level ``jpeg`` puts its 8 px blocks exactly on the
+view's pixel grid, and so on the 8 px cells of MIM's mask bank: a harsher test than real compression.
 
 Each is a pure function of (image, severity, seed): random draws come from
 ``np.random.default_rng([seed, ...])``, never from a global RNG. Severities run 1 (mild) to 5 (severe);
@@ -81,6 +83,13 @@ def downscale(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
     return np.asarray(small.resize(image.size, Image.Resampling.BICUBIC))
 
 
+def jpeg_photo(photo: Image.Image, severity: int, seed: int) -> Image.Image:
+    """Whole RGB photo -> the same after a JPEG round trip at JPEG_QUALITY[severity] (4:2:0 chroma)."""
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=JPEG_QUALITY[_check(severity)], subsampling=2)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 def rotate_photo(photo: Image.Image, severity: int, seed: int) -> Image.Image:
     """Whole RGB photo -> rotated about its centre by ROTATION_DEGREES[severity], direction drawn from the
     seed (bicubic, same canvas size; the central crop of preprocessing stays inside the photo)."""
@@ -96,7 +105,12 @@ VIEW_CORRUPTIONS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "brightness_contrast": brightness_contrast,
     "downscale": downscale,
 }
-CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "brightness_contrast", "rotation", "downscale")
+PHOTO_CORRUPTIONS: dict[str, Callable[[Image.Image, int, int], Image.Image]] = {
+    "rotation": rotate_photo,
+    "jpeg_photo": jpeg_photo,
+}
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "jpeg_photo", "brightness_contrast", "rotation",
+               "downscale")
 
 
 def describe(name: str, severity: int) -> str:
@@ -105,7 +119,8 @@ def describe(name: str, severity: int) -> str:
     return {
         "gaussian_noise": f"Gaussian noise, std {NOISE_SIGMA[i]}",
         "gaussian_blur": f"Gaussian blur, sigma {BLUR_SIGMA[i]} px",
-        "jpeg": f"JPEG quality {JPEG_QUALITY[i]}",
+        "jpeg": f"JPEG quality {JPEG_QUALITY[i]} of the view",
+        "jpeg_photo": f"JPEG quality {JPEG_QUALITY[i]} of the photo",
         "brightness_contrast": f"contrast x{CONTRAST[i]}, brightness x{BRIGHTNESS[i]}",
         "rotation": f"rotation {ROTATION_DEGREES[i]} deg",
         "downscale": f"downscale to {DOWNSCALE[i]:.0%} and back",
@@ -123,8 +138,8 @@ def corrupted_view(photo: Image.Image, name: str, severity: int, seed: int, conf
     ``seed`` should differ per image (e.g. ``[benchmark seed, image index]`` folded into one int) so
     that noise is not identical across images; the same arguments always give the same pixels.
     """
-    if name == "rotation":
-        return to_view(rotate_photo(photo, severity, seed), config)
+    if name in PHOTO_CORRUPTIONS:
+        return to_view(PHOTO_CORRUPTIONS[name](photo, severity, seed), config)
     if name not in VIEW_CORRUPTIONS:
         raise ValueError(f"Unknown corruption {name!r}; choose one of {', '.join(CORRUPTIONS)}.")
     return VIEW_CORRUPTIONS[name](to_view(photo, config), severity, seed)
