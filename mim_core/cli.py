@@ -65,11 +65,12 @@ def _calibrate_gate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate_no_rash(args: argparse.Namespace) -> int:
-    from .appearance import calibrate_card_no_rash
+def _calibrate_appearance(args: argparse.Namespace) -> int:
+    from .appearance import calibrate_card_appearance
 
-    section = calibrate_card_no_rash(args.weights, args.data)["no_rash"]
-    print(json.dumps({k: section[k] for k in ("threshold", "n_photos", "bank", "bank_sha256")}))
+    section = calibrate_card_appearance(args.weights, args.data)["appearance"]
+    print(json.dumps({"no_rash_threshold": section["no_rash"]["threshold"], "skin_limit": section["not_skin"]["limit"],
+                      "bank": section["bank"], "bank_sha256": section["bank_sha256"]}))
     return 0
 
 
@@ -195,10 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="../shared/data")
     p.set_defaults(run=_calibrate_gate)
 
-    p = sub.add_parser("calibrate-no-rash", help="build the card's no-rash check from mpox train+val photos")
+    p = sub.add_parser("calibrate-appearance",
+                       help="build the card's appearance checks (no rash visible, not a skin photo)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--data", default="../shared/data")
-    p.set_defaults(run=_calibrate_no_rash)
+    p.set_defaults(run=_calibrate_appearance)
 
     p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))

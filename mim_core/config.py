@@ -55,12 +55,15 @@ class MeasureConfig:
     makes analysis faster); empty = all.
     ``heatmap_max``: the fixed end of the score map's colour scale, in score-map units (the scale is
     [-max, max] with a reference, [0, max] without).
+    ``presmooth_sigma``: a Gaussian blur (in view pixels) applied to the view before masking, for every
+    fill and the comparison alike; 0 = none. It takes pixel noise out of what no fill can predict.
     """
 
     map: str = "l1"
     reference: str = "none"
     heatmap_max: float = 0.25
     scales: tuple[int, ...] = ()  # mask scales the score uses; () = every scale of the bank
+    presmooth_sigma: float = 0.0
 
 
 @dataclass(frozen=True)

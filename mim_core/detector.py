@@ -19,13 +19,14 @@ import torch
 from PIL import Image
 
 from .acquisition import GateThresholds, effective_resolution, measure_quality
-from .appearance import NoRashCheck
+from .appearance import AppearanceCheck
 from .calibration import card_threshold
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess
 from .masks import grid_mask_bank
-from .measure import REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, score_map
+from .measure import (REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, presmooth,
+                      score_map)
 from .model import PRECISIONS, autocast, inpaint
 from .quality import acquisition_refusal, quality_gate
 from .verdict import MIM_SCORE_DIRECTION, Decision, Verdict, decide, mpox_when
@@ -36,6 +37,8 @@ REASONS = {
     Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
     Verdict.NOT_MPOX_LIKE: "The model could not reproduce this skin the way it reproduces mpox lesions.",
 }
+NOT_SKIN_REASON = ("Nothing in this picture looks like the skin photos the tool was calibrated on: take a close photo "
+                   "of the skin itself, with the affected area in the centre.")
 NO_RASH_REASON = ("No rash visible: the model reproduces this skin easily, but no part of the photo resembles the "
                   "mpox photos it was calibrated on (skin without lesions, or a photo taken from too far away).")
 
@@ -61,7 +64,7 @@ class Analysis:
     heatmap_max: float = 1.0
     diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
     quality: dict[str, float] = field(default_factory=dict)  # acquisition measurements (mim_core.acquisition)
-    patch_distance: float | None = None  # no-rash check (mim_core.appearance), measured on mpox-like calls only
+    patch_distance: float | None = None  # appearance checks (mim_core.appearance); None when not measured
 
     @property
     def heatmap(self) -> np.ndarray | None:
@@ -94,8 +97,8 @@ class ScoredBatch:
 
 @dataclass(frozen=True)
 class Judgement:
-    """The verdict path for one view: the gate's measurements, then (when it passes) the score, and the
-    no-rash check's patch distance when the score alone would say mpox-like."""
+    """The verdict path for one view: the gate's measurements, the appearance checks' patch distance
+    (when the acquisition gate passed it), then (when no gate refused it) the score."""
 
     decision: Decision
     quality: dict[str, float]
@@ -165,7 +168,7 @@ class MIMDetector:
 
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
                  card: dict[str, Any] | None = None, background: torch.nn.Module | None = None,
-                 device: str = "cpu", precision: str = "fp32", no_rash: NoRashCheck | None = None) -> None:
+                 device: str = "cpu", precision: str = "fp32", appearance: AppearanceCheck | None = None) -> None:
         self.device = torch.device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -177,7 +180,7 @@ class MIMDetector:
         self.threshold = float(threshold)
         self.card = card or {}
         self.gate = GateThresholds.from_card(self.card)  # built-in defaults only when the card has none
-        self.no_rash = no_rash  # None: a card without a calibrated no-rash check (verdicts stay binary)
+        self.appearance = appearance  # None: a card without appearance checks (no "no rash", no not-skin refusal)
         self.scales = analysed_scales(config)  # the bank's scales the measure uses (all by default)
         bank = grid_mask_bank(config.masks, config.preprocess.size)
         self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
@@ -213,14 +216,14 @@ class MIMDetector:
                 raise WeightsError(f"The model card of {weights} uses a background reference but names no "
                                    "reference weights.")
             background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
-        no_rash = NoRashCheck.from_card(card, Path(weights).parent)
-        return cls(generator, config, threshold, card, background, device, precision, no_rash)
+        appearance = AppearanceCheck.from_card(card, Path(weights).parent)
+        return cls(generator, config, threshold, card, background, device, precision, appearance)
 
     def with_measure(self, **fields: Any) -> "MIMDetector":
         """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
         config = self.config.replace(**{f"measure__{k}": v for k, v in fields.items()})
         return MIMDetector(self.generator, config, self.threshold, self.card, self.background,
-                           str(self.device), self.precision, self.no_rash)
+                           str(self.device), self.precision, self.appearance)
 
     def _network_fill(self, network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
@@ -252,14 +255,15 @@ class MIMDetector:
         """Reconstructions and their dissimilarity maps: what every score and control is computed from.
 
         Args:
-            images: (B, 3, H, W) preprocessed.
+            images: (B, 3, H, W) preprocessed; ``measure.presmooth_sigma`` blurs them here, before masking.
             fills: names as in :meth:`reconstructions`; kinds: map kinds (:data:`mim_core.measure.MAP_KINDS`).
         Returns:
             ({fill: (B, S, 3, H, W)}, {(fill, kind): (B, S, H, W)}), on the detector's device.
         """
+        images = presmooth(images.to(self.device), self.config.measure.presmooth_sigma)
         recon = self.reconstructions(images, fills)
         b, s = recon[fills[0]].shape[:2]
-        originals = images.to(self.device).unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
+        originals = images.unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
         size = images.shape[-2:]
         maps = {(fill, kind): dissimilarity_map(originals, recon[fill].flatten(0, 1), kind).view(b, s, *size)
                 for fill in fills for kind in kinds}
@@ -291,36 +295,55 @@ class MIMDetector:
         """
         return self.analyze_batch([image])[0]
 
-    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
-              ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
-        """The whole verdict path on preprocessed views: gate, score, threshold, no-rash check.
+    def refusals(self, views: torch.Tensor, resolutions: Sequence[float | None]
+                 ) -> tuple[list[Decision | None], list[dict[str, float]], dict[int, float]]:
+        """The gates, before any inpainting: the usable-skin and acquisition checks, then the appearance
+        check's not-skin limit (a picture unlike every calibration skin photo).
 
         Args:
             views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
-            scores: (B,) :meth:`score_views` of these views, when already computed (the benchmark scores
-                every view once, gated or not); the views the gate passes are then not inpainted again.
         Returns:
-            (one :class:`Judgement` per view, the :class:`ScoredBatch` of the views the gate passed, or
-            None when none passed or ``scores`` was given; their indices into ``views``). A refused view
-            costs no inpainting.
+            (per view the refusal or None, per view the acquisition measurements, {view index: patch
+            distance} for the views the acquisition gate passed).
         """
         originals = [_to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
+        passing = [i for i, r in enumerate(refusals) if r is None]
+        distances: dict[int, float] = {}
+        if self.appearance is not None and passing:
+            distances = dict(zip(passing, self.appearance.distances(views[passing]).tolist()))
+            for i, distance in distances.items():
+                if distance > self.appearance.skin_limit:
+                    refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)
+        return refusals, qualities, distances
+
+    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
+              ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
+        """The whole verdict path on preprocessed views: gates, score, threshold, no-rash check.
+
+        Args:
+            views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
+            scores: (B,) :meth:`score_views` of these views, when already computed (the benchmark scores
+                every view once, gated or not); the views the gates pass are then not inpainted again.
+        Returns:
+            (one :class:`Judgement` per view, the :class:`ScoredBatch` of the views the gates passed, or
+            None when none passed or ``scores`` was given; their indices into ``views``). A refused view
+            costs no inpainting.
+        """
+        refusals, qualities, distances = self.refusals(views, resolutions)
         usable = [i for i, r in enumerate(refusals) if r is None]
         scored = self.score_tensors(views[usable]) if usable and scores is None else None
         usable_scores = np.asarray(scores, dtype=np.float64)[usable] if scores is not None else \
             (scored.scores if scored is not None else np.empty(0))
         decisions = {i: decide(float(usable_scores[j]), self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
                      for j, i in enumerate(usable)}
-        distances: dict[int, float] = {}
-        mpox_like = [i for i in usable if decisions[i].verdict is Verdict.MPOX_LIKE]
-        if self.no_rash is not None and mpox_like:  # only a mpox-like call can be overridden
-            distances = dict(zip(mpox_like, self.no_rash.distances(views[mpox_like]).tolist()))
-            for i, distance in distances.items():
-                if distance > self.no_rash.threshold:
-                    decisions[i] = Decision(Verdict.NO_RASH, NO_RASH_REASON)
-        judgements = [Judgement(refusals[i], qualities[i]) if refusals[i] is not None else
+        for i in usable:  # only a mpox-like call can become "no rash visible"
+            if (decisions[i].verdict is Verdict.MPOX_LIKE and self.appearance is not None
+                    and distances[i] > self.appearance.no_rash_threshold):
+                decisions[i] = Decision(Verdict.NO_RASH, NO_RASH_REASON)
+        judgements = [Judgement(refusals[i], qualities[i], patch_distance=distances.get(i))
+                      if refusals[i] is not None else
                       Judgement(decisions[i], qualities[i], float(usable_scores[usable.index(i)]), distances.get(i))
                       for i in range(len(views))]
         return judgements, scored, usable
@@ -342,7 +365,8 @@ class MIMDetector:
             decision = judgement.decision
             if decision.verdict.is_refusal:
                 results.append(Analysis(score=float("nan"), verdict=decision.verdict, reason=decision.reason,
-                                        original=original, quality=judgement.quality, **common))
+                                        original=original, quality=judgement.quality,
+                                        patch_distance=judgement.patch_distance, **common))
                 continue
             j = usable.index(i)
             results.append(Analysis(

@@ -60,6 +60,15 @@ def dissimilarity_map(original: torch.Tensor, recon: torch.Tensor, kind: str) ->
     raise ValueError(f"unknown map kind {kind!r}; choose one of {MAP_KINDS}")
 
 
+def presmooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B,3,H,W) -> the same after a Gaussian blur of ``sigma`` px (kernel +-3 sigma, reflected borders);
+    ``sigma`` 0 returns the input."""
+    if sigma <= 0:
+        return images
+    kernel = 2 * int(math.ceil(3 * sigma)) + 1
+    return kornia.filters.gaussian_blur2d(images, (kernel, kernel), (sigma, sigma), border_type="reflect")
+
+
 def gaussian_fill(image: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """Classical inpainting by normalised convolution: each hidden pixel becomes the Gaussian-weighted
     mean of known pixels nearby (global known mean where none is near). (B,3,H,W), (B,1,H,W) -> (B,3,H,W)."""

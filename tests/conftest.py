@@ -15,13 +15,13 @@ torch.set_num_threads(2)
 
 
 def shipped_copy(folder: Path) -> Path:
-    """The shipped weights, card and no-rash bank copied into ``folder``; returns the weights path."""
+    """The shipped weights, card and appearance bank copied into ``folder``; returns the weights path."""
     import json
     import shutil
 
     folder.mkdir(parents=True, exist_ok=True)
     card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
-    for name in (SHIPPED_WEIGHTS.name, SHIPPED_WEIGHTS.with_suffix(".json").name, card["no_rash"]["bank"]):
+    for name in (SHIPPED_WEIGHTS.name, SHIPPED_WEIGHTS.with_suffix(".json").name, card["appearance"]["bank"]):
         shutil.copy(SHIPPED_WEIGHTS.parent / name, folder / name)
     return folder / SHIPPED_WEIGHTS.name
 

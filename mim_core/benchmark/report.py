@@ -110,8 +110,9 @@ def markdown(results: dict[str, Any]) -> str:
               f"{n['abnormal_images']} pictures that are not skin photos: generated (flat colours, noise, text, "
               "charts, patterns) and natural images bundled in installed packages "
               f"({', '.join(results['abnormal_natural_sources']) or 'none found'}). Share each model calls "
-              "mpox-like at its threshold; after the gate: what remains once the model-free quality gate (MIM's "
-              "`not a usable skin photo`) has set aside the pictures it flags. Classifiers: share with P(mpox) ≥ 0.9 "
+              "mpox-like at its threshold; after the gate: what remains mpox-like once MIM's gates (usable skin, "
+              "acquisition limits, appearance not-skin limit) have refused what they refuse. Classifiers: share "
+              "with P(mpox) ≥ 0.9 "
               "in brackets.", "",
               "| category | n | gate flags | " + " | ".join(f"`{m}` (after gate)" for m in models) + " |",
               "|---|---|---|" + "---|" * len(models)]
@@ -143,7 +144,8 @@ def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
         return []
     sets = list(dict.fromkeys(verdicts["set"]))
     lines = ["", "## (d) Verdicts: right, wrong, no rash, refused", "",
-             "Every model behind the same acquisition gate (MIM's, with its card's limits); photos of (b). Cells: "
+             "Every model behind the same gates (MIM's: usable skin, its card's acquisition limits, the appearance "
+             "check's not-skin limit); photos of (b). Cells: "
              "share called **right / wrong / refused**; for other rashes **right / wrong / no rash / refused** "
              "('no rash visible' is not a mpox call but is a wrong statement about a rash). Wrong: an mpox photo "
              "not called mpox-like, another rash called mpox-like. Full table with Wilson intervals in "
@@ -234,7 +236,7 @@ def abnormal_plot(path: Path, results: dict[str, Any]) -> None:
         rows = abnormal[abnormal["model"] == name].set_index("category").loc[categories]
         ax.bar(x + i * width, rows["called_mpox"], width, label=f"{name}: called mpox")
     gate = abnormal[abnormal["model"] == models[0]].set_index("category").loc[categories]["gate_flagged"]
-    ax.bar(x + len(models) * width, gate, width, color="grey", hatch="//", label="quality gate flags")
+    ax.bar(x + len(models) * width, gate, width, color="grey", hatch="//", label="refused by the gates")
     ax.set_xticks(x + 0.4 - width / 2, categories)
     ax.set(ylabel="share of images", ylim=(0, 1.05), title="Abnormal inputs: called mpox-like at each threshold")
     ax.legend(fontsize=7, ncol=2)

@@ -10,10 +10,10 @@ crop at model resolution):
 (b) **Noise**: mpox test, Others test and the first ``noise_per_class`` photos of each DermNet test class,
     each under every corruption of :mod:`mim_core.benchmark.corruptions` at each severity; AUROC vs severity.
 (c) **Abnormal inputs** (:mod:`mim_core.benchmark.abnormal`): the fraction each model calls mpox, and the fraction
-    the model-free quality gate (MIM's, with its card's limits) refuses.
+    MIM's gates (usable skin, acquisition limits of its card, the appearance check's not-skin limit) refuse.
 (d) **Verdicts** (:mod:`mim_core.benchmark.verdicts`): per condition of (b), for mpox, Others and DermNet test
     photos apart, plus healthy-skin photos and the abnormal set, the share called right, wrong, "no rash"
-    and refused, every model behind the same gate.
+    and refused, every model behind the same gates.
 
 Scores are oriented so that lower = more mpox-like before any AUROC (MIM's convention in
 :mod:`mim_core.evaluation.stats`); every card's ``score_direction`` says which way its raw score points.
@@ -40,7 +40,6 @@ from ..data import decode_image, scan_dataset
 from ..protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..acquisition import effective_resolution
-from ..quality import quality_gate
 from ..registry import find_models, load_detector
 from ..verdict import MpoxWhen, Verdict, called_mpox, lower_is_mpox, mpox_when
 from .verdicts import targets, verdict_rows
@@ -208,7 +207,6 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
     """Parts (b) and (d): one row per model x condition (clean, then corruption x severity), and one per
     model x condition x photo set with the share called right / wrong / no rash / refused."""
     pre = models[0].detector.config.preprocess
-    gate = models[0].detector.gate  # MIM's (models are sorted MIM first): every model gets the same gate
     sub = table.reset_index(drop=True)
     resolutions = [effective_resolution(p, pre) for p in photos]
     others = (sub["class"] == OTHERS).to_numpy()
@@ -225,7 +223,7 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
         condition = {"corruption": name, "severity": severity,
                      "description": "none" if name == "clean" else describe(name, severity)}
         batch = torch.stack([view_tensor(v) for v in views])
-        new_rows, per_view = verdict_rows(models, batch, raw, gate, views, resolutions, sets, roles, condition)
+        new_rows, per_view = verdict_rows(models, batch, raw, resolutions, sets, roles, condition)
         verdicts += new_rows
         gated = np.array([Verdict(v).is_refusal for v in per_view[models[0].name]])  # the shared gate's refusals
         for m in models:
@@ -255,8 +253,8 @@ def healthy_part(models: list[BenchModel], folder: str | None, config: Benchmark
     views = [to_view(p, pre) for p in photos]
     raw = _score_views(models, views, config.batch_size)
     batch = torch.stack([view_tensor(v) for v in views])
-    rows, _ = verdict_rows(models, batch, raw, models[0].detector.gate, views,
-                           [effective_resolution(p, pre) for p in photos], {"healthy": np.ones(len(views), bool)},
+    rows, _ = verdict_rows(models, batch, raw, [effective_resolution(p, pre) for p in photos],
+                           {"healthy": np.ones(len(views), bool)},
                            {"healthy": "healthy"}, {"corruption": "clean", "severity": 0, "description": str(folder)})
     return pd.DataFrame(rows)
 
@@ -276,10 +274,10 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
     photos = [decode_image(a.image) for a in images]
     views = [to_view(p, pre) for p in photos]
     resolutions = [effective_resolution(p, pre) for p in photos]
-    issues = [quality_gate(v, models[0].detector.gate, r) for v, r in zip(views, resolutions)]  # the shared gate
     raw = _score_views(models, views, config.batch_size)
-    _, verdicts = verdict_rows(models, torch.stack([view_tensor(v) for v in views]), raw, models[0].detector.gate,
-                               views, resolutions, {}, {}, {})
+    batch = torch.stack([view_tensor(v) for v in views])
+    issues = models[0].detector.refusals(batch, resolutions)[0]  # the shared gates (MIM's)
+    _, verdicts = verdict_rows(models, batch, raw, resolutions, {}, {}, {})
     rows = []
     for m in models:
         called = m.called_mpox(raw[m.name])

@@ -1,9 +1,10 @@
 """Part (d) of the benchmark: how many photos each model calls right, wrong, "no rash" or refuses.
 
-Every model goes through the **same** acquisition gate: MIM's, with the limits of MIM's card
-(:mod:`mim_core.quality`, :mod:`mim_core.acquisition`). A refused photo gets no verdict from any model.
-MIM's verdicts come from its own verdict path (:meth:`mim_core.detector.MIMDetector.judge`: gate, score,
-threshold, no-rash check); a classifier's from its threshold behind the gate.
+Every model goes through the **same** gates: MIM's (:meth:`mim_core.detector.MIMDetector.refusals`: the
+usable-skin and acquisition checks with the limits of MIM's card, and the appearance check's not-skin
+limit). A refused photo gets no verdict from any model. MIM's verdicts come from its own verdict path
+(:meth:`mim_core.detector.MIMDetector.judge`: gates, score, threshold, no-rash check); a classifier's
+from its threshold behind the gates (the no-rash override reads MIM's score, so it is MIM's alone).
 
 Outcomes per photo:
 
@@ -24,20 +25,15 @@ import pandas as pd
 import torch
 from statsmodels.stats.proportion import proportion_confint
 
-from ..quality import quality_gate
 from ..verdict import Verdict
 
 OUTCOMES = ("right", "wrong", "no_rash", "refused")
 ROLES = ("mpox", "other_rash", "healthy", "abnormal")
 
 
-def gate_refusals(views: Sequence[np.ndarray], resolutions: Sequence[float | None], gate) -> list[Verdict | None]:
-    """The shared gate's refusal verdict per (H, W, 3) uint8 view, or None where it passes."""
-    out = []
-    for view, resolution in zip(views, resolutions):
-        decision = quality_gate(view, gate, resolution)
-        out.append(None if decision is None else decision.verdict)
-    return out
+def gate_refusals(mim: Any, batch: torch.Tensor, resolutions: Sequence[float | None]) -> list[Verdict | None]:
+    """The shared gates' refusal verdict per view (MIM's detector ``mim``), or None where they pass."""
+    return [None if d is None else d.verdict for d in mim.refusals(batch, resolutions)[0]]
 
 
 def model_verdicts(model: Any, batch: torch.Tensor, raw: np.ndarray, refusals: Sequence[Verdict | None],
@@ -51,7 +47,7 @@ def model_verdicts(model: Any, batch: torch.Tensor, raw: np.ndarray, refusals: S
     if model.kind == "mim":
         judgements, _, _ = model.detector.judge(batch, resolutions, scores=raw)
         verdicts = [j.decision.verdict for j in judgements]
-        assert [v if v.is_refusal else None for v in verdicts] == list(refusals), "MIM's gate is the shared gate"
+        assert [v if v.is_refusal else None for v in verdicts] == list(refusals), "MIM's gates are the shared ones"
         return verdicts
     called = model.called_mpox(raw)
     return [r if r is not None else (Verdict.MPOX_LIKE if c else Verdict.NOT_MPOX_LIKE)
@@ -83,18 +79,19 @@ def tally(verdicts: Sequence[Verdict], role: str) -> dict[str, Any]:
             "mpox_like": round(sum(v is Verdict.MPOX_LIKE for v in verdicts) / n, 4) if n else None}
 
 
-def verdict_rows(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np.ndarray], gate,
-                 views: Sequence[np.ndarray], resolutions: Sequence[float | None], sets: dict[str, np.ndarray],
-                 roles: dict[str, str], condition: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list]]:
+def verdict_rows(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np.ndarray],
+                 resolutions: Sequence[float | None], sets: dict[str, np.ndarray], roles: dict[str, str],
+                 condition: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """Rows of part (d) for one condition: one per model x set.
 
     Args:
+        models: MIM first (its detector's gates are the shared ones); batch: (B, 3, H, W) views.
         sets: {set name: (B,) bool mask over the views}; roles: {set name: one of :data:`ROLES`}.
         condition: columns copied into every row (corruption, severity, description).
     Returns:
         (rows, {model name: per-view verdict values}).
     """
-    refusals = gate_refusals(views, resolutions, gate)
+    refusals = gate_refusals(models[0].detector, batch, resolutions)
     rows, per_view = [], {}
     for model in models:
         verdicts = model_verdicts(model, batch, raw[model.name], refusals, resolutions)

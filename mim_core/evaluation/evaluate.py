@@ -282,7 +282,9 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     if select_on_dev:
         mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
         selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
-        card["config"]["measure"] = measure_config_for(selected)
+        # presmoothing is a property of the measurements every variant was computed from: kept as it is
+        card["config"]["measure"] = {**measure_config_for(selected),
+                                     "presmooth_sigma": card["config"]["measure"].get("presmooth_sigma", 0.0)}
         if selected.endswith("/background"):
             card["reference"] = reference
         else:

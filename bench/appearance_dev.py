@@ -1,9 +1,10 @@
-"""Verdict counts of the shipped detector on the no-rash check's design sets, and on mpox test.
+"""Verdict counts of the shipped detector on the appearance checks' design sets, and on mpox test.
 
-Design sets (the check was chosen on them; never in its bank or limit): shared/healthy_skin_dev and the
-10 DermNet dev classes (the first ``--per-class`` photos each). Mpox test is held out from everything.
+Design sets (the checks were chosen on them; never in the bank; the DermNet dev photos set the not-skin
+limit, healthy skin sets nothing): shared/healthy_skin_dev and the 10 DermNet dev classes (the first
+``--per-class`` photos each). Mpox test is held out from everything.
 
-    .venv/bin/python bench/no_rash_dev.py --out runs/no_rash_dev.json
+    .venv/bin/python bench/appearance_dev.py --out runs/appearance_dev.json
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--healthy", default="../shared/healthy_skin_dev/Normal")
     parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--out", default="runs/no_rash_dev.json")
+    parser.add_argument("--out", default="runs/appearance_dev.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
     detector = MIMDetector.load(args.weights)

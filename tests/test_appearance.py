@@ -1,0 +1,131 @@
+"""The appearance checks: the card's bank and limits, their calibration rules, and what they do to verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mim_core.appearance import AppearanceCheck, calibrate_appearance, nearest_distances
+from mim_core.benchmark.abnormal import generated_images
+from mim_core.checkpoint import WeightsError, sha256_file
+from mim_core.data import decode_image, preprocess, source_group
+from mim_core.detector import NO_RASH_REASON, NOT_SKIN_REASON, MIMDetector
+from mim_core.protocol import DEV_CLASSES
+from mim_core.verdict import Verdict
+from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
+
+CARD = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+SECTION = CARD["appearance"]
+HEALTHY = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev" / "Normal"
+
+
+def _with_limits(detector: MIMDetector, no_rash: float, skin: float) -> MIMDetector:
+    check = AppearanceCheck(detector.appearance.bank, no_rash, skin, detector.appearance.config)
+    return MIMDetector(detector.generator, detector.config, detector.threshold, detector.card, appearance=check)
+
+
+def test_card_holds_the_bank_its_limits_and_rules():
+    assert sha256_file(SHIPPED_WEIGHTS.parent / SECTION["bank"]) == SECTION["bank_sha256"]
+    assert SECTION["n_cells"] == SECTION["n_photos"] * SECTION["config"]["grid"] ** 2
+    assert "leave-one-source-out" in SECTION["no_rash"]["rule"] and "mpox only" in SECTION["bank_photos"]
+    assert "DermNet dev" in SECTION["not_skin"]["rule"]
+    check = AppearanceCheck.from_card(CARD, SHIPPED_WEIGHTS.parent)
+    assert (check.no_rash_threshold, check.skin_limit) == (SECTION["no_rash"]["threshold"], SECTION["not_skin"]["limit"])
+    assert check.bank.shape[0] == SECTION["n_cells"] and check.no_rash_threshold < check.skin_limit
+
+
+def test_no_rash_threshold_is_the_largest_leave_one_source_out_distance():
+    """Recomputed from the stored bank alone: the limit is what the rule says it is."""
+    stored = torch.load(SHIPPED_WEIGHTS.parent / SECTION["bank"], weights_only=True)
+    cells = SECTION["config"]["grid"] ** 2
+    patches = stored["bank"].float().view(len(stored["groups"]), cells, -1)
+    loo = nearest_distances(patches, stored["bank"], np.repeat(stored["groups"], cells), stored["groups"])
+    threshold = SECTION["no_rash"]["threshold"]
+    assert 0 < loo.min() and np.min(np.abs(loo - threshold)) < 2e-3  # the bank is stored in fp16
+    refused = SECTION["n_photos"] - SECTION["no_rash"]["n_threshold_photos"]
+    assert np.sum(loo > threshold + 2e-3) <= refused  # only photos the gate refuses may lie above
+
+
+def test_every_dermnet_dev_photo_is_within_the_skin_limit(detector, data_root: Path):
+    paths = [p for c in DEV_CLASSES for p in sorted((data_root / "DermNetNZ" / c).iterdir())[:5]]
+    views = torch.stack([preprocess(decode_image(p), detector.config.preprocess) for p in paths])
+    assert np.all(detector.appearance.distances(views) <= detector.appearance.skin_limit + 2e-3)
+
+
+def test_calibration_writes_a_bank_and_sets_both_limits(tmp_path: Path, data_root: Path, detector):
+    paths = CARD["split"]["train"][:6]
+    views = torch.stack([preprocess(decode_image(data_root / p), detector.config.preprocess) for p in paths])
+    skin = torch.stack([preprocess(decode_image(sorted((data_root / "DermNetNZ" / c).iterdir())[0]),
+                                   detector.config.preprocess) for c in DEV_CLASSES[:3]])
+    groups = [source_group(*Path(p).parts[-3:]) for p in paths]
+    section = calibrate_appearance(views, groups, [True] * 5 + [False], skin, tmp_path / "bank.pt")
+    assert section["bank_sha256"] == sha256_file(tmp_path / "bank.pt")
+    assert section["no_rash"]["n_threshold_photos"] == 5 and section["not_skin"]["n_skin_photos"] == 3
+    assert section["not_skin"]["limit"] >= section["not_skin"]["observed_on_skin_photos"]["max"] - 1e-5  # rounding
+    bank = torch.load(tmp_path / "bank.pt", weights_only=True)["bank"]
+    check = AppearanceCheck(bank, section["no_rash"]["threshold"], section["not_skin"]["limit"], detector.appearance.config)
+    assert np.all(check.distances(views) < 1e-2)  # each photo's own cells are in the bank (fp16 rounding)
+
+
+def test_a_missing_or_tampered_bank_is_refused(tmp_path: Path):
+    weights = shipped_copy(tmp_path)
+    bank = tmp_path / SECTION["bank"]
+    data = bytearray(bank.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bank.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match its model card"):
+        MIMDetector.load(weights)
+    bank.unlink()
+    with pytest.raises(WeightsError, match="calibrate-appearance"):
+        MIMDetector.load(weights)
+
+
+def test_held_out_mpox_photos_are_never_called_no_rash_or_not_skin(detector, data_root: Path):
+    analyses = detector.analyze_batch([data_root / p for p in CARD["split"]["test"]])
+    mpox_like = [a for a in analyses if a.verdict is Verdict.MPOX_LIKE]
+    assert len(mpox_like) >= 0.85 * len(analyses)
+    assert all(a.patch_distance <= detector.appearance.no_rash_threshold for a in mpox_like)
+    assert not any(a.verdict is Verdict.NO_RASH or a.reason == NOT_SKIN_REASON for a in analyses)
+
+
+def test_no_rash_only_overrides_mpox_like_calls(detector, data_root: Path):
+    """With a no-rash limit of 0 every mpox-like photo is 'no rash visible', and nothing else changes."""
+    strict = _with_limits(detector, 0.0, detector.appearance.skin_limit)
+    photos = [data_root / p for p in CARD["split"]["test"][:6]] + \
+             [sorted((data_root / "DermNetNZ" / c).iterdir())[0] for c in ("Scabies", "Orf", "Melanoma")]
+    for plain, overridden in zip(detector.analyze_batch(photos), strict.analyze_batch(photos)):
+        if plain.verdict is Verdict.MPOX_LIKE:
+            assert overridden.verdict is Verdict.NO_RASH and overridden.reason == NO_RASH_REASON
+            assert not overridden.verdict.is_refusal and overridden.score == plain.score
+            assert overridden.inpainted is not None and overridden.summary()["patch_distance"] > 0
+        else:
+            assert overridden.verdict is plain.verdict
+
+
+def test_a_picture_unlike_any_skin_photo_is_refused_before_the_model(detector, data_root: Path):
+    """Limit 0: a held-out mpox photo (not in the bank) is refused as not skin, with no inpainting."""
+    photo = next(data_root / p for p in CARD["split"]["test"] if detector.analyze(data_root / p).verdict is Verdict.MPOX_LIKE)
+    analysis = _with_limits(detector, detector.appearance.no_rash_threshold, 0.0).analyze(photo)
+    assert analysis.verdict is Verdict.UNUSABLE and analysis.reason == NOT_SKIN_REASON
+    assert np.isnan(analysis.score) and analysis.inpainted is None and analysis.patch_distance > 0
+
+
+def test_text_pages_get_no_verdict(detector):
+    """Generated text pages: each is refused, and those the colour and acquisition checks let through are
+    refused by the not-skin limit (the shipped one)."""
+    pages = [decode_image(a.image) for a in generated_images(0) if a.category == "text"]
+    analyses = detector.analyze_batch(pages)
+    assert all(a.verdict.is_refusal for a in analyses)
+    assert any(a.reason == NOT_SKIN_REASON for a in analyses)
+
+
+@pytest.mark.skipif(not HEALTHY.is_dir(), reason="shared/healthy_skin_dev is not on this machine")
+def test_healthy_skin_development_photos_are_mostly_not_called_mpox_like(detector):
+    """The design set itself: without the check most of these are mpox-like; with it, a minority."""
+    verdicts = [a.verdict for a in detector.analyze_batch(sorted(HEALTHY.iterdir()))]
+    assert verdicts.count(Verdict.NO_RASH) >= 0.3 * len(verdicts)
+    assert verdicts.count(Verdict.MPOX_LIKE) < 0.5 * len(verdicts)
