@@ -3,7 +3,7 @@ per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop me
 
 Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13);
 the gates add <= 10 % (issue #12): the "overhead" rows compare the full analysis with decode + preprocess +
-score alone (no acquisition gate, no no-rash check), in fp32.
+score alone (no acquisition gate, no appearance checks), per precision.
 
     .venv/bin/python bench/bench_analysis.py [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
 """
@@ -11,6 +11,7 @@ score alone (no acquisition gate, no no-rash check), in fp32.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -57,15 +58,19 @@ def main() -> None:
             report[f"{name}, {precision}"] = {
                 "n": len(times), "median_ms": round(median, 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
                 "max_ms": round(times[-1], 1), "x_resnet18": round(median / report["resnet18_forward_ms"], 2)}
-    plain = MIMDetector(detector.generator, detector.config, detector.threshold, detector.card)  # no no-rash check
-    for name, paths in sets.items():
-        score_only = statistics.median(_time_ms(lambda path=path: detector.score_tensors(
-            preprocess(decode_image(path), detector.config.preprocess).unsqueeze(0))) for path in paths)
-        without_check = statistics.median(_time_ms(lambda path=path: plain.analyze(path)) for path in paths)
-        full = report[f"{name}, fp32"]["median_ms"]
-        report[f"{name}, overhead of the gates"] = {
-            "score_only_ms": round(score_only, 1), "without_no_rash_check_ms": round(without_check, 1),
-            "full_ms": full, "overhead": round(full / score_only - 1, 3)}
+    for (name, paths), (precision, mim) in itertools.product(sets.items(), detectors.items()):
+        plain = MIMDetector(mim.generator, mim.config, mim.threshold, mim.card, precision=precision)  # no appearance
+        variants = {"score_only": lambda path: mim.score_tensors(
+                        preprocess(decode_image(path), mim.config.preprocess).unsqueeze(0)),
+                    "without_appearance_checks": plain.analyze, "full": mim.analyze}
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(3):  # interleaved, so drifts of a shared machine hit every variant alike
+            for path in paths:
+                for key, call in variants.items():
+                    times[key].append(_time_ms(lambda call=call, path=path: call(path)))
+        medians = {f"{k}_ms": round(statistics.median(v), 1) for k, v in times.items()}
+        report[f"{name}, {precision}, overhead of the gates"] = {
+            **medians, "overhead": round(medians["full_ms"] / medians["score_only_ms"] - 1, 3)}
     print(json.dumps(report, indent=2))
 
 

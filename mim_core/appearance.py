@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import WeightsError, save_torch, sha256_file
+from .model import autocast
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,22 @@ def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
 
 
 class PatchFeatures:
-    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features."""
+    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features.
 
-    def __init__(self, config: AppearanceConfig = AppearanceConfig()) -> None:
-        self.config = config
-        self.network = _feature_network(config)
+    ``precision="bf16"`` runs the network under bfloat16 autocast (about 2x faster on CPUs with
+    avx512_bf16; distances move by about 1e-3); fp32 is the reference the limits were set with."""
+
+    def __init__(self, config: AppearanceConfig = AppearanceConfig(), precision: str = "fp32") -> None:
+        self.config, self.precision = config, precision
+        self.network = _feature_network(config).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, views: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(views.float(), size=(self.config.input_size,) * 2, mode="bilinear", align_corners=False)
-        features = F.adaptive_avg_pool2d(self.network(x * 2 - 1), self.config.grid)  # the Lite models take [-1, 1]
+        x = F.interpolate(views.float().cpu(), size=(self.config.input_size,) * 2, mode="bilinear",
+                          align_corners=False).contiguous(memory_format=torch.channels_last)
+        with autocast("cpu", self.precision):
+            features = self.network(x * 2 - 1)  # the Lite models take [-1, 1]
+        features = F.adaptive_avg_pool2d(features.float(), self.config.grid)
         return F.normalize(features.flatten(2).transpose(1, 2), dim=2)
 
 
@@ -96,13 +103,13 @@ class AppearanceCheck:
     checks were calibrated on (a refusal)."""
 
     def __init__(self, bank: torch.Tensor, no_rash_threshold: float, skin_limit: float,
-                 config: AppearanceConfig) -> None:
+                 config: AppearanceConfig, precision: str = "fp32") -> None:
         self.bank, self.config = bank.float(), config
         self.no_rash_threshold, self.skin_limit = float(no_rash_threshold), float(skin_limit)
-        self.features = PatchFeatures(config)
+        self.features = PatchFeatures(config, precision)
 
     @classmethod
-    def from_card(cls, card: dict[str, Any], folder: Path) -> AppearanceCheck | None:
+    def from_card(cls, card: dict[str, Any], folder: Path, precision: str = "fp32") -> AppearanceCheck | None:
         """The card's ``appearance`` checks (the bank file beside the weights, sha256-verified), or None."""
         section = card.get("appearance")
         if not section:
@@ -115,7 +122,7 @@ class AppearanceCheck:
             raise WeightsError(f"{path} does not match its model card (sha256): it is corrupt or was replaced.")
         stored = torch.load(path, map_location="cpu", weights_only=True)
         return cls(stored["bank"], section["no_rash"]["threshold"], section["not_skin"]["limit"],
-                   AppearanceConfig(**section["config"]))
+                   AppearanceConfig(**section["config"]), precision)
 
     def distances(self, views: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) model views in [0, 1] -> (B,) distances to the mpox bank."""

@@ -216,7 +216,7 @@ class MIMDetector:
                 raise WeightsError(f"The model card of {weights} uses a background reference but names no "
                                    "reference weights.")
             background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
-        appearance = AppearanceCheck.from_card(card, Path(weights).parent)
+        appearance = AppearanceCheck.from_card(card, Path(weights).parent, precision)
         return cls(generator, config, threshold, card, background, device, precision, appearance)
 
     def with_measure(self, **fields: Any) -> "MIMDetector":

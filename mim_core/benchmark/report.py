@@ -18,6 +18,8 @@ from ..protocol import OTHERS  # noqa: E402
 FILES = ("benchmark.md", "benchmark.json", "unseen_per_class.csv", "unseen_summary.csv", "unseen_scores.csv",
          "noise.csv", "abnormal.csv", "abnormal_summary.csv", "verdicts.csv", "unseen.png", "noise.png",
          "abnormal.png", "verdicts.png")
+SHORT = {"gaussian_noise": "noise", "gaussian_blur": "blur", "jpeg": "jpeg-view", "jpeg_photo": "jpeg-photo",
+         "brightness_contrast": "bright", "rotation": "rot", "downscale": "down"}
 SET_LABELS = {"mpox_test": "mpox test", "others_test": "Others test", "dermnet_test": "DermNet test",
               "healthy": "healthy skin"}
 
@@ -257,7 +259,7 @@ def verdicts_plot(path: Path, results: dict[str, Any]) -> None:
         for c, name in enumerate(sets):
             ax = axes[r][c]
             rows = verdicts[(verdicts["model"] == model) & (verdicts["set"] == name)]
-            labels = [f"{k[:5]} {s}" if k != "clean" else "clean" for k, s in zip(rows["corruption"], rows["severity"])]
+            labels = [f"{SHORT.get(k, k)} {s}" if k != "clean" else "clean" for k, s in zip(rows["corruption"], rows["severity"])]
             bottom = np.zeros(len(rows))
             for outcome, colour in colours.items():
                 values = rows[outcome].astype(float).to_numpy()
@@ -266,8 +268,9 @@ def verdicts_plot(path: Path, results: dict[str, Any]) -> None:
             ax.set_xticks(np.arange(len(rows)), labels, rotation=90, fontsize=6)
             ax.set_title(f"{model}: {SET_LABELS.get(name, name)}", fontsize=8)
             ax.set_ylim(0, 1)
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=len(colours), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
