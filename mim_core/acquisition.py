@@ -128,7 +128,8 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
         min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
         max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)))
     thresholds = {k: round(v, 5) for k, v in asdict(limits).items() if k != "rule"}
-    soft = int(((col["sharpness"] < limits.min_sharpness) | (col["coarse_sharpness"] < limits.min_coarse_sharpness)).sum())
+    soft = int(((col["sharpness"] < limits.min_sharpness)
+                | (col["coarse_sharpness"] < limits.min_coarse_sharpness)).sum())
     observed = {k: {"min": round(float(v.min()), 5), "max": round(float(v.max()), 5),
                     "median": round(float(np.median(v)), 5)} for k, v in col.items()}
     return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
@@ -140,7 +141,8 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                      "mean luma limits = darkest/brightest calibration photo -/+ 0.08"),
             "measurements": {
                 "noise": "wavelet-MAD sigma of luma (median |Haar HH| / 0.6745), [0,1] units",
-                "sharpness": "luma energy of x - du2(x) over that of du2(x) - du4(x) (duK: area down by K, bilinear up)",
+                "sharpness": ("luma energy of x - du2(x) over that of du2(x) - du4(x) "
+                              "(duK: area down by K, bilinear up)"),
                 "coarse_sharpness": "luma energy of x - du4(x) over that of x - du8(x)",
                 "resolution": "photo pixels per model pixel (central crop side / model size)",
                 "clipped": "share of crop pixels with luma < 0.02 or > 0.98",

@@ -147,7 +147,8 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
     loo = nearest_distances(patches, bank, bank_groups, groups)
     passing = loo[np.asarray(judged, dtype=bool)]
     save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config)})
-    skin = np.concatenate([nearest_distances(features(skin_views[i:i + 32]), bank) for i in range(0, len(skin_views), 32)])
+    skin = np.concatenate([nearest_distances(features(skin_views[i:i + 32]), bank)
+                           for i in range(0, len(skin_views), 32)])
     describe = lambda d: {"min": round(float(d.min()), 5), "median": round(float(np.median(d)), 5),  # noqa: E731
                           "max": round(float(d.max()), 5)}
     return {
@@ -164,7 +165,8 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
             "rule": ("the largest leave-one-source-out distance among the bank's photos that the acquisition gate "
                      "passes; a photo the model calls mpox-like whose distance is above it is called 'no rash "
                      "visible'"),
-            "design": "chosen on shared/healthy_skin_dev and the 10 DermNet dev classes (never in the bank or the limit)"},
+            "design": ("chosen on shared/healthy_skin_dev and the 10 DermNet dev classes (never in the bank or "
+                       "the limit)")},
         "not_skin": {
             "limit": round(float(max(skin.max(), loo.max())), 6), "n_skin_photos": len(skin),
             "observed_on_skin_photos": describe(skin),

@@ -34,7 +34,8 @@ def test_card_holds_the_bank_its_limits_and_rules():
     assert "leave-one-source-out" in SECTION["no_rash"]["rule"] and "mpox only" in SECTION["bank_photos"]
     assert "DermNet dev" in SECTION["not_skin"]["rule"]
     check = AppearanceCheck.from_card(CARD, SHIPPED_WEIGHTS.parent)
-    assert (check.no_rash_threshold, check.skin_limit) == (SECTION["no_rash"]["threshold"], SECTION["not_skin"]["limit"])
+    limits = (SECTION["no_rash"]["threshold"], SECTION["not_skin"]["limit"])
+    assert (check.no_rash_threshold, check.skin_limit) == limits
     assert check.bank.shape[0] == SECTION["n_cells"] and check.no_rash_threshold < check.skin_limit
 
 
@@ -67,7 +68,8 @@ def test_calibration_writes_a_bank_and_sets_both_limits(tmp_path: Path, data_roo
     assert section["no_rash"]["n_threshold_photos"] == 5 and section["not_skin"]["n_skin_photos"] == 3
     assert section["not_skin"]["limit"] >= section["not_skin"]["observed_on_skin_photos"]["max"] - 1e-5  # rounding
     bank = torch.load(tmp_path / "bank.pt", weights_only=True)["bank"]
-    check = AppearanceCheck(bank, section["no_rash"]["threshold"], section["not_skin"]["limit"], detector.appearance.config)
+    check = AppearanceCheck(bank, section["no_rash"]["threshold"], section["not_skin"]["limit"],
+                            detector.appearance.config)
     assert np.all(check.distances(views) < 1e-2)  # each photo's own cells are in the bank (fp16 rounding)
 
 
@@ -108,7 +110,8 @@ def test_no_rash_only_overrides_mpox_like_calls(detector, data_root: Path):
 
 def test_a_picture_unlike_any_skin_photo_is_refused_before_the_model(detector, data_root: Path):
     """Limit 0: a held-out mpox photo (not in the bank) is refused as not skin, with no inpainting."""
-    photo = next(data_root / p for p in CARD["split"]["test"] if detector.analyze(data_root / p).verdict is Verdict.MPOX_LIKE)
+    photo = next(data_root / p for p in CARD["split"]["test"]
+                 if detector.analyze(data_root / p).verdict is Verdict.MPOX_LIKE)
     analysis = _with_limits(detector, detector.appearance.no_rash_threshold, 0.0).analyze(photo)
     assert analysis.verdict is Verdict.UNUSABLE and analysis.reason == NOT_SKIN_REASON
     assert np.isnan(analysis.score) and analysis.inpainted is None and analysis.patch_distance > 0
@@ -129,3 +132,11 @@ def test_healthy_skin_development_photos_are_mostly_not_called_mpox_like(detecto
     verdicts = [a.verdict for a in detector.analyze_batch(sorted(HEALTHY.iterdir()))]
     assert verdicts.count(Verdict.NO_RASH) >= 0.3 * len(verdicts)
     assert verdicts.count(Verdict.MPOX_LIKE) < 0.5 * len(verdicts)
+
+
+def test_bf16_distances_agree_with_fp32(detector, data_root: Path):
+    """``--precision bf16`` runs the appearance network under autocast; the limits were set in fp32."""
+    views = torch.stack([preprocess(decode_image(data_root / p), detector.config.preprocess)
+                         for p in CARD["split"]["test"][:6]])
+    fast = AppearanceCheck(detector.appearance.bank, 0.0, 1.0, detector.appearance.config, precision="bf16")
+    assert np.allclose(fast.distances(views), detector.appearance.distances(views), atol=0.01)

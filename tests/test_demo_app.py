@@ -21,7 +21,8 @@ def test_endpoints_have_stable_names_and_share_one_model_queue(detector):
     endpoints = demo.get_api_info()["named_endpoints"]
     assert {"/analyze", "/analyze_batch", "/model_card"} <= set(endpoints)
     returns = [r["label"] for r in endpoints["/analyze"]["returns"]]
-    assert returns[4:] == ["Score", "Threshold", "Verdict", "Reason"] and len(returns) == 8
+    assert returns[4:8] == ["Score", "Threshold", "Verdict", "Reason"] and len(returns) == 9
+    assert returns[8].startswith("Measurements")
     model_fns = [fn for fn in demo.fns.values() if fn.api_name in ("analyze", "analyze_batch")]
     assert len(model_fns) == 2
     assert all(fn.concurrency_id == MODEL_QUEUE and fn.concurrency_limit == 1 for fn in model_fns)

@@ -1,7 +1,6 @@
 """The evaluation harness on a small slice: every file, every control, the watermark check."""
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 

@@ -112,7 +112,9 @@ def test_corpus_through_the_demo_api(detector, tmp_path: Path):
     with running_demo(detector, uploads) as (url, _demo):
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         for path, item in files.items():
-            *images, score, _threshold, verdict, reason = client.predict(handle_file(path), api_name="/analyze")
+            *images, score, _threshold, verdict, reason, evidence = client.predict(handle_file(path),
+                                                                                   api_name="/analyze")
+            assert evidence["refused"] == (verdict != "" and Verdict(verdict).is_refusal), item.kind
             assert reason != INTERNAL_ERROR, item.kind  # every input is understood, none hits the catch-all
             check_answer(item, verdict, score, reason)
             assert (images == [None] * 4) == (item.expect == REFUSED), item.kind

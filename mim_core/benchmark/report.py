@@ -259,7 +259,8 @@ def verdicts_plot(path: Path, results: dict[str, Any]) -> None:
         for c, name in enumerate(sets):
             ax = axes[r][c]
             rows = verdicts[(verdicts["model"] == model) & (verdicts["set"] == name)]
-            labels = [f"{SHORT.get(k, k)} {s}" if k != "clean" else "clean" for k, s in zip(rows["corruption"], rows["severity"])]
+            labels = [f"{SHORT.get(k, k)} {s}" if k != "clean" else "clean"
+                      for k, s in zip(rows["corruption"], rows["severity"])]
             bottom = np.zeros(len(rows))
             for outcome, colour in colours.items():
                 values = rows[outcome].astype(float).to_numpy()

@@ -287,7 +287,8 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
                          "score": float(score), "called_mpox": bool(call), "gate_flagged": issue is not None,
                          "called_mpox_after_gate": verdict == Verdict.MPOX_LIKE.value, "verdict": verdict,
                          "judged": not Verdict(verdict).is_refusal,
-                         "confident_mpox": prob is not None and prob >= 0.9, "gate_reason": issue.reason if issue else ""})
+                         "confident_mpox": prob is not None and prob >= 0.9,
+                         "gate_reason": issue.reason if issue else ""})
     per_image = pd.DataFrame(rows)
     summary = []
     for (model, category), part in list(per_image.groupby(["model", "category"], sort=False)) + \
