@@ -63,7 +63,7 @@ def analyse_tab(ctx: DemoContext) -> None:
                         threshold = gr.Number(label="Threshold", value=ctx.detector.threshold, interactive=False)
                         verdict = gr.Textbox(label="Verdict", interactive=False)
                     reason = gr.Textbox(label="Reason", interactive=False)
-                    evidence = gr.JSON(label="Measurements (photo quality; no-rash check's patch distance)")
+                    evidence = gr.JSON(label="Measurements (photo quality; the appearance checks' patch distance)")
         with gr.Row(equal_height=True):
             original = _panel("Original (model's view)", "mim-original")
             masked = _panel("Masked", "mim-masked")
