@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .config import PreprocessConfig
-from .data import center_crop_box, decode_image, preprocess
+from .data import center_crop_box, decode_image, preprocess, to_uint8
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     rows = []
     for path in paths:
         photo = decode_image(path)
-        crop = (preprocess(photo, config).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        crop = to_uint8(preprocess(photo, config))
         rows.append(measure_quality(crop, effective_resolution(photo, config)))
     col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     limits = GateThresholds(

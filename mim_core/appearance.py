@@ -185,7 +185,7 @@ def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
     from .acquisition import GateThresholds, effective_resolution
     from .checkpoint import card_path, load_card, save_json
     from .config import MIMConfig
-    from .data import decode_image, preprocess, source_group
+    from .data import decode_image, preprocess, source_group, to_uint8
     from .protocol import DEV_CLASSES
     from .quality import quality_gate
 
@@ -195,8 +195,8 @@ def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
     paths = card["split"]["train"] + card["split"]["val"]
     photos = [decode_image(Path(data_root) / p) for p in paths]
     views = torch.stack([preprocess(photo, config) for photo in photos])
-    judged = [quality_gate((v.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), gate,
-                           effective_resolution(photo, config)) is None for v, photo in zip(views, photos)]
+    judged = [quality_gate(to_uint8(v), gate, effective_resolution(photo, config)) is None
+              for v, photo in zip(views, photos)]
     groups = [source_group(*Path(p).parts[-3:]) for p in paths]
     skin = sorted(p for c in DEV_CLASSES for p in (Path(data_root) / "DermNetNZ" / c).iterdir() if p.is_file())
     skin_views = torch.stack([preprocess(decode_image(p), config) for p in skin])

@@ -135,6 +135,12 @@ def preprocess(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [0, 1] -> (..., H, W, 3) uint8: the inverse of :func:`preprocess`'s scaling, exact
+    on its output (every value is k / 255)."""
+    return (t.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
 def load_tensor(path: str | os.PathLike, config: PreprocessConfig) -> torch.Tensor:
     """Decode + preprocess one file -> (3, size, size) in [0, 1]."""
     return preprocess(decode_image(path), config)

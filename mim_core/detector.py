@@ -23,7 +23,7 @@ from .appearance import AppearanceCheck
 from .calibration import card_threshold
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
-from .data import decode_image, preprocess
+from .data import decode_image, preprocess, to_uint8
 from .masks import grid_mask_bank
 from .measure import (REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, presmooth,
                       score_map)
@@ -104,11 +104,6 @@ class Judgement:
     quality: dict[str, float]
     score: float = float("nan")
     patch_distance: float | None = None
-
-
-def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) in [0,1] -> (..., H, W, 3) uint8."""
-    return (t.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).to(torch.uint8).numpy()
 
 
 def reconstruct(fill, images: torch.Tensor, bank: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
@@ -306,7 +301,7 @@ class MIMDetector:
             (per view the refusal or None, per view the acquisition measurements, {view index: patch
             distance} for the views the acquisition gate passed).
         """
-        originals = [_to_uint8(t) for t in views]
+        originals = [to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         passing = [i for i, r in enumerate(refusals) if r is None]
@@ -361,7 +356,7 @@ class MIMDetector:
                   "heatmap_max": measure.heatmap_max, "diverging": measure.reference != "none"}
         results = []
         for i, judgement in enumerate(judgements):
-            original = _to_uint8(tensors[i])
+            original = to_uint8(tensors[i])
             decision = judgement.decision
             if decision.verdict.is_refusal:
                 results.append(Analysis(score=float("nan"), verdict=decision.verdict, reason=decision.reason,
@@ -371,8 +366,8 @@ class MIMDetector:
             j = usable.index(i)
             results.append(Analysis(
                 score=judgement.score, verdict=decision.verdict, reason=decision.reason, original=original,
-                masked=_to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
-                inpainted=_to_uint8(scored.inpainted[j]), scale_heatmaps=scored.maps[j].numpy().astype(np.float32),
+                masked=to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
+                inpainted=to_uint8(scored.inpainted[j]), scale_heatmaps=scored.maps[j].numpy().astype(np.float32),
                 quality=judgement.quality, patch_distance=judgement.patch_distance, **common))
         return results
 

@@ -27,7 +27,7 @@ from PIL import Image
 from ..calibration import card_threshold
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
 from ..config import PreprocessConfig
-from ..data import decode_image, preprocess
+from ..data import decode_image, preprocess, to_uint8
 from ..verdict import CLASSIFIER_SCORE_DIRECTION, Verdict, decide, mpox_when
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
@@ -235,7 +235,7 @@ class ClassifierDetector:
         when = mpox_when(SCORE_DIRECTION)
         for tensor, prob in zip(tensors, self.score_views(tensors)):
             decision = decide(float(prob), self.threshold, when, REASONS)
-            original = (tensor.permute(1, 2, 0) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+            original = to_uint8(tensor)
             results.append(Prediction(float(prob), self.threshold, decision.verdict, decision.reason, original))
         return results
 

@@ -23,7 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from ..config import PreprocessConfig
-from ..data import preprocess
+from ..data import preprocess, to_uint8
 
 SEVERITIES = (1, 2, 3, 4, 5)
 NOISE_SIGMA = (0.04, 0.08, 0.12, 0.18, 0.26)  # std of additive Gaussian noise, image range [0, 1]
@@ -129,7 +129,7 @@ def describe(name: str, severity: int) -> str:
 
 def to_view(photo: Image.Image, config: PreprocessConfig) -> np.ndarray:
     """RGB photo -> the model's view as (size, size, 3) uint8."""
-    return (preprocess(photo, config).permute(1, 2, 0) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    return to_uint8(preprocess(photo, config))
 
 
 def corrupted_view(photo: Image.Image, name: str, severity: int, seed: int, config: PreprocessConfig) -> np.ndarray:

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from ..calibration import calibrate_threshold
 from ..checkpoint import card_path, save_json, sha256_file
 from ..data import decode_image, preprocess, scan_dataset
-from ..detector import MIMDetector, _to_uint8, load_background, mean_errors
+from ..data import to_uint8
+from ..detector import MIMDetector, load_background, mean_errors
 from ..measure import MAP_KINDS, REFERENCES, mim_score
 from ..protocol import WATERMARK_BOXES, assign_roles
 from ..verdict import lower_is_mpox, mpox_when
@@ -90,7 +91,7 @@ def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, floa
     over the mask bank; PNG complexity."""
     names = ["gan", "gauss", "mean"] + (["background"] if detector.background is not None else [])
     _, maps = detector.measure_fills(image.unsqueeze(0), names, MAP_KINDS)
-    row = {"png_bpp": png_bits_per_pixel(_to_uint8(image))}
+    row = {"png_bpp": png_bits_per_pixel(to_uint8(image))}
     for (fill, kind), fill_maps in maps.items():
         row[error_column(fill, kind)] = float(mean_errors(fill_maps)[0])
         for i, cell in enumerate(detector.scales):  # each scale alone, as a detector analysing only it
