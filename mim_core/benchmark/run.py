@@ -42,7 +42,7 @@ from ..evaluation.stats import auroc_ci
 from ..acquisition import effective_resolution
 from ..registry import find_models, load_detector
 from ..verdict import MpoxWhen, Verdict, called_mpox, lower_is_mpox, mpox_when
-from .verdicts import targets, verdict_rows
+from .verdicts import mim_judgements, targets, verdict_rows
 
 
 @dataclass(frozen=True)
@@ -209,11 +209,9 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
     pre = models[0].detector.config.preprocess
     sub = table.reset_index(drop=True)
     resolutions = [effective_resolution(p, pre) for p in photos]
-    others = (sub["class"] == OTHERS).to_numpy()
-    dermnet = ((sub["role"] == "test") & (sub["dataset"] == "DermNetNZ")).to_numpy()
-    negatives = (sub["role"] == "test").to_numpy()
-    positives = (sub["role"] == "mpox_test").to_numpy()
     sets, roles = _sets(sub)
+    others, dermnet, positives = sets["others_test"], sets["dermnet_test"], sets["mpox_test"]
+    negatives = (sub["role"] == "test").to_numpy()
     conditions = [("clean", 0)] + [(c, s) for c in config.corruptions for s in config.severities]
     rows, verdicts = [], []
     for name, severity in tqdm(conditions, desc="noise", file=sys.stderr, mininterval=30):
@@ -222,10 +220,9 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
         raw = _score_views(models, views, config.batch_size)
         condition = {"corruption": name, "severity": severity,
                      "description": "none" if name == "clean" else describe(name, severity)}
-        batch = torch.stack([view_tensor(v) for v in views])
-        new_rows, per_view = verdict_rows(models, batch, raw, resolutions, sets, roles, condition)
-        verdicts += new_rows
-        gated = np.array([Verdict(v).is_refusal for v in per_view[models[0].name]])  # the shared gate's refusals
+        judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw, resolutions)
+        verdicts += verdict_rows(models, judgements, raw, sets, roles, condition)[0]
+        gated = np.array([j.decision.verdict.is_refusal for j in judgements])  # the shared gates' refusals
         for m in models:
             oriented = m.oriented(raw[m.name])
             called = m.called_mpox(raw[m.name])
@@ -252,10 +249,10 @@ def healthy_part(models: list[BenchModel], folder: str | None, config: Benchmark
     photos = [decode_image(p) for p in paths]
     views = [to_view(p, pre) for p in photos]
     raw = _score_views(models, views, config.batch_size)
-    batch = torch.stack([view_tensor(v) for v in views])
-    rows, _ = verdict_rows(models, batch, raw, [effective_resolution(p, pre) for p in photos],
-                           {"healthy": np.ones(len(views), bool)},
-                           {"healthy": "healthy"}, {"corruption": "clean", "severity": 0, "description": str(folder)})
+    judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw,
+                                [effective_resolution(p, pre) for p in photos])
+    rows, _ = verdict_rows(models, judgements, raw, {"healthy": np.ones(len(views), bool)}, {"healthy": "healthy"},
+                           {"corruption": "clean", "severity": 0, "description": str(folder)})
     return pd.DataFrame(rows)
 
 
@@ -275,9 +272,9 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
     views = [to_view(p, pre) for p in photos]
     resolutions = [effective_resolution(p, pre) for p in photos]
     raw = _score_views(models, views, config.batch_size)
-    batch = torch.stack([view_tensor(v) for v in views])
-    issues = models[0].detector.refusals(batch, resolutions)[0]  # the shared gates (MIM's)
-    _, verdicts = verdict_rows(models, batch, raw, resolutions, {}, {}, {})
+    judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw, resolutions)
+    issues = [j.decision if j.decision.verdict.is_refusal else None for j in judgements]  # the shared gates
+    _, verdicts = verdict_rows(models, judgements, raw, {}, {}, {})
     rows = []
     for m in models:
         called = m.called_mpox(raw[m.name])

@@ -1,8 +1,8 @@
 """Part (d) of the benchmark: how many photos each model calls right, wrong, "no rash" or refuses.
 
-Every model goes through the **same** gates: MIM's (:meth:`mim_core.detector.MIMDetector.refusals`: the
-usable-skin and acquisition checks with the limits of MIM's card, and the appearance check's not-skin
-limit). A refused photo gets no verdict from any model. MIM's verdicts come from its own verdict path
+Every model goes through the **same** gates: MIM's (:meth:`mim_core.detector.MIMDetector.refusals`, run
+once per view inside MIM's :meth:`~mim_core.detector.MIMDetector.judge`: the usable-skin and acquisition
+checks with the limits of MIM's card, and the appearance check's not-skin limit). A refused photo gets no verdict from any model. MIM's verdicts come from its own verdict path
 (:meth:`mim_core.detector.MIMDetector.judge`: gates, score, threshold, no-rash check); a classifier's
 from its threshold behind the gates (the no-rash override reads MIM's score, so it is MIM's alone).
 
@@ -31,27 +31,27 @@ OUTCOMES = ("right", "wrong", "no_rash", "refused")
 ROLES = ("mpox", "other_rash", "healthy", "abnormal")
 
 
-def gate_refusals(mim: Any, batch: torch.Tensor, resolutions: Sequence[float | None]) -> list[Verdict | None]:
-    """The shared gates' refusal verdict per view (MIM's detector ``mim``), or None where they pass."""
-    return [None if d is None else d.verdict for d in mim.refusals(batch, resolutions)[0]]
-
-
-def model_verdicts(model: Any, batch: torch.Tensor, raw: np.ndarray, refusals: Sequence[Verdict | None],
-                   resolutions: Sequence[float | None]) -> list[Verdict]:
+def model_verdicts(model: Any, raw: np.ndarray, mim_verdicts: Sequence[Verdict]) -> list[Verdict]:
     """Each view's verdict from one benchmark model (a :class:`mim_core.benchmark.run.BenchModel`).
 
     Args:
-        batch: (B, 3, H, W) views; raw: (B,) the model's raw scores of them (computed once, ungated).
-        refusals: the shared gate's verdicts (:func:`gate_refusals`).
+        raw: (B,) the model's raw scores of the views (computed once, ungated).
+        mim_verdicts: MIM's verdicts on the same views (:func:`mim_judgements`); their refusals are the
+            shared gates', so a classifier gets the same refusals and its own threshold elsewhere.
     """
     if model.kind == "mim":
-        judgements, _, _ = model.detector.judge(batch, resolutions, scores=raw)
-        verdicts = [j.decision.verdict for j in judgements]
-        assert [v if v.is_refusal else None for v in verdicts] == list(refusals), "MIM's gates are the shared ones"
-        return verdicts
+        return list(mim_verdicts)
     called = model.called_mpox(raw)
-    return [r if r is not None else (Verdict.MPOX_LIKE if c else Verdict.NOT_MPOX_LIKE)
-            for r, c in zip(refusals, called)]
+    return [m if m.is_refusal else (Verdict.MPOX_LIKE if c else Verdict.NOT_MPOX_LIKE)
+            for m, c in zip(mim_verdicts, called)]
+
+
+def mim_judgements(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np.ndarray],
+                   resolutions: Sequence[float | None]) -> list[Any]:
+    """MIM's verdict path on the views (models sorted MIM first), reusing its benchmark scores: one run of
+    the gates and the appearance network per view, shared by every model."""
+    mim = models[0]
+    return mim.detector.judge(batch, resolutions, scores=raw[mim.name])[0]
 
 
 def outcome(verdict: Verdict, role: str) -> str:
@@ -79,22 +79,22 @@ def tally(verdicts: Sequence[Verdict], role: str) -> dict[str, Any]:
             "mpox_like": round(sum(v is Verdict.MPOX_LIKE for v in verdicts) / n, 4) if n else None}
 
 
-def verdict_rows(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np.ndarray],
-                 resolutions: Sequence[float | None], sets: dict[str, np.ndarray], roles: dict[str, str],
+def verdict_rows(models: Sequence[Any], judgements: Sequence[Any], raw: dict[str, np.ndarray],
+                 sets: dict[str, np.ndarray], roles: dict[str, str],
                  condition: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """Rows of part (d) for one condition: one per model x set.
 
     Args:
-        models: MIM first (its detector's gates are the shared ones); batch: (B, 3, H, W) views.
+        models: MIM first; judgements: :func:`mim_judgements` of the views; raw: every model's scores.
         sets: {set name: (B,) bool mask over the views}; roles: {set name: one of :data:`ROLES`}.
         condition: columns copied into every row (corruption, severity, description).
     Returns:
         (rows, {model name: per-view verdict values}).
     """
-    refusals = gate_refusals(models[0].detector, batch, resolutions)
+    mim_verdicts = [j.decision.verdict for j in judgements]
     rows, per_view = [], {}
     for model in models:
-        verdicts = model_verdicts(model, batch, raw[model.name], refusals, resolutions)
+        verdicts = model_verdicts(model, raw[model.name], mim_verdicts)
         per_view[model.name] = [v.value for v in verdicts]
         for name, mask in sets.items():
             chosen = [v for v, m in zip(verdicts, mask) if m]
