@@ -331,16 +331,14 @@ class MIMDetector:
         scored = self.score_tensors(views[usable]) if usable and scores is None else None
         usable_scores = np.asarray(scores, dtype=np.float64)[usable] if scores is not None else \
             (scored.scores if scored is not None else np.empty(0))
-        decisions = {i: decide(float(usable_scores[j]), self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
-                     for j, i in enumerate(usable)}
-        for i in usable:  # only a mpox-like call can become "no rash visible"
-            if (decisions[i].verdict is Verdict.MPOX_LIKE and self.appearance is not None
-                    and distances[i] > self.appearance.no_rash_threshold):
-                decisions[i] = Decision(Verdict.NO_RASH, NO_RASH_REASON)
-        judgements = [Judgement(refusals[i], qualities[i], patch_distance=distances.get(i))
-                      if refusals[i] is not None else
-                      Judgement(decisions[i], qualities[i], float(usable_scores[usable.index(i)]), distances.get(i))
-                      for i in range(len(views))]
+        judgements = [Judgement(refusal, quality, patch_distance=distances.get(i))
+                      for i, (refusal, quality) in enumerate(zip(refusals, qualities))]
+        for i, score in zip(usable, usable_scores.tolist()):
+            decision = decide(score, self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
+            if (decision.verdict is Verdict.MPOX_LIKE and self.appearance is not None
+                    and distances[i] > self.appearance.no_rash_threshold):  # only a mpox-like call is overridden
+                decision = Decision(Verdict.NO_RASH, NO_RASH_REASON)
+            judgements[i] = Judgement(decision, qualities[i], score, distances.get(i))
         return judgements, scored, usable
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
@@ -354,6 +352,7 @@ class MIMDetector:
         measure = self.config.measure
         common = {"threshold": self.threshold, "scales": self.scales,
                   "heatmap_max": measure.heatmap_max, "diverging": measure.reference != "none"}
+        position = {i: j for j, i in enumerate(usable)}  # view index -> row of the scored batch
         results = []
         for i, judgement in enumerate(judgements):
             original = to_uint8(tensors[i])
@@ -363,7 +362,7 @@ class MIMDetector:
                                         original=original, quality=judgement.quality,
                                         patch_distance=judgement.patch_distance, **common))
                 continue
-            j = usable.index(i)
+            j = position[i]
             results.append(Analysis(
                 score=judgement.score, verdict=decision.verdict, reason=decision.reason, original=original,
                 masked=to_uint8(first_masks * grey + (1 - first_masks) * tensors[i : i + 1]),
