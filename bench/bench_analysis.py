@@ -3,7 +3,8 @@ per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop me
 
 Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13);
 the gates add <= 10 % (issue #12): the "overhead" rows compare the full analysis with decode + preprocess +
-score alone (no acquisition gate, no appearance checks), per precision.
+score alone (no acquisition gate, no appearance checks, no denoising: the analysis as it was before issue
+12), per precision.
 
     .venv/bin/python bench/bench_analysis.py [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
 """
@@ -60,7 +61,8 @@ def main() -> None:
                 "max_ms": round(times[-1], 1), "x_resnet18": round(median / report["resnet18_forward_ms"], 2)}
     for (name, paths), (precision, mim) in itertools.product(sets.items(), detectors.items()):
         plain = MIMDetector(mim.generator, mim.config, mim.threshold, mim.card, precision=precision)  # no appearance
-        variants = {"score_only": lambda path: mim.score_tensors(
+        before = mim.with_measure(denoise="none")
+        variants = {"score_only": lambda path: before.score_tensors(
                         preprocess(decode_image(path), mim.config.preprocess).unsqueeze(0)),
                     "without_appearance_checks": plain.analyze, "full": mim.analyze}
         times: dict[str, list[float]] = {k: [] for k in variants}

@@ -23,7 +23,8 @@ from .data import center_crop_box, decode_image, preprocess, to_uint8
 class GateThresholds:
     """Limits of the acquisition gate (a photo outside any of them is refused)."""
 
-    max_noise: float = 0.05           # wavelet-MAD noise sigma of luma, [0,1] units
+    max_noise: float = 0.05           # wavelet-MAD noise sigma of luma, [0,1] units: refused above
+    clean_noise: float = 0.0          # noise a clean photo may carry: denoising removes only what exceeds it
     min_sharpness: float = 0.30       # finest-band / next-band detail energy
     min_coarse_sharpness: float = 0.20  # detail energy below 4 px / below 8 px (catches x3-x4 upscaling)
     min_resolution: float = 0.5       # photo pixels per model pixel (crop side / model size)
@@ -43,7 +44,7 @@ class GateThresholds:
 DEFAULT_GATE = GateThresholds()
 
 
-def _luma(crop: np.ndarray) -> np.ndarray:
+def luma_of(crop: np.ndarray) -> np.ndarray:
     """(H,W,3) uint8 -> (H,W) float64 Rec.601 luma in [0,1]."""
     x = crop.astype(np.float64) / 255.0
     return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
@@ -55,6 +56,19 @@ def noise_sigma(luma: np.ndarray) -> float:
     y = luma[:h, :w]
     hh = (y[0::2, 0::2] - y[0::2, 1::2] - y[1::2, 0::2] + y[1::2, 1::2]) / 2.0
     return float(np.median(np.abs(hh)) / 0.6745)
+
+
+LUMA_TO_CHANNEL = 1 / float(np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2))  # i.i.d. channel noise -> luma: x0.67
+
+
+def channel_noise_sigma(luma_noise: float) -> float:
+    """The per-channel noise sigma that gives luma noise ``luma_noise`` when channels are independent."""
+    return luma_noise * LUMA_TO_CHANNEL
+
+
+def view_noise(crop: np.ndarray) -> float:
+    """The gate's noise measurement of an (H,W,3) uint8 crop (luma, rounded as in :func:`measure_quality`)."""
+    return round(noise_sigma(luma_of(crop)), 5)
 
 
 def _down_up(luma: np.ndarray, factor: int) -> np.ndarray:
@@ -87,8 +101,8 @@ def coarse_sharpness(luma: np.ndarray) -> float:
 
 def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[str, float]:
     """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
-    luma = _luma(crop)
-    out = {"noise": noise_sigma(luma), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
+    luma = luma_of(crop)
+    out = {"noise": view_noise(crop), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
            "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean())}
     if resolution is not None:
         out["resolution"] = float(resolution)
@@ -103,6 +117,7 @@ def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
 
 MARGINS = {"noise": 1.5, "resolution": 0.5, "clipped": 1.5}
 SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
+CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (bench/denoise_dev.py --part when)
 
 
 def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, Any]:
@@ -121,6 +136,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     limits = GateThresholds(
         max_noise=float(col["noise"].max() * MARGINS["noise"]),
+        clean_noise=float(np.percentile(col["noise"], CLEAN_NOISE_PERCENTILE)),
         min_sharpness=float(np.percentile(col["sharpness"], SHARPNESS_PERCENTILE)),
         min_coarse_sharpness=float(np.percentile(col["coarse_sharpness"], SHARPNESS_PERCENTILE)),
         min_resolution=float(min(col["resolution"].min() * MARGINS["resolution"], 1.0)),
@@ -135,6 +151,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
             "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
             "rule": ("noise/clipping limit = largest calibration value x1.5 (clipping at least 0.05); "
+                     f"clean_noise = {CLEAN_NOISE_PERCENTILE:.0f}th percentile of the calibration photos' noise; "
                      "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each "
                      f"({soft} of {len(rows)} calibration photos below either); "
                      "resolution limit = smallest calibration value x0.5 (at most 1.0); "

@@ -186,6 +186,7 @@ def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
     from .checkpoint import card_path, load_card, save_json
     from .config import MIMConfig
     from .data import decode_image, preprocess, source_group, to_uint8
+    from .detector import MIMDetector
     from .protocol import DEV_CLASSES
     from .quality import quality_gate
 
@@ -197,12 +198,13 @@ def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
     views = torch.stack([preprocess(photo, config) for photo in photos])
     judged = [quality_gate(to_uint8(v), gate, effective_resolution(photo, config)) is None
               for v, photo in zip(views, photos)]
+    seen = MIMDetector.load(weights, require_threshold=False).denoised  # the views the detector's check sees
     groups = [source_group(*Path(p).parts[-3:]) for p in paths]
     skin = sorted(p for c in DEV_CLASSES for p in (Path(data_root) / "DermNetNZ" / c).iterdir() if p.is_file())
-    skin_views = torch.stack([preprocess(decode_image(p), config) for p in skin])
+    skin_views = seen(torch.stack([preprocess(decode_image(p), config) for p in skin]))
     bank_path = Path(weights).with_name(f"{Path(weights).stem}_appearance.pt")
     card.pop("no_rash", None)  # the earlier, single-limit section
-    card["appearance"] = {**calibrate_appearance(views, groups, judged, skin_views, bank_path),
+    card["appearance"] = {**calibrate_appearance(seen(views), groups, judged, skin_views, bank_path),
                           "command": f"python -m mim_core calibrate-appearance --weights {weights} --data {data_root}"}
     save_json(card_path(weights), card)
     return card

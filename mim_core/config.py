@@ -57,6 +57,9 @@ class MeasureConfig:
     [-max, max] with a reference, [0, max] without).
     ``presmooth_sigma``: a Gaussian blur (in view pixels) applied to the view before masking, for every
     fill and the comparison alike; 0 = none. It takes pixel noise out of what no fill can predict.
+    ``denoise``: ``none`` or ``wiener``: every view is Wiener-filtered before masking for the noise by
+    which its wavelet-MAD estimate exceeds the card's ``quality_gate.clean_noise`` (most clean views are
+    left as they are), so that noise the gate lets through does not flip verdicts.
     """
 
     map: str = "l1"
@@ -64,6 +67,7 @@ class MeasureConfig:
     heatmap_max: float = 0.25
     scales: tuple[int, ...] = ()  # mask scales the score uses; () = every scale of the bank
     presmooth_sigma: float = 0.0
+    denoise: str = "none"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .acquisition import GateThresholds, effective_resolution, measure_quality
+from .acquisition import GateThresholds, channel_noise_sigma, effective_resolution, measure_quality, view_noise
 from .appearance import AppearanceCheck
 from .calibration import card_threshold
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
@@ -26,6 +26,7 @@ from .config import MIMConfig
 from .data import decode_image, preprocess, to_uint8
 from .masks import grid_mask_bank
 from .measure import (REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, presmooth,
+                      wiener_denoise,
                       score_map)
 from .model import PRECISIONS, autocast, inpaint
 from .quality import acquisition_refusal, quality_gate
@@ -245,17 +246,30 @@ class MIMDetector:
         images = images.to(self.device)
         return {name: reconstruct(functions[name], images, self.bank, self.scales) for name in fills}
 
+    def denoised(self, views: torch.Tensor, noise: Sequence[float] | None = None) -> torch.Tensor:
+        """(B,3,H,W) -> the views the measure sees: with ``measure.denoise == "wiener"`` each view is
+        Wiener-filtered for the noise by which its gate noise measurement (``noise``, measured here when
+        not given) exceeds the gate's ``clean_noise`` (the noise a clean photo may carry, so most clean
+        views are left as they are); otherwise ``views`` itself."""
+        if self.config.measure.denoise == "none" or not len(views):
+            return views
+        if noise is None:
+            noise = [view_noise(to_uint8(v)) for v in views]
+        clean = self.gate.clean_noise
+        return wiener_denoise(views, [channel_noise_sigma(max(n * n - clean * clean, 0.0) ** 0.5) for n in noise])
+
     def measure_fills(self, images: torch.Tensor, fills: Sequence[str], kinds: Sequence[str]
                       ) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
         """Reconstructions and their dissimilarity maps: what every score and control is computed from.
 
         Args:
-            images: (B, 3, H, W) preprocessed; ``measure.presmooth_sigma`` blurs them here, before masking.
+            images: (B, 3, H, W) preprocessed; noisy ones are denoised here (:meth:`denoised`) and
+                ``measure.presmooth_sigma`` blurs them, before masking.
             fills: names as in :meth:`reconstructions`; kinds: map kinds (:data:`mim_core.measure.MAP_KINDS`).
         Returns:
             ({fill: (B, S, 3, H, W)}, {(fill, kind): (B, S, H, W)}), on the detector's device.
         """
-        images = presmooth(images.to(self.device), self.config.measure.presmooth_sigma)
+        images = presmooth(self.denoised(images).to(self.device), self.config.measure.presmooth_sigma)
         recon = self.reconstructions(images, fills)
         b, s = recon[fills[0]].shape[:2]
         originals = images.unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
@@ -306,8 +320,9 @@ class MIMDetector:
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         passing = [i for i, r in enumerate(refusals) if r is None]
         distances: dict[int, float] = {}
-        if self.appearance is not None and passing:
-            distances = dict(zip(passing, self.appearance.distances(views[passing]).tolist()))
+        if self.appearance is not None and passing:  # on the views the measure sees (denoised when noisy)
+            seen = self.denoised(views[passing], [qualities[i]["noise"] for i in passing])
+            distances = dict(zip(passing, self.appearance.distances(seen).tolist()))
             for i, distance in distances.items():
                 if distance > self.appearance.skin_limit:
                     refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)

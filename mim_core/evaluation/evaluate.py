@@ -283,9 +283,9 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     if select_on_dev:
         mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
         selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
-        # presmoothing is a property of the measurements every variant was computed from: kept as it is
-        card["config"]["measure"] = {**measure_config_for(selected),
-                                     "presmooth_sigma": card["config"]["measure"].get("presmooth_sigma", 0.0)}
+        # presmoothing and denoising act on the views every variant was measured from: kept as they are
+        kept = {k: card["config"]["measure"][k] for k in ("presmooth_sigma", "denoise") if k in card["config"]["measure"]}
+        card["config"]["measure"] = {**measure_config_for(selected), **kept}
         if selected.endswith("/background"):
             card["reference"] = reference
         else:
