@@ -86,6 +86,11 @@ class TrainConfig:
     # > 0: every training view is cut into a tile_shuffle x tile_shuffle grid whose tiles are shuffled. This
     # trains the *background* reference inpainter: mpox colour and texture kept, lesion structure destroyed.
     tile_shuffle: int = 0
+    # > 0: half of each batch's generator *inputs* get Gaussian noise of a std drawn in [0, input_noise]; the
+    # losses compare with the clean view, so the inpainter learns to fill from noisy context as from clean.
+    input_noise: float = 0.0
+    # a weights file whose generator starts this run (a fine-tune) instead of a seeded initialisation
+    init_weights: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ from .checkpoint import WeightsError, check_card_matches, load_card, load_genera
 from .config import MIMConfig
 from .data import decode_image, preprocess, to_uint8
 from .masks import grid_mask_bank
-from .measure import (REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap, presmooth,
-                      wiener_denoise,
-                      score_map)
+from .measure import (DENOISERS, REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap,
+                      presmooth, score_map, wiener_denoise)
 from .model import PRECISIONS, autocast, inpaint
 from .quality import acquisition_refusal, quality_gate
 from .verdict import MIM_SCORE_DIRECTION, Decision, Verdict, decide, mpox_when
@@ -251,6 +250,8 @@ class MIMDetector:
         Wiener-filtered for the noise by which its gate noise measurement (``noise``, measured here when
         not given) exceeds the gate's ``clean_noise`` (the noise a clean photo may carry, so most clean
         views are left as they are); otherwise ``views`` itself."""
+        if self.config.measure.denoise not in DENOISERS:
+            raise ValueError(f"unknown denoise {self.config.measure.denoise!r}; choose one of {DENOISERS}")
         if self.config.measure.denoise == "none" or not len(views):
             return views
         if noise is None:
@@ -258,18 +259,19 @@ class MIMDetector:
         clean = self.gate.clean_noise
         return wiener_denoise(views, [channel_noise_sigma(max(n * n - clean * clean, 0.0) ** 0.5) for n in noise])
 
-    def measure_fills(self, images: torch.Tensor, fills: Sequence[str], kinds: Sequence[str]
+    def measure_fills(self, images: torch.Tensor, fills: Sequence[str], kinds: Sequence[str], denoised: bool = False
                       ) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
         """Reconstructions and their dissimilarity maps: what every score and control is computed from.
 
         Args:
-            images: (B, 3, H, W) preprocessed; noisy ones are denoised here (:meth:`denoised`) and
-                ``measure.presmooth_sigma`` blurs them, before masking.
+            images: (B, 3, H, W) preprocessed; denoised here (:meth:`denoised`; ``denoised=True``: they
+                already were) and blurred by ``measure.presmooth_sigma``, before masking.
             fills: names as in :meth:`reconstructions`; kinds: map kinds (:data:`mim_core.measure.MAP_KINDS`).
         Returns:
             ({fill: (B, S, 3, H, W)}, {(fill, kind): (B, S, H, W)}), on the detector's device.
         """
-        images = presmooth(self.denoised(images).to(self.device), self.config.measure.presmooth_sigma)
+        images = images if denoised else self.denoised(images)
+        images = presmooth(images.to(self.device), self.config.measure.presmooth_sigma)
         recon = self.reconstructions(images, fills)
         b, s = recon[fills[0]].shape[:2]
         originals = images.unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
@@ -279,13 +281,14 @@ class MIMDetector:
         return recon, maps
 
     @torch.inference_mode()
-    def score_tensors(self, images: torch.Tensor) -> ScoredBatch:
-        """(B,3,H,W) preprocessed -> scores, score maps and reconstructions (no quality gate)."""
+    def score_tensors(self, images: torch.Tensor, denoised: bool = False) -> ScoredBatch:
+        """(B,3,H,W) preprocessed (``denoised``: and already through :meth:`denoised`) -> scores, score maps
+        and reconstructions (no quality gate)."""
         measure = self.config.measure
         if measure.reference not in REFERENCES:
             raise ValueError(f"unknown reference {measure.reference!r}; choose one of {REFERENCES}")
         reference = None if measure.reference == "none" else measure.reference
-        recon, maps = self.measure_fills(images, ["gan"] + ([reference] if reference else []), [measure.map])
+        recon, maps = self.measure_fills(images, ["gan"] + ([reference] if reference else []), [measure.map], denoised)
         gan_maps = maps[("gan", measure.map)]
         ref_maps = maps[(reference, measure.map)] if reference else None
         scores = mim_score(mean_errors(gan_maps), None if ref_maps is None else mean_errors(ref_maps))
@@ -305,7 +308,7 @@ class MIMDetector:
         return self.analyze_batch([image])[0]
 
     def refusals(self, views: torch.Tensor, resolutions: Sequence[float | None]
-                 ) -> tuple[list[Decision | None], list[dict[str, float]], dict[int, float]]:
+                 ) -> tuple[list[Decision | None], list[dict[str, float]], dict[int, float], torch.Tensor]:
         """The gates, before any inpainting: the usable-skin and acquisition checks, then the appearance
         check's not-skin limit (a picture unlike every calibration skin photo).
 
@@ -313,20 +316,23 @@ class MIMDetector:
             views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
         Returns:
             (per view the refusal or None, per view the acquisition measurements, {view index: patch
-            distance} for the views the acquisition gate passed).
+            distance} for the views the acquisition gate passed, the views as the measure sees them
+            (:meth:`denoised`; refused views as they came)).
         """
         originals = [to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
         refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
         passing = [i for i, r in enumerate(refusals) if r is None]
         distances: dict[int, float] = {}
-        if self.appearance is not None and passing:  # on the views the measure sees (denoised when noisy)
-            seen = self.denoised(views[passing], [qualities[i]["noise"] for i in passing])
-            distances = dict(zip(passing, self.appearance.distances(seen).tolist()))
+        seen = views.clone() if passing else views
+        if passing:
+            seen[passing] = self.denoised(views[passing], [qualities[i]["noise"] for i in passing])
+        if self.appearance is not None and passing:  # on the views the measure sees
+            distances = dict(zip(passing, self.appearance.distances(seen[passing]).tolist()))
             for i, distance in distances.items():
                 if distance > self.appearance.skin_limit:
                     refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)
-        return refusals, qualities, distances
+        return refusals, qualities, distances, seen
 
     def judge(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
               ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
@@ -341,9 +347,9 @@ class MIMDetector:
             None when none passed or ``scores`` was given; their indices into ``views``). A refused view
             costs no inpainting.
         """
-        refusals, qualities, distances = self.refusals(views, resolutions)
+        refusals, qualities, distances, seen = self.refusals(views, resolutions)
         usable = [i for i, r in enumerate(refusals) if r is None]
-        scored = self.score_tensors(views[usable]) if usable and scores is None else None
+        scored = self.score_tensors(seen[usable], denoised=True) if usable and scores is None else None
         usable_scores = np.asarray(scores, dtype=np.float64)[usable] if scores is not None else \
             (scored.scores if scored is not None else np.empty(0))
         judgements = [Judgement(refusal, quality, patch_distance=distances.get(i))

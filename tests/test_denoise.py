@@ -63,3 +63,17 @@ def test_card_records_the_clean_noise_level_and_its_rule(detector):
     observed = section["observed_on_calibration"]["noise"]
     assert observed["median"] <= clean <= observed["max"] and "clean_noise = 75th percentile" in section["rule"]
     assert detector.gate.clean_noise == clean
+
+
+def test_an_unknown_denoiser_is_refused_with_the_choices(detector):
+    with pytest.raises(ValueError, match="wiener"):
+        detector.with_measure(denoise="median").denoised(torch.zeros(1, 3, 8, 8))
+
+
+def test_the_verdict_path_scores_what_the_ungated_path_scores(detector, val_views):
+    """judge() denoises once and hands the denoised views to the measure; the score must equal
+    score_views() on the raw views, which denoises them itself."""
+    noisy = _noisy(val_views[:3], 0.015, seed=13)
+    judgements, _, usable = detector.judge(noisy, [None] * len(noisy))
+    direct = detector.score_views(noisy)
+    assert usable and np.allclose([judgements[i].score for i in usable], direct[usable], atol=1e-6)

@@ -1,6 +1,7 @@
 """One scoring path: every ``mim:*`` variant the evaluation knows gives the detector's score, and every
 score is the mean of its own map."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,11 @@ def test_every_evaluated_variant_is_the_detectors_score(with_background, photos,
     assert {"mim:ssim/gauss", "mim:l1", "mim:msgms/background", "mim:ssim/gauss@8"} <= set(variants)
     paths = [data_root / p for p in photos["path"]]
     for name in variants:
-        config = with_background.config.replace(measure=MeasureConfig(**measure_config_for(name)))
+        # the variant's measure on the same (denoised) views: the card's denoise step and its gate's clean level
+        measure = MeasureConfig(**measure_config_for(name), denoise=with_background.config.measure.denoise)
+        config = with_background.config.replace(measure=measure)
         detector = MIMDetector(with_background.generator, config, 0.0, {}, with_background.background)
+        detector.gate = replace(detector.gate, clean_noise=with_background.gate.clean_noise)
         analyses = [detector.analyze(p) for p in paths]  # one photo at a time, as the evaluation measures
         scores = np.array([a.score for a in analyses])
         assert np.array_equal(scores, evaluated[name].to_numpy()), name

@@ -10,7 +10,7 @@ from mim_core.card import write_card
 from mim_core.checkpoint import load_card
 from mim_core.config import MIMConfig, RunConfig
 from mim_core.detector import MIMDetector
-from mim_core.training.train import train
+from mim_core.training.train import noisy_inputs, train
 
 
 def test_train_resume_and_card(tmp_path: Path, data_root: Path):
@@ -64,3 +64,28 @@ def test_resume_refuses_another_model_but_not_other_run_settings(tmp_path: Path,
     assert "threads" not in one_thread["config"]["train"]  # run settings are not the model's identity
     with pytest.raises(ValueError, match="different model config"):
         train(data_root, tmp_path, config.replace(train__steps=3, train__lr=1e-3))
+
+
+def test_noisy_inputs_leave_about_half_clean_and_bound_the_noise():
+    real = torch.full((64, 3, 16, 16), 0.5)
+    seen = noisy_inputs(real, 0.06, torch.Generator().manual_seed(0))
+    per_view_std = (seen - real).flatten(1).std(1)
+    clean = per_view_std == 0
+    assert 0.25 < clean.float().mean() < 0.75
+    assert per_view_std.max() < 0.07 and per_view_std[~clean].min() > 0  # std drawn in [0, 0.06]
+
+
+def test_fine_tune_starts_from_the_given_weights(tmp_path: Path, data_root: Path):
+    from conftest import SHIPPED_WEIGHTS
+
+    shipped = torch.load(SHIPPED_WEIGHTS, weights_only=True)["generator"]
+    config = MIMConfig().replace(train__steps=1, train__batch_size=2, train__checkpoint_every=1,
+                                 train__input_noise=0.06, train__init_weights=str(SHIPPED_WEIGHTS))
+    tuned = torch.load(train(data_root, tmp_path / "tuned", config), weights_only=True)
+    scratch = torch.load(train(data_root, tmp_path / "scratch", config.replace(train__init_weights="")), weights_only=True)
+    assert tuned["config"]["train"]["init_weights"] == str(SHIPPED_WEIGHTS)
+
+    def distance(a: dict) -> float:
+        return sum(float((a[k].float() - shipped[k].float()).norm()) for k in shipped if shipped[k].is_floating_point())
+
+    assert distance(tuned["generator"]) < 0.01 * distance(scratch["generator"])

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import augment, shuffle_tiles
-from ..checkpoint import export_weights, save_json, save_torch
+from ..checkpoint import export_weights, load_generator, save_json, save_torch
 from ..config import MIMConfig, RunConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
 from ..masks import grid_mask_bank, random_masks
@@ -63,6 +63,14 @@ def masked_error(generator: torch.nn.Module, images: torch.Tensor, bank: torch.T
         filled = inpaint(generator, batch, masks)
         total += float(((filled - batch).abs() * masks).sum() / (3 * masks.sum()))
     return total / len(images)
+
+
+def noisy_inputs(real: torch.Tensor, max_std: float, rng: torch.Generator) -> torch.Tensor:
+    """(B,3,H,W) clean views -> the generator's inputs: half of them (drawn) plus Gaussian noise of a std
+    drawn uniformly in [0, max_std], clipped to [0, 1]; the other half clean."""
+    b = real.shape[0]
+    stds = max_std * torch.rand(b, 1, 1, 1, generator=rng) * (torch.rand(b, 1, 1, 1, generator=rng) < 0.5)
+    return (real + stds * torch.randn(real.shape, generator=rng)).clamp(0, 1)
 
 
 def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -162,6 +170,11 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         torch.manual_seed(cfg.seed)
         generator = InpaintGenerator(config.model)
         discriminator = PatchDiscriminator(config.model)
+    if cfg.init_weights:
+        start, start_config = load_generator(cfg.init_weights, None)
+        if start_config.model != config.model:
+            raise ValueError(f"{cfg.init_weights} has another architecture ({start_config.model}) than this run.")
+        generator.load_state_dict(start.state_dict())
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -199,10 +212,11 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         if cfg.tile_shuffle:
             real = shuffle_tiles(real, cfg.tile_shuffle, rng)
         masks = random_masks(cfg.batch_size, size, config.masks, rng)
-        real, masks = real[mine].to(device), masks[mine].to(device)
+        seen = noisy_inputs(real, cfg.input_noise, rng) if cfg.input_noise else real
+        real, seen, masks = real[mine].to(device), seen[mine].to(device), masks[mine].to(device)
 
         with autocast(torch.device(device).type, run.precision):
-            pred = generator(real, masks).float()
+            pred = generator(seen, masks).float()
             fake = masks * pred + (1 - masks) * real
             loss_d = _hinge_d(discriminator(real, masks), discriminator(fake.detach(), masks))
         opt_d.zero_grad(set_to_none=True)
