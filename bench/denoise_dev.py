@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core.acquisition import GateThresholds, luma_of, noise_sigma, view_noise  # noqa: E402
-from mim_core.benchmark.corruptions import corrupted_view, to_view, view_tensor  # noqa: E402
+from mim_core.benchmark.corruptions import add_noise, corrupted_view, to_view, view_tensor  # noqa: E402
 from mim_core.data import decode_image, to_uint8  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.protocol import DEV_CLASSES  # noqa: E402
@@ -101,8 +101,7 @@ def when_to_denoise(detector: MIMDetector, root: Path, clean_noises: list[float]
         row = {"dev_mean_auroc": round(float(np.mean(aurocs)), 4),
                "dermnet_dev_called": round(float(np.concatenate(called).mean()), 3)}
         for std in (0.01, 0.02, 0.04, 0.08):
-            noisy = torch.stack([view_tensor((np.clip(v / 255 + np.random.default_rng([7, i]).normal(0, std, v.shape),
-                                                      0, 1) * 255).round().astype(np.uint8)) for i, v in enumerate(val)])
+            noisy = torch.stack([view_tensor(add_noise(v, std, np.random.default_rng([7, i]))) for i, v in enumerate(val)])
             row[f"mpox_val_called_std_{std}"] = round(float((det.score_views(noisy) <= threshold).mean()), 3)
         results[name] = row
         print(name, json.dumps(row), flush=True)

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core.acquisition import view_noise  # noqa: E402
-from mim_core.benchmark.corruptions import to_view, view_tensor  # noqa: E402
+from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor  # noqa: E402
 from mim_core.data import decode_image  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
 
@@ -43,8 +43,7 @@ def main() -> None:
     rows = []
     for split, views in clean.items():
         for std in STDS:
-            noisy = [v if std == 0 else (np.clip(v / 255 + np.random.default_rng([args.seed, i]).normal(0, std, v.shape),
-                                                  0, 1) * 255).round().astype(np.uint8) for i, v in enumerate(views)]
+            noisy = [v if std == 0 else add_noise(v, std, np.random.default_rng([args.seed, i])) for i, v in enumerate(views)]
             batch = torch.stack([view_tensor(v) for v in noisy])
             row = {"split": split, "n": len(views), "std": std,
                    "passes_noise_limit": round(float(np.mean([view_noise(v) <= shipped.gate.max_noise for v in noisy])), 3)}

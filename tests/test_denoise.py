@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from mim_core.acquisition import channel_noise_sigma, view_noise
-from mim_core.benchmark.corruptions import to_view, view_tensor
+from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor
 from mim_core.data import decode_image, to_uint8
 from mim_core.measure import wiener_denoise
 
 
 def _noisy(views: list[np.ndarray], std: float, seed: int) -> torch.Tensor:
     rng = np.random.default_rng(seed)
-    return torch.stack([view_tensor((np.clip(v / 255 + rng.normal(0, std, v.shape), 0, 1) * 255).round()
-                                    .astype(np.uint8)) for v in views])
+    return torch.stack([view_tensor(add_noise(v, std, rng)) for v in views])
 
 
 @pytest.fixture(scope="module")

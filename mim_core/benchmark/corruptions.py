@@ -41,11 +41,14 @@ def _check(severity: int) -> int:
     return severity - 1
 
 
+def add_noise(view: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 -> same, plus Gaussian noise of ``std`` (image range [0, 1]) drawn from ``rng``."""
+    return (np.clip(view / 255.0 + rng.normal(0.0, std, view.shape), 0, 1) * 255).round().astype(np.uint8)
+
+
 def gaussian_noise(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """(H, W, 3) uint8 -> same, plus Gaussian noise (std NOISE_SIGMA[severity]) drawn from the seed."""
-    sigma = NOISE_SIGMA[_check(severity)]
-    noise = np.random.default_rng([seed, 1, severity]).normal(0.0, sigma, view.shape)
-    return (np.clip(view / 255.0 + noise, 0, 1) * 255).round().astype(np.uint8)
+    return add_noise(view, NOISE_SIGMA[_check(severity)], np.random.default_rng([seed, 1, severity]))
 
 
 def gaussian_blur(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
