@@ -36,11 +36,11 @@ def mpox_like_views(detector: MIMDetector, paths: list[Path]) -> torch.Tensor:
         photos = [decode_image(p) for p in paths[start:start + 16]]
         views = torch.stack([preprocess(p, detector.config.preprocess) for p in photos])
         resolutions = [effective_resolution(p, detector.config.preprocess) for p in photos]
-        seen = detector.refusals(views, resolutions)[3]
         judgements = detector.judge(views, resolutions)[0]
-        kept += [seen[i] for i, j in enumerate(judgements)
-                 if j.decision.verdict in (Verdict.MPOX_LIKE, Verdict.NO_RASH)]
-    return torch.stack(kept)
+        called = [i for i, j in enumerate(judgements) if j.decision.verdict in (Verdict.MPOX_LIKE, Verdict.NO_RASH)]
+        if called:  # judge() passed them, so this is the same denoising its measure saw
+            kept.append(detector.denoised(views[called]))
+    return torch.cat(kept)
 
 
 def contrast_statistics(views: torch.Tensor) -> dict[str, np.ndarray]:
