@@ -179,7 +179,8 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
     }
 
 
-def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
+def calibrate_card_appearance(weights: str, data_root: str,
+                              features: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
     """Build the appearance bank beside ``weights`` from its card's mpox train + val photos, set both
     limits, and write the card's ``appearance`` section."""
     from .acquisition import GateThresholds, effective_resolution
@@ -204,7 +205,7 @@ def calibrate_card_appearance(weights: str, data_root: str) -> dict[str, Any]:
     skin_views = seen(torch.stack([preprocess(decode_image(p), config) for p in skin]))
     bank_path = Path(weights).with_name(f"{Path(weights).stem}_appearance.pt")
     card.pop("no_rash", None)  # the earlier, single-limit section
-    card["appearance"] = {**calibrate_appearance(seen(views), groups, judged, skin_views, bank_path),
+    card["appearance"] = {**calibrate_appearance(seen(views), groups, judged, skin_views, bank_path, features),
                           "command": f"python -m mim_core calibrate-appearance --weights {weights} --data {data_root}"}
     save_json(card_path(weights), card)
     return card
