@@ -55,6 +55,10 @@ NEXT_STEPS = {
         "No verdict was given for this photo. Send the original photo from the camera (not a thumbnail, screenshot or a photo of a screen), taken closer to the skin. The tool refuses rather than guess on photos "
         "unlike the clean photos it was calibrated on."
     ),
+    Verdict.TOO_COMPRESSED: (
+        "No verdict was given for this photo. Send the original photo from the camera, not a copy a messaging app or website has compressed (or retake it). The tool refuses rather than guess on photos "
+        "unlike the clean photos it was calibrated on."
+    ),
     Verdict.BADLY_EXPOSED: (
         "No verdict was given for this photo. Retake it in even daylight, without flash glare or deep shadow. The tool refuses rather than guess on photos "
         "unlike the clean photos it was calibrated on."

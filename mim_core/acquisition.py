@@ -31,6 +31,8 @@ class GateThresholds:
     max_clipped: float = 0.5          # share of pixels with luma < 0.02 or > 0.98
     min_mean_luma: float = 0.12
     max_mean_luma: float = 0.92
+    max_blockiness: float = 0.3       # compression block edges on the view's own 8 px grid: refused above
+    max_photo_blockiness: float = 0.17  # block edges on the photo's 8 px grid, seen in the view: refused above
     rule: str = "built-in defaults (the card has no quality_gate section)"
 
     @classmethod
@@ -99,13 +101,49 @@ def coarse_sharpness(luma: np.ndarray) -> float:
     return float(((luma - _down_up(luma, 4)) ** 2).mean() / max(((luma - _down_up(luma, 8)) ** 2).mean(), 1e-12))
 
 
+BLOCK = 8  # JPEG's block side in pixels
+MIN_BLOCK_PERIOD = 2.5  # view px: photo blocks finer than this are averaged away by the downscale to the view
+
+
+def _edge_profiles(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H,W) -> mean |difference| between neighbouring columns (W-1,) and neighbouring rows (H-1,)."""
+    return np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1)
+
+
+def blockiness(luma: np.ndarray) -> float:
+    """Excess edge strength on the view's own 8 px grid: mean |step| across the boundaries between columns
+    8k-1 and 8k (and rows) over the mean |step| across block middles (8k+3 to 8k+4), minus 1; about 0 for
+    a camera photo. JPEG of the view itself (a photo sent at about the model's size) puts its block edges
+    exactly there, on the 8 px cells of the mask bank. Against the middles, not all other steps, so a 2x or
+    4x enlargement (steps every 2 or 4 px, on both) does not count as blocks."""
+    def excess(profile: np.ndarray) -> float:
+        phase = np.arange(len(profile)) % BLOCK
+        return float(profile[phase == BLOCK - 1].mean() / max(profile[phase == BLOCK // 2 - 1].mean(), 1e-12) - 1)
+    return float(np.mean([excess(p) for p in _edge_profiles(luma)]))
+
+
+def photo_blockiness(luma: np.ndarray, resolution: float | None) -> float:
+    """Block edges of the photo's own 8 px grid as they appear in the view, where they fall every
+    ``8 / resolution`` view px at a phase the crop decides: the amplitude of the edge profiles at that
+    period (a phase-free Fourier coefficient, relative to the mean edge strength); 0 when the photo's
+    blocks are finer than 2.5 view px (the downscale to the view averages them away) or unknown."""
+    if resolution is None or BLOCK / resolution < MIN_BLOCK_PERIOD:
+        return 0.0
+    def amplitude(profile: np.ndarray) -> float:
+        wave = np.exp(-2j * np.pi * np.arange(len(profile)) * resolution / BLOCK)
+        return float(np.abs(((profile - profile.mean()) * wave).sum()) / max(profile.sum(), 1e-12))
+    return float(np.mean([amplitude(p) for p in _edge_profiles(luma)]))
+
+
 def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[str, float]:
     """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
     luma = luma_of(crop)
     out = {"noise": view_noise(crop), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
-           "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean())}
+           "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean()),
+           "blockiness": blockiness(luma)}
     if resolution is not None:
         out["resolution"] = float(resolution)
+        out["photo_blockiness"] = photo_blockiness(luma, resolution)
     return {k: round(v, 5) for k, v in out.items()}
 
 
@@ -115,7 +153,7 @@ def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
     return float(min(right - left, bottom - top)) / config.size
 
 
-MARGINS = {"noise": 1.5, "resolution": 0.5, "clipped": 1.5}
+MARGINS = {"noise": 1.5, "resolution": 0.5, "clipped": 1.5, "blockiness": 2.0}  # blockiness: chosen on dev
 SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
 CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (bench/denoise_dev.py --part when)
 
@@ -124,9 +162,9 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     """The card's ``quality_gate`` section from mpox train+val photos only.
 
     Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
-    clipping x1.5 above the largest; resolution x0.5 of the smallest; sharpness and coarse sharpness the
-    5th percentile each, so 5-10 % of clean mpox photos are refused as too blurred); mean-luma limits are
-    the darkest/brightest photo widened by 0.08. Clean calibration photos otherwise all pass.
+    clipping x1.5 above the largest, both blockiness measures x2; resolution x0.5 of the smallest;
+    sharpness and coarse sharpness the 5th percentile each, so 5-10 % of clean mpox photos are refused as
+    too blurred); mean-luma limits are the darkest/brightest photo widened by 0.08. Clean calibration photos otherwise all pass.
     """
     rows = []
     for path in paths:
@@ -142,7 +180,9 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
         min_resolution=float(min(col["resolution"].min() * MARGINS["resolution"], 1.0)),
         max_clipped=float(min(max(col["clipped"].max() * MARGINS["clipped"], 0.05), 0.9)),
         min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
-        max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)))
+        max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)),
+        max_blockiness=float(col["blockiness"].max() * MARGINS["blockiness"]),
+        max_photo_blockiness=float(col["photo_blockiness"].max() * MARGINS["blockiness"]))
     thresholds = {k: round(v, 5) for k, v in asdict(limits).items() if k != "rule"}
     soft = int(((col["sharpness"] < limits.min_sharpness)
                 | (col["coarse_sharpness"] < limits.min_coarse_sharpness)).sum())
@@ -155,7 +195,9 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                      "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each "
                      f"({soft} of {len(rows)} calibration photos below either); "
                      "resolution limit = smallest calibration value x0.5 (at most 1.0); "
-                     "mean luma limits = darkest/brightest calibration photo -/+ 0.08"),
+                     "mean luma limits = darkest/brightest calibration photo -/+ 0.08; blockiness and photo "
+                     "blockiness limits = largest calibration value x2 each (the margin chosen on DermNet dev and "
+                     "healthy_skin_dev: bench/compression_dev.py)"),
             "measurements": {
                 "noise": "wavelet-MAD sigma of luma (median |Haar HH| / 0.6745), [0,1] units",
                 "sharpness": ("luma energy of x - du2(x) over that of du2(x) - du4(x) "
@@ -163,7 +205,12 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                 "coarse_sharpness": "luma energy of x - du4(x) over that of x - du8(x)",
                 "resolution": "photo pixels per model pixel (central crop side / model size)",
                 "clipped": "share of crop pixels with luma < 0.02 or > 0.98",
-                "mean_luma": "mean luma of the crop"}}
+                "mean_luma": "mean luma of the crop",
+                "blockiness": ("mean |luma step| across the view's 8 px grid lines over that across the block "
+                               "middles (8k+3 to 8k+4), minus 1 (JPEG of the view)"),
+                "photo_blockiness": ("amplitude of the view's luma-step profiles at the period of the photo's "
+                                     "8 px grid (8 / resolution view px), over their mean; 0 below 2.5 px "
+                                     "(JPEG of the photo)")}}
 
 
 def calibrate_card_gate(weights: str, data_root: str) -> dict[str, Any]:

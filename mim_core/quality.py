@@ -2,7 +2,7 @@
 
 Checks run on the preprocessed crop the model would see. The first are deliberately loose: they catch
 flat, blank, grayscale or non-skin pictures. The acquisition checks that follow (:mod:`mim_core.acquisition`:
-noise, exposure, effective resolution, sharpness; limits calibrated on mpox train+val photos and read
+noise, exposure, effective resolution, JPEG blocks, sharpness; limits calibrated on mpox train+val photos and read
 from the model card) refuse poor photos of skin, each with a sentence saying how to retake it.
 """
 
@@ -34,6 +34,8 @@ REFUSALS = {
                            "without flash glare or deep shadow.",
     Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge: send the original photo (not a "
                                 "thumbnail or screenshot), taken closer to the skin.",
+    Verdict.TOO_COMPRESSED: "The photo is too compressed to judge (JPEG blocks): send the original photo from "
+                            "the camera, not a copy shrunk by a messaging app or website, or retake it.",
     Verdict.TOO_BLURRY: "The photo is too blurred to judge: hold the camera still, tap to focus, and "
                         "retake it in good light.",
 }
@@ -42,7 +44,8 @@ REFUSALS = {
 def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> Decision | None:
     """The acquisition refusal for measurements of :func:`mim_core.acquisition.measure_quality`, or None.
 
-    Order matters: noise first (noise inflates the sharpness measure), then exposure, resolution, blur.
+    Order matters: noise first (noise inflates the sharpness measure), then exposure, resolution,
+    compression (strong JPEG also lowers sharpness, and its cause is the one to name), blur.
     """
     if quality["noise"] > gate.max_noise:
         verdict = Verdict.TOO_NOISY
@@ -51,6 +54,9 @@ def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAUL
         verdict = Verdict.BADLY_EXPOSED
     elif quality.get("resolution", np.inf) < gate.min_resolution:
         verdict = Verdict.TOO_LOW_RESOLUTION
+    elif (quality["blockiness"] > gate.max_blockiness
+          or quality.get("photo_blockiness", 0.0) > gate.max_photo_blockiness):
+        verdict = Verdict.TOO_COMPRESSED
     elif quality["sharpness"] < gate.min_sharpness or quality["coarse_sharpness"] < gate.min_coarse_sharpness:
         verdict = Verdict.TOO_BLURRY
     else:

@@ -32,6 +32,7 @@ class Verdict(str, Enum):
     TOO_NOISY = "too noisy to judge"
     TOO_BLURRY = "too blurry to judge"
     TOO_LOW_RESOLUTION = "resolution too low to judge"
+    TOO_COMPRESSED = "too compressed to judge"
     BADLY_EXPOSED = "too dark or too bright to judge"
 
     @property

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mim_core.acquisition import GateThresholds, effective_resolution, measure_quality
-from mim_core.benchmark.corruptions import downscale, gaussian_blur, gaussian_noise, to_view
+from mim_core.benchmark.corruptions import downscale, gaussian_blur, gaussian_noise, jpeg, jpeg_photo, to_view
 from mim_core.config import PreprocessConfig
 from mim_core.data import decode_image
 from mim_core.quality import REFUSALS, quality_gate
@@ -30,7 +30,8 @@ def mpox_photo(data_root) -> Image.Image:
 def test_card_holds_every_limit_and_its_rule():
     section = CARD["quality_gate"]
     assert set(section["thresholds"]) == {"max_noise", "clean_noise", "min_sharpness", "min_coarse_sharpness", "min_resolution",
-                                          "max_clipped", "min_mean_luma", "max_mean_luma"}
+                                          "max_clipped", "min_mean_luma", "max_mean_luma", "max_blockiness",
+                                          "max_photo_blockiness"}
     assert "percentile" in section["rule"] and "train + val" in section["calibration_photos"]
     assert GATE.max_noise == section["thresholds"]["max_noise"] and GATE != GateThresholds()
 
@@ -57,6 +58,7 @@ def test_clean_mpox_train_and_val_photos_pass(data_root):
     (lambda v: gaussian_blur(v, 3, seed=1), Verdict.TOO_BLURRY),
     (lambda v: downscale(v, 3, seed=1), Verdict.TOO_BLURRY),  # x4 enlarged: caught by the coarse sharpness
     (lambda v: (v * 0.25).astype(np.uint8), Verdict.BADLY_EXPOSED),
+    (lambda v: jpeg(v, 2, seed=1), Verdict.TOO_COMPRESSED),  # quality 20: 8 px blocks on the view's grid
 ])
 def test_corrupted_view_is_refused_with_its_sentence(mpox_photo, make, verdict):
     view = to_view(mpox_photo, CONFIG)
@@ -64,6 +66,14 @@ def test_corrupted_view_is_refused_with_its_sentence(mpox_photo, make, verdict):
     decision = quality_gate(make(view), GATE, effective_resolution(mpox_photo, CONFIG))
     assert decision is not None and decision.verdict is verdict and decision.verdict.is_refusal
     assert decision.reason == REFUSALS[verdict] and "retake" in decision.reason
+
+
+def test_photo_sent_through_strong_jpeg_is_refused_as_compressed(mpox_photo):
+    # quality 3 of the whole photo: its blocks fall every 8 / resolution view px, off the view's own grid
+    resolution = effective_resolution(mpox_photo, CONFIG)
+    decision = quality_gate(to_view(jpeg_photo(mpox_photo, 5, seed=1), CONFIG), GATE, resolution)
+    assert decision is not None and decision.verdict is Verdict.TOO_COMPRESSED
+    assert "original photo" in decision.reason
 
 
 def test_tiny_photo_is_refused_as_low_resolution(mpox_photo):
@@ -82,6 +92,9 @@ def test_measurements_follow_their_corruption(mpox_photo):
     assert blurred["sharpness"] < 0.6 * clean["sharpness"]
     assert measure_quality(downscale(view, 3, seed=3))["coarse_sharpness"] < 0.6 * clean["coarse_sharpness"]
     assert "resolution" not in clean and measure_quality(view, 2.0)["resolution"] == 2.0
+    assert measure_quality(jpeg(view, 1, seed=3))["blockiness"] > 2 * max(clean["blockiness"], 0.05)
+    # photo blocks finer than 2.5 view px are averaged away by the downscale: not measured
+    assert measure_quality(view, 4.0)["photo_blockiness"] == 0.0
 
 
 def test_detector_refuses_before_the_model_and_reports_quality(detector, mpox_photo):
