@@ -27,6 +27,7 @@ class GateThresholds:
     clean_noise: float = 0.0          # noise a clean photo may carry: denoising removes only what exceeds it
     min_sharpness: float = 0.30       # finest-band / next-band detail energy
     min_coarse_sharpness: float = 0.20  # detail energy below 4 px / below 8 px (catches x3-x4 upscaling)
+    min_detail: float = 0.0013        # RMS luma of the finest band: a picture with none is no photo of skin
     min_resolution: float = 0.5       # photo pixels per model pixel (crop side / model size)
     max_clipped: float = 0.5          # share of pixels with luma < 0.02 or > 0.98
     min_mean_luma: float = 0.12
@@ -92,6 +93,13 @@ def sharpness(luma: np.ndarray) -> float:
     return float(((luma - d2) ** 2).mean() / max(((d2 - d4) ** 2).mean(), 1e-12))
 
 
+def fine_detail(luma: np.ndarray) -> float:
+    """RMS of the finest detail band, ``sqrt(E(x - du2(x)))`` in luma units, (H,W) -> float: the absolute
+    amount of the detail the ratios of :func:`sharpness` compare. A drawn gradient or a smooth synthetic
+    picture has almost none (both sharpness bands are then empty, and their ratio says nothing)."""
+    return float(np.sqrt(((luma - _down_up(luma, 2)) ** 2).mean()))
+
+
 def coarse_sharpness(luma: np.ndarray) -> float:
     """Share of the detail energy up to 8 px that lies below 4 px, ``E(x - du4(x)) / E(x - du8(x))``.
 
@@ -139,6 +147,7 @@ def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[s
     """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
     luma = luma_of(crop)
     out = {"noise": view_noise(crop), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
+           "detail": fine_detail(luma),
            "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean()),
            "blockiness": blockiness(luma)}
     if resolution is not None:
@@ -153,7 +162,7 @@ def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
     return float(min(right - left, bottom - top)) / config.size
 
 
-MARGINS = {"noise": 1.5, "resolution": 0.5, "clipped": 1.5, "blockiness": 2.0}  # blockiness: chosen on dev
+MARGINS = {"noise": 1.5, "resolution": 0.5, "detail": 0.5, "clipped": 1.5, "blockiness": 2.0}  # blockiness: chosen on dev
 SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
 CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (bench/denoise_dev.py --part when)
 
@@ -162,8 +171,8 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     """The card's ``quality_gate`` section from mpox train+val photos only.
 
     Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
-    clipping x1.5 above the largest, both blockiness measures x2; resolution x0.5 of the smallest;
-    sharpness and coarse sharpness the 5th percentile each, so 5-10 % of clean mpox photos are refused as
+    clipping x1.5 above the largest, both blockiness measures x2; resolution and detail x0.5 of the
+    smallest; sharpness and coarse sharpness the 5th percentile each, so 5-10 % of clean mpox photos are refused as
     too blurred); mean-luma limits are the darkest/brightest photo widened by 0.08. Clean calibration photos otherwise all pass.
     """
     rows = []
@@ -178,6 +187,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
         min_sharpness=float(np.percentile(col["sharpness"], SHARPNESS_PERCENTILE)),
         min_coarse_sharpness=float(np.percentile(col["coarse_sharpness"], SHARPNESS_PERCENTILE)),
         min_resolution=float(min(col["resolution"].min() * MARGINS["resolution"], 1.0)),
+        min_detail=float(col["detail"].min() * MARGINS["detail"]),
         max_clipped=float(min(max(col["clipped"].max() * MARGINS["clipped"], 0.05), 0.9)),
         min_mean_luma=float(max(col["mean_luma"].min() - 0.08, 0.02)),
         max_mean_luma=float(min(col["mean_luma"].max() + 0.08, 0.98)),
@@ -195,6 +205,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                      "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each "
                      f"({soft} of {len(rows)} calibration photos below either); "
                      "resolution limit = smallest calibration value x0.5 (at most 1.0); "
+                     "detail limit = smallest calibration value x0.5; "
                      "mean luma limits = darkest/brightest calibration photo -/+ 0.08; blockiness and photo "
                      "blockiness limits = largest calibration value x2 each (the margin chosen on DermNet dev and "
                      "healthy_skin_dev: bench/compression_dev.py)"),
@@ -204,6 +215,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                               "(duK: area down by K, bilinear up)"),
                 "coarse_sharpness": "luma energy of x - du4(x) over that of x - du8(x)",
                 "resolution": "photo pixels per model pixel (central crop side / model size)",
+                "detail": "RMS luma of x - du2(x), the finest detail band",
                 "clipped": "share of crop pixels with luma < 0.02 or > 0.98",
                 "mean_luma": "mean luma of the crop",
                 "blockiness": ("mean |luma step| across the view's 8 px grid lines over that across the block "

@@ -40,12 +40,17 @@ REFUSALS = {
                         "retake it in good light.",
 }
 
+NO_DETAIL_REASON = ("The picture has almost no fine detail (a drawing, a gradient or a smooth graphic?); "
+                    "take a sharp, well-lit photo of the skin.")
+
 
 def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> Decision | None:
     """The acquisition refusal for measurements of :func:`mim_core.acquisition.measure_quality`, or None.
 
     Order matters: noise first (noise inflates the sharpness measure), then exposure, resolution,
-    compression (strong JPEG also lowers sharpness, and its cause is the one to name), blur.
+    compression (strong JPEG also lowers sharpness, and its cause is the one to name), blur, and last a
+    picture with almost no fine detail at all (a drawn gradient: both sharpness bands empty, their ratio
+    meaningless), refused as not a usable skin photo.
     """
     if quality["noise"] > gate.max_noise:
         verdict = Verdict.TOO_NOISY
@@ -59,6 +64,8 @@ def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAUL
         verdict = Verdict.TOO_COMPRESSED
     elif quality["sharpness"] < gate.min_sharpness or quality["coarse_sharpness"] < gate.min_coarse_sharpness:
         verdict = Verdict.TOO_BLURRY
+    elif quality.get("detail", np.inf) < gate.min_detail:
+        return Decision(Verdict.UNUSABLE, NO_DETAIL_REASON)
     else:
         return None
     return Decision(verdict, REFUSALS[verdict])

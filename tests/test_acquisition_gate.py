@@ -14,7 +14,7 @@ from mim_core.acquisition import GateThresholds, effective_resolution, measure_q
 from mim_core.benchmark.corruptions import downscale, gaussian_blur, gaussian_noise, jpeg, jpeg_photo, to_view
 from mim_core.config import PreprocessConfig
 from mim_core.data import decode_image
-from mim_core.quality import REFUSALS, quality_gate
+from mim_core.quality import NO_DETAIL_REASON, REFUSALS, quality_gate
 from mim_core.verdict import Verdict
 
 CARD = json.loads((Path(__file__).parents[1] / "weights" / "mim_gan.json").read_text())
@@ -31,7 +31,7 @@ def test_card_holds_every_limit_and_its_rule():
     section = CARD["quality_gate"]
     assert set(section["thresholds"]) == {"max_noise", "clean_noise", "min_sharpness", "min_coarse_sharpness", "min_resolution",
                                           "max_clipped", "min_mean_luma", "max_mean_luma", "max_blockiness",
-                                          "max_photo_blockiness"}
+                                          "max_photo_blockiness", "min_detail"}
     assert "percentile" in section["rule"] and "train + val" in section["calibration_photos"]
     assert GATE.max_noise == section["thresholds"]["max_noise"] and GATE != GateThresholds()
 
@@ -74,6 +74,18 @@ def test_photo_sent_through_strong_jpeg_is_refused_as_compressed(mpox_photo):
     decision = quality_gate(to_view(jpeg_photo(mpox_photo, 5, seed=1), CONFIG), GATE, resolution)
     assert decision is not None and decision.verdict is Verdict.TOO_COMPRESSED
     assert "original photo" in decision.reason
+
+
+def test_smooth_synthetic_picture_is_refused_for_lack_of_detail():
+    # a radial skin-tone shading (not the benchmark's linear ramp): passes the flat/colour/skin checks,
+    # and both sharpness ratios are meaningless on it; the finest band is empty
+    yy, xx = np.mgrid[0:300, 0:300] / 300
+    shade = 1 - 0.5 * np.hypot(xx - 0.4, yy - 0.6)
+    picture = Image.fromarray((np.array([225, 172, 140])[None, None] * shade[..., None]).astype(np.uint8))
+    quality = measure_quality(to_view(picture, CONFIG))
+    assert quality["detail"] < GATE.min_detail
+    decision = quality_gate(to_view(picture, CONFIG), GATE, effective_resolution(picture, CONFIG))
+    assert decision is not None and decision.verdict is Verdict.UNUSABLE and decision.reason == NO_DETAIL_REASON
 
 
 def test_tiny_photo_is_refused_as_low_resolution(mpox_photo):
