@@ -20,13 +20,11 @@ has the table).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core.acquisition import blockiness, effective_resolution, luma_of, photo_blockiness  # noqa: E402

@@ -94,7 +94,7 @@ def sharpness(luma: np.ndarray) -> float:
 
 
 def fine_detail(luma: np.ndarray) -> float:
-    """RMS of the finest detail band, ``sqrt(E(x - du2(x)))`` in luma units, (H,W) -> float: the absolute
+    """RMS of the finest detail band, ``sqrt(E((x - du2(x))^2))`` in luma units, (H,W) -> float: the absolute
     amount of the detail the ratios of :func:`sharpness` compare. A drawn gradient or a smooth synthetic
     picture has almost none (both sharpness bands are then empty, and their ratio says nothing)."""
     return float(np.sqrt(((luma - _down_up(luma, 2)) ** 2).mean()))
@@ -162,7 +162,8 @@ def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
     return float(min(right - left, bottom - top)) / config.size
 
 
-MARGINS = {"noise": 1.5, "resolution": 0.5, "detail": 0.5, "clipped": 1.5, "blockiness": 2.0}  # blockiness: chosen on dev
+# blockiness: the margin chosen on DermNet dev and healthy_skin_dev (bench/compression_dev.py)
+MARGINS = {"noise": 1.5, "resolution": 0.5, "detail": 0.5, "clipped": 1.5, "blockiness": 2.0}
 SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
 CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (bench/denoise_dev.py --part when)
 
@@ -172,8 +173,9 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
 
     Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
     clipping x1.5 above the largest, both blockiness measures x2; resolution and detail x0.5 of the
-    smallest; sharpness and coarse sharpness the 5th percentile each, so 5-10 % of clean mpox photos are refused as
-    too blurred); mean-luma limits are the darkest/brightest photo widened by 0.08. Clean calibration photos otherwise all pass.
+    smallest; sharpness and coarse sharpness the 5th percentile each, so 5-10 % of clean mpox photos are
+    refused as too blurred); mean-luma limits are the darkest/brightest photo widened by 0.08. Clean
+    calibration photos otherwise all pass.
     """
     rows = []
     for path in paths:

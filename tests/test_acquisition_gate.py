@@ -29,10 +29,11 @@ def mpox_photo(data_root) -> Image.Image:
 
 def test_card_holds_every_limit_and_its_rule():
     section = CARD["quality_gate"]
-    assert set(section["thresholds"]) == {"max_noise", "clean_noise", "min_sharpness", "min_coarse_sharpness", "min_resolution",
-                                          "max_clipped", "min_mean_luma", "max_mean_luma", "max_blockiness",
-                                          "max_photo_blockiness", "min_detail"}
+    assert set(section["thresholds"]) == {"max_noise", "clean_noise", "min_sharpness", "min_coarse_sharpness",
+                                          "min_detail", "min_resolution", "max_clipped", "min_mean_luma",
+                                          "max_mean_luma", "max_blockiness", "max_photo_blockiness"}
     assert "percentile" in section["rule"] and "train + val" in section["calibration_photos"]
+    assert all(k in section["measurements"] for k in ("blockiness", "photo_blockiness", "detail"))
     assert GATE.max_noise == section["thresholds"]["max_noise"] and GATE != GateThresholds()
 
 
