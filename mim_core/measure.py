@@ -75,20 +75,25 @@ MIN_NOISE_SIGMA = 1e-3  # a quarter of a grey level
 
 
 def wiener_denoise(images: torch.Tensor, noise_sigmas: ArrayLike) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] -> the same after a local Wiener filter per channel (``scipy.signal.wiener``,
-    5x5 window), given each view's per-channel noise sigma (B,): flat regions are averaged, edges whose
-    local variance exceeds the noise power are kept. Chosen over Gaussian, median, bilateral,
-    total-variation, non-local-means and wavelet shrinkage on dev (docs/ablations.md)."""
-    from scipy.signal import wiener
+    """(B,3,H,W) in [0,1] -> the same after a local Wiener filter per channel (5x5 window), given each
+    view's per-channel noise sigma (B,): flat regions are averaged, edges whose local variance exceeds the
+    noise power are kept. Chosen over Gaussian, median, bilateral, total-variation, non-local-means and
+    wavelet shrinkage on dev (docs/ablations.md).
 
+    The formula of ``scipy.signal.wiener`` (local mean m and variance v; ``m + (x - m)(1 - noise / v)``,
+    or ``m`` where ``v < noise``), computed with average pooling in float64 on reflected borders: the same
+    output to float32 rounding (tests/test_denoise.py checks it against scipy), 10x faster on a 128 px view.
+    """
     # a floor on the noise power: with none, a flat patch (zero local variance) gives 0/0
-    powers = np.maximum(np.asarray(noise_sigmas, dtype=np.float64), MIN_NOISE_SIGMA) ** 2
-    pad = WIENER_WINDOW // 2  # reflected borders: scipy pads with zeros, which would darken the edges
-    padded = np.pad(images.detach().cpu().double().numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
-    with np.errstate(divide="ignore", invalid="ignore"):  # flat patches: scipy then takes the local mean
-        out = np.stack([np.stack([wiener(channel, WIENER_WINDOW, power) for channel in view])
-                        for view, power in zip(padded, powers)])[..., pad:-pad, pad:-pad]
-    return torch.from_numpy(out.clip(0, 1)).to(images)
+    powers = np.maximum(np.atleast_1d(np.asarray(noise_sigmas, dtype=np.float64)), MIN_NOISE_SIGMA) ** 2
+    power = torch.from_numpy(powers).view(-1, 1, 1, 1)
+    pad = WIENER_WINDOW // 2  # reflected borders: zero padding (scipy's) would darken the edges
+    padded = F.pad(images.detach().cpu().double(), (pad,) * 4, mode="reflect")
+    mean = F.avg_pool2d(padded, WIENER_WINDOW, stride=1)
+    variance = F.avg_pool2d(padded * padded, WIENER_WINDOW, stride=1) - mean * mean
+    x = padded[..., pad:-pad, pad:-pad]
+    out = torch.where(variance < power, mean, mean + (x - mean) * (1 - power / variance))  # flat: the local mean
+    return out.clamp(0, 1).to(images)
 
 
 def gaussian_fill(image: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -36,6 +36,19 @@ def test_wiener_removes_noise_keeps_edges_and_survives_flat_views():
     assert torch.equal(wiener_denoise(flat, [0.0, 0.0]), flat)  # no 0/0 on zero variance and zero noise
 
 
+def test_wiener_is_scipys_formula_on_reflected_borders(val_views):
+    from scipy.signal import wiener
+
+    views = torch.stack([view_tensor(v) for v in val_views[:3]])
+    views = (views + 0.04 * torch.randn(views.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    sigmas = [0.0, 0.02, 0.05]  # 0: the noise floor
+    padded = np.pad(views.double().numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.stack([np.stack([wiener(c, 5, max(s, 1e-3) ** 2) for c in view])
+                             for view, s in zip(padded, sigmas)])[..., 2:-2, 2:-2].clip(0, 1)
+    assert np.abs(wiener_denoise(views, sigmas).numpy() - expected).max() < 1e-6
+
+
 def test_clean_views_are_left_almost_untouched(detector, val_views):
     views = torch.stack([view_tensor(v) for v in val_views])
     assert (detector.denoised(views) - views).abs().mean() < 0.01
