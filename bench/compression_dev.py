@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mim_core.acquisition import blockiness, effective_resolution, luma_of, photo_blockiness  # noqa: E402
+from mim_core.acquisition import (blockiness, edge_profiles, effective_resolution, luma_of,  # noqa: E402
+                                  photo_blockiness)
 from mim_core.benchmark.corruptions import JPEG_QUALITY, jpeg, jpeg_photo, to_view  # noqa: E402
 from mim_core.checkpoint import load_card  # noqa: E402
 from mim_core.config import MIMConfig  # noqa: E402
@@ -39,8 +40,8 @@ SEVERITIES = (1, 2, 3)
 
 
 def measures(view: np.ndarray, resolution: float) -> tuple[float, float]:
-    luma = luma_of(view)
-    return blockiness(luma), photo_blockiness(luma, resolution)
+    profiles = edge_profiles(luma_of(view))
+    return blockiness(profiles), photo_blockiness(profiles, resolution)
 
 
 def measured_set(paths: list[Path], config) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from mim_core.benchmark.corruptions import to_view  # noqa: E402
 from mim_core.data import decode_image, preprocess  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.quality import is_compressed  # noqa: E402
 
 SIDES = (233, 240, 256, 300)
 
@@ -56,8 +57,8 @@ def main() -> None:
             refused = []
             for photo in photos:
                 sent = resized_jpeg(photo, side, quality)
-                m = measure_quality(to_view(sent, config), effective_resolution(sent, config))
-                refused.append(m["blockiness"] > gate.max_blockiness or m["photo_blockiness"] > gate.max_photo_blockiness)
+                quality = measure_quality(to_view(sent, config), effective_resolution(sent, config))
+                refused.append(is_compressed(quality, gate))
             print(f"  short side {side} px, quality {quality}: {np.mean(refused):.0%} of {len(refused)}")
     ungated = MIMDetector(detector.generator, detector.config, detector.threshold, detector.card,
                           appearance=detector.appearance)

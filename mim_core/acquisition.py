@@ -81,78 +81,75 @@ def _down_up(luma: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(small.resize(image.size, Image.Resampling.BILINEAR), dtype=np.float64)
 
 
-def sharpness(luma: np.ndarray) -> float:
-    """Detail energy at the model's own pixel scale relative to the next coarser scale, (H,W) -> float.
+def detail_measures(luma: np.ndarray) -> dict[str, float]:
+    """The three detail measures of an (H,W) luma image, from one set of ``duK`` copies (an area
+    down-by-K and bilinear up copy, K = 2, 4, 8):
 
-    ``E(x - du2(x)) / E(du2(x) - du4(x))`` with ``duK`` an area down-by-K and bilinear up copy. Natural
-    sharp photos keep comparable energy in both bands; blurred or upscaled photos lose the finest band
-    first, so the ratio falls. It is relative to the photo's own coarser detail, not to its content.
-    Noise raises it, so noise is gated first.
+    - ``sharpness``: detail energy at the model's own pixel scale relative to the next coarser scale,
+      ``E(x - du2(x)) / E(du2(x) - du4(x))``. Natural sharp photos keep comparable energy in both bands;
+      blurred or upscaled photos lose the finest band first, so the ratio falls. It is relative to the
+      photo's own coarser detail, not to its content. Noise raises it, so noise is gated first.
+    - ``coarse_sharpness``: share of the detail energy up to 8 px that lies below 4 px,
+      ``E(x - du4(x)) / E(x - du8(x))``. A photo enlarged 3-4x (a thumbnail, a digital zoom) has almost
+      no detail below 4 px at all, so both bands of ``sharpness`` are empty and its ratio stays normal;
+      this one falls.
+    - ``detail``: RMS of the finest band, ``sqrt(E((x - du2(x))^2))`` in luma units: the absolute amount
+      of the detail the sharpness ratio compares. A drawn gradient or a smooth synthetic picture has almost
+      none (both sharpness bands are then empty, and their ratio says nothing).
     """
-    d2, d4 = _down_up(luma, 2), _down_up(luma, 4)
-    return float(((luma - d2) ** 2).mean() / max(((d2 - d4) ** 2).mean(), 1e-12))
-
-
-def fine_detail(luma: np.ndarray) -> float:
-    """RMS of the finest detail band, ``sqrt(E((x - du2(x))^2))`` in luma units, (H,W) -> float: the absolute
-    amount of the detail the ratios of :func:`sharpness` compare. A drawn gradient or a smooth synthetic
-    picture has almost none (both sharpness bands are then empty, and their ratio says nothing)."""
-    return float(np.sqrt(((luma - _down_up(luma, 2)) ** 2).mean()))
-
-
-def coarse_sharpness(luma: np.ndarray) -> float:
-    """Share of the detail energy up to 8 px that lies below 4 px, ``E(x - du4(x)) / E(x - du8(x))``.
-
-    A photo enlarged 3-4x (a thumbnail, a digital zoom) has almost no detail below 4 px at all, so both
-    bands of :func:`sharpness` are empty and its ratio stays normal; this one falls.
-    """
-    return float(((luma - _down_up(luma, 4)) ** 2).mean() / max(((luma - _down_up(luma, 8)) ** 2).mean(), 1e-12))
+    d2, d4, d8 = (_down_up(luma, k) for k in (2, 4, 8))
+    finest = ((luma - d2) ** 2).mean()
+    return {"sharpness": float(finest / max(((d2 - d4) ** 2).mean(), 1e-12)),
+            "coarse_sharpness": float(((luma - d4) ** 2).mean() / max(((luma - d8) ** 2).mean(), 1e-12)),
+            "detail": float(np.sqrt(finest))}
 
 
 BLOCK = 8  # JPEG's block side in pixels
 MIN_BLOCK_PERIOD = 2.5  # view px: photo blocks finer than this are averaged away by the downscale to the view
 
 
-def _edge_profiles(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def edge_profiles(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H,W) -> mean |difference| between neighbouring columns (W-1,) and neighbouring rows (H-1,)."""
     return np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1)
 
 
-def blockiness(luma: np.ndarray) -> float:
+def blockiness(profiles: tuple[np.ndarray, np.ndarray]) -> float:
     """Excess edge strength on the view's own 8 px grid: mean |step| across the boundaries between columns
     8k-1 and 8k (and rows) over the mean |step| across block middles (8k+3 to 8k+4), minus 1; about 0 for
     a camera photo. JPEG of the view itself (a photo sent at about the model's size) puts its block edges
     exactly there, on the 8 px cells of the mask bank. Against the middles, not all other steps, so a 2x or
-    4x enlargement (steps every 2 or 4 px, on both) does not count as blocks."""
+    4x enlargement (steps every 2 or 4 px, on both) does not count as blocks. ``profiles``: of
+    :func:`edge_profiles`."""
     def excess(profile: np.ndarray) -> float:
         phase = np.arange(len(profile)) % BLOCK
         return float(profile[phase == BLOCK - 1].mean() / max(profile[phase == BLOCK // 2 - 1].mean(), 1e-12) - 1)
-    return float(np.mean([excess(p) for p in _edge_profiles(luma)]))
+    return float(np.mean([excess(p) for p in profiles]))
 
 
-def photo_blockiness(luma: np.ndarray, resolution: float | None) -> float:
+def photo_blockiness(profiles: tuple[np.ndarray, np.ndarray], resolution: float | None) -> float:
     """Block edges of the photo's own 8 px grid as they appear in the view, where they fall every
     ``8 / resolution`` view px at a phase the crop decides: the amplitude of the edge profiles at that
     period (a phase-free Fourier coefficient, relative to the mean edge strength); 0 when the photo's
-    blocks are finer than 2.5 view px (the downscale to the view averages them away) or unknown."""
+    blocks are finer than 2.5 view px (the downscale to the view averages them away) or unknown.
+    ``profiles``: of :func:`edge_profiles`."""
     if resolution is None or BLOCK / resolution < MIN_BLOCK_PERIOD:
         return 0.0
     def amplitude(profile: np.ndarray) -> float:
         wave = np.exp(-2j * np.pi * np.arange(len(profile)) * resolution / BLOCK)
         return float(np.abs(((profile - profile.mean()) * wave).sum()) / max(profile.sum(), 1e-12))
-    return float(np.mean([amplitude(p) for p in _edge_profiles(luma)]))
+    return float(np.mean([amplitude(p) for p in profiles]))
 
 
 def measure_quality(crop: np.ndarray, resolution: float | None = None) -> dict[str, float]:
     """The acquisition measurements of one (H,W,3) uint8 crop; ``resolution`` = photo px per model px."""
     luma = luma_of(crop)
-    out = {"noise": view_noise(crop), "sharpness": sharpness(luma), "coarse_sharpness": coarse_sharpness(luma),
-           "detail": fine_detail(luma),
+    profiles = edge_profiles(luma)
+    out = {"noise": view_noise(crop), **detail_measures(luma),
            "clipped": float(((luma < 0.02) | (luma > 0.98)).mean()), "mean_luma": float(luma.mean()),
-           "blockiness": blockiness(luma)}
+           "blockiness": blockiness(profiles)}
     if resolution is not None:
         out["resolution"] = float(resolution)
-        out["photo_blockiness"] = photo_blockiness(luma, resolution)
+        out["photo_blockiness"] = photo_blockiness(profiles, resolution)
     return {k: round(v, 5) for k, v in out.items()}
 
 

@@ -44,6 +44,12 @@ NO_DETAIL_REASON = ("The picture has almost no fine detail (a drawing, a gradien
                     "take a sharp, well-lit photo of the skin.")
 
 
+def is_compressed(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> bool:
+    """Whether either blockiness measurement of :func:`mim_core.acquisition.measure_quality` is over its limit."""
+    return (quality["blockiness"] > gate.max_blockiness
+            or quality.get("photo_blockiness", 0.0) > gate.max_photo_blockiness)
+
+
 def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> Decision | None:
     """The acquisition refusal for measurements of :func:`mim_core.acquisition.measure_quality`, or None.
 
@@ -59,8 +65,7 @@ def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAUL
         verdict = Verdict.BADLY_EXPOSED
     elif quality.get("resolution", np.inf) < gate.min_resolution:
         verdict = Verdict.TOO_LOW_RESOLUTION
-    elif (quality["blockiness"] > gate.max_blockiness
-          or quality.get("photo_blockiness", 0.0) > gate.max_photo_blockiness):
+    elif is_compressed(quality, gate):
         verdict = Verdict.TOO_COMPRESSED
     elif quality["sharpness"] < gate.min_sharpness or quality["coarse_sharpness"] < gate.min_coarse_sharpness:
         verdict = Verdict.TOO_BLURRY
