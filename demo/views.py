@@ -27,9 +27,10 @@ NOTICE = (
 # What a person should do next, per verdict. Worded so no verdict reads as reassurance or diagnosis.
 NEXT_STEPS = {
     Verdict.MPOX_LIKE: (
-        "This is not a diagnosis: other rashes can look mpox-like to the model. If you have a new rash "
-        "with spots, blisters or sores, especially after close contact with someone who has mpox, contact "
-        "a health professional or a sexual-health clinic, and avoid close skin contact until you are seen."
+        "This is not a diagnosis: other rashes, and some photos of skin with no rash at all, look mpox-like to "
+        "the model. If you have a new rash with spots, blisters or sores, especially after close contact with "
+        "someone who has mpox, contact a health professional or a sexual-health clinic, and avoid close skin "
+        "contact until you are seen."
     ),
     Verdict.NOT_MPOX_LIKE: (
         "This does not rule out mpox: the model misses some mpox photos. If you are worried about a rash, "

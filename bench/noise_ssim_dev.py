@@ -1,0 +1,139 @@
+"""Issue 12 part 3 on dev only: why noise moves mpox scores, and SSIM constants that grow with the noise.
+
+Part 1 (``--part shift``): the score shift that Gaussian noise (the benchmark's severities 1-2) causes on the
+mpox train, val and test photos, beside each photo's finest-band detail (the gate's ``detail``). It reads
+mpox test photos, but only to describe them (nothing is chosen on it).
+
+Part 2 (``--part constants``): the measure's SSIM has stabilising constants c1 = (0.01 L)^2, c2 = (0.03 L)^2
+with L = 1. Noise adds structure differences of about its variance everywhere, which dominate where the skin
+is flat, so soft photos shift most. Here L grows with the view's excess noise estimate (the one the Wiener
+step uses), c2 = 0.03^2 + k * sigma^2, so differences at the noise level count less; clean views (no excess
+noise) keep the shipped measure exactly. Scored ungated on mpox val vs DermNet dev (first ``--per-class``
+per class) and MSLD Others train + val, clean and noise severities 1-3; reported: AUROC per set and the share
+of mpox val / mpox train photos called mpox-like at the clean threshold (largest clean mpox val score).
+
+    .venv/bin/python bench/noise_ssim_dev.py --part shift
+    .venv/bin/python bench/noise_ssim_dev.py --part constants --out runs/noise_ssim_dev.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import kornia
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mim_core.acquisition import channel_noise_sigma, detail_measures, luma_of, view_noise  # noqa: E402
+from mim_core.baselines.train import classifier_split  # noqa: E402
+from mim_core.benchmark.corruptions import corrupted_view, to_view, view_tensor  # noqa: E402
+from mim_core.data import decode_image, to_uint8  # noqa: E402
+from mim_core.detector import MIMDetector  # noqa: E402
+from mim_core.protocol import DEV_CLASSES  # noqa: E402
+
+KS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def views_of(photos: list, severity: int, config, seed: int) -> list[np.ndarray]:
+    return [to_view(p, config) if severity == 0 else corrupted_view(p, "gaussian_noise", severity, seed + i, config)
+            for i, p in enumerate(photos)]
+
+
+def fills(detector: MIMDetector, views: list[np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor], np.ndarray]:
+    """The views the measure sees, their GAN and Gaussian reconstructions, and each view's excess noise."""
+    tensors = torch.stack([view_tensor(v) for v in views])
+    noise = np.array([view_noise(v) for v in views])
+    excess = np.sqrt(np.maximum(noise ** 2 - detector.gate.clean_noise ** 2, 0.0))
+    seen = detector.denoised(tensors, noise.tolist())
+    recon = {}
+    for start in range(0, len(seen), 32):
+        part = detector.reconstructions(seen[start:start + 32], ["gan", "gauss"])
+        for k, v in part.items():
+            recon.setdefault(k, []).append(v)
+    return seen, {k: torch.cat(v) for k, v in recon.items()}, np.array([channel_noise_sigma(e) for e in excess])
+
+
+def scores_at(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndarray, k: float) -> np.ndarray:
+    """The shipped score (mean GAN SSIM error / mean Gaussian SSIM error - 1) with L^2 = 1 + k sigma^2 / 0.03^2."""
+    out = []
+    for i in range(len(seen)):
+        max_val = float(np.sqrt(1.0 + k * sigma[i] ** 2 / 0.03 ** 2))
+        errors = []
+        for fill in ("gan", "gauss"):
+            r = recon[fill][i]  # (S, 3, H, W)
+            o = seen[i : i + 1].expand_as(r)
+            ssim = kornia.metrics.ssim(o, r, window_size=11, max_val=max_val)
+            errors.append(float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean()))
+        out.append(errors[0] / errors[1] - 1)
+    return np.array(out)
+
+
+@torch.inference_mode()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="weights/mim_gan.pt")
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--per-class", type=int, default=12)
+    parser.add_argument("--part", choices=("shift", "constants"), default="constants")
+    parser.add_argument("--out", default="runs/noise_ssim_dev.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    detector = MIMDetector.load(args.weights)
+    pre, root = detector.config.preprocess, Path(args.data)
+    split = detector.card["split"]
+    if args.part == "shift":
+        for part in ("train", "val", "test"):
+            photos = [decode_image(root / p) for p in split[part]]
+            clean = detector.score_views(torch.stack([view_tensor(v) for v in views_of(photos, 0, pre, 0)]))
+            detail = np.array([detail_measures(luma_of(v))["detail"] for v in views_of(photos, 0, pre, 0)])
+            row = {"n": len(photos), "detail_median": round(float(np.median(detail)), 4),
+                   "called_clean": round(float((clean <= detector.threshold).mean()), 3)}
+            for severity in (1, 2):
+                noisy = detector.score_views(torch.stack([view_tensor(v) for v in views_of(photos, severity, pre, 17)]))
+                shift = noisy - clean
+                row[f"severity_{severity}"] = {
+                    "mean_shift": round(float(shift.mean()), 3),
+                    "called": round(float((noisy <= detector.threshold).mean()), 3),
+                    "corr_shift_detail": round(float(np.corrcoef(shift, detail)[0, 1]), 2)}
+            print(part, json.dumps(row), flush=True)
+        return
+    others = classifier_split(root, "others", detector.config.train.split_seed).negatives
+    sets = {"mpox_val": [decode_image(root / p) for p in split["val"]],
+            "mpox_train": [decode_image(root / p) for p in split["train"]],
+            "dermnet_dev": [decode_image(p) for c in DEV_CLASSES
+                            for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]],
+            "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
+    scores: dict = {}
+    for severity in (0, 1, 2, 3):
+        for j, (name, photos) in enumerate(sets.items()):
+            seen, recon, sigma = fills(detector, views_of(photos, severity, pre, 1000 * j))
+            for k in KS:
+                scores[(k, name, severity)] = scores_at(seen, recon, sigma, k)
+        print("severity", severity, "scored", flush=True)
+    results = {}
+    for k in KS:
+        threshold = float(scores[(k, "mpox_val", 0)].max())
+        rows = {}
+        for severity in (0, 1, 2, 3):
+            pos = scores[(k, "mpox_val", severity)]
+            row = {"mpox_val_called": round(float((pos <= threshold).mean()), 3),
+                   "mpox_train_called": round(float((scores[(k, "mpox_train", severity)] <= threshold).mean()), 3)}
+            for neg_name in ("dermnet_dev", "others_dev"):
+                neg = scores[(k, neg_name, severity)]
+                row[f"{neg_name}_auroc"] = round(float(roc_auc_score(
+                    np.r_[np.ones(len(pos)), np.zeros(len(neg))], -np.r_[pos, neg])), 4)
+                row[f"{neg_name}_called"] = round(float((neg <= threshold).mean()), 3)
+            rows[f"severity_{severity}"] = row
+        results[f"k={k}"] = rows
+        print(f"k={k}", json.dumps(rows), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
