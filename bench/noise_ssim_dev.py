@@ -37,6 +37,7 @@ from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.protocol import DEV_CLASSES  # noqa: E402
 
 KS = (0.0, 0.5, 1.0, 2.0, 4.0)
+LOWPASS = (0.0, 0.5, 1.0, 2.0)
 
 
 def views_of(photos: list, severity: int, config, seed: int) -> list[np.ndarray]:
@@ -74,12 +75,32 @@ def scores_at(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndar
 
 
 @torch.inference_mode()
+def scores_lowpass(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndarray, c: float) -> np.ndarray:
+    """The shipped score after a Gaussian low-pass of the original and of both fills (a matched low-pass)
+    whose sigma grows with the excess noise: c * sigma / 0.04 view px (0 on views with no excess noise)."""
+    out = []
+    for i in range(len(seen)):
+        blur = c * sigma[i] / 0.04
+        errors = []
+        for fill in ("gan", "gauss"):
+            r = recon[fill][i]
+            o = seen[i : i + 1].expand_as(r)
+            if blur > 0.05:
+                size = 2 * int(np.ceil(3 * blur)) + 1
+                o, r = (kornia.filters.gaussian_blur2d(t, (size, size), (blur, blur), border_type="reflect")
+                        for t in (o, r))
+            ssim = kornia.metrics.ssim(o, r, window_size=11)
+            errors.append(float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean()))
+        out.append(errors[0] / errors[1] - 1)
+    return np.array(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="weights/mim_gan.pt")
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--per-class", type=int, default=12)
-    parser.add_argument("--part", choices=("shift", "constants"), default="constants")
+    parser.add_argument("--part", choices=("shift", "constants", "lowpass"), default="constants")
     parser.add_argument("--out", default="runs/noise_ssim_dev.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -112,11 +133,12 @@ def main() -> None:
     for severity in (0, 1, 2, 3):
         for j, (name, photos) in enumerate(sets.items()):
             seen, recon, sigma = fills(detector, views_of(photos, severity, pre, 1000 * j))
-            for k in KS:
-                scores[(k, name, severity)] = scores_at(seen, recon, sigma, k)
+            for k in (LOWPASS if args.part == "lowpass" else KS):
+                scores[(k, name, severity)] = (scores_lowpass if args.part == "lowpass" else scores_at)(
+                    seen, recon, sigma, k)
         print("severity", severity, "scored", flush=True)
     results = {}
-    for k in KS:
+    for k in (LOWPASS if args.part == "lowpass" else KS):
         threshold = float(scores[(k, "mpox_val", 0)].max())
         rows = {}
         for severity in (0, 1, 2, 3):
@@ -125,6 +147,9 @@ def main() -> None:
                    "mpox_train_called": round(float((scores[(k, "mpox_train", severity)] <= threshold).mean()), 3)}
             for neg_name in ("dermnet_dev", "others_dev"):
                 neg = scores[(k, neg_name, severity)]
+                train = scores[(k, "mpox_train", severity)]
+                row[f"train_vs_{neg_name}_auroc"] = round(float(roc_auc_score(
+                    np.r_[np.ones(len(train)), np.zeros(len(neg))], -np.r_[train, neg])), 4)
                 row[f"{neg_name}_auroc"] = round(float(roc_auc_score(
                     np.r_[np.ones(len(pos)), np.zeros(len(neg))], -np.r_[pos, neg])), 4)
                 row[f"{neg_name}_called"] = round(float((neg <= threshold).mean()), 3)
