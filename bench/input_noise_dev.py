@@ -35,10 +35,20 @@ from mim_core.protocol import DEV_CLASSES  # noqa: E402
 SEVERITIES = (0, 1, 2, 3)  # 0: clean; 1-3: Gaussian noise std 0.04 / 0.08 / 0.12
 
 
-def views_of(photos: list, severity: int, config, seed: int) -> torch.Tensor:
-    return torch.stack([view_tensor(to_view(p, config) if severity == 0 else
-                                    corrupted_view(p, "gaussian_noise", severity, seed + i, config))
-                        for i, p in enumerate(photos)])
+def noisy_views(photos: list, severity: int, config, seed: int) -> list[np.ndarray]:
+    """(H,W,3) uint8 model views: clean at severity 0, else with the benchmark's Gaussian noise (seeded)."""
+    return [to_view(p, config) if severity == 0 else corrupted_view(p, "gaussian_noise", severity, seed + i, config)
+            for i, p in enumerate(photos)]
+
+
+def dev_photos(detector: MIMDetector, root: Path, per_class: int, mpox_parts: tuple[str, ...] = ("val",)) -> dict:
+    """The noise experiments' dev sets, decoded: mpox photos of ``mpox_parts`` of the card's split, the
+    first ``per_class`` photos of each DermNet dev class, and MSLD Others train + val."""
+    others = classifier_split(root, "others", detector.config.train.split_seed).negatives
+    return {**{f"mpox_{part}": [decode_image(root / p) for p in detector.card["split"][part]] for part in mpox_parts},
+            "dermnet_dev": [decode_image(p) for c in DEV_CLASSES
+                            for p in sorted((root / "DermNetNZ" / c).iterdir())[:per_class]],
+            "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
 
 
 def main() -> None:
@@ -52,13 +62,9 @@ def main() -> None:
     torch.set_num_threads(2)
     shipped = MIMDetector.load(args.card_of)
     pre, root = shipped.config.preprocess, Path(args.data)
-    others = classifier_split(root, "others", shipped.config.train.split_seed).negatives
-    sets = {"mpox_val": [decode_image(root / p) for p in shipped.card["split"]["val"]],
-            "dermnet_dev": [decode_image(p) for c in DEV_CLASSES
-                            for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]],
-            "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
-    views = {(name, s): views_of(photos, s, pre, 1000 * k) for k, (name, photos) in enumerate(sets.items())
-             for s in SEVERITIES}
+    sets = dev_photos(shipped, root, args.per_class)
+    views = {(name, s): torch.stack([view_tensor(v) for v in noisy_views(photos, s, pre, 1000 * k)])
+             for k, (name, photos) in enumerate(sets.items()) for s in SEVERITIES}
     results = {"n": {k: len(v) for k, v in sets.items()}, "weights": {}}
     for weights, denoise in ((w, d) for w in args.weights for d in ("wiener", "none")):
         generator, _ = load_generator(weights, None)

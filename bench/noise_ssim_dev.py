@@ -29,20 +29,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from input_noise_dev import dev_photos, noisy_views  # noqa: E402  (bench/, beside this file)
 from mim_core.acquisition import channel_noise_sigma, detail_measures, luma_of, view_noise  # noqa: E402
-from mim_core.baselines.train import classifier_split  # noqa: E402
-from mim_core.benchmark.corruptions import corrupted_view, to_view, view_tensor  # noqa: E402
-from mim_core.data import decode_image, to_uint8  # noqa: E402
+from mim_core.benchmark.corruptions import view_tensor  # noqa: E402
+from mim_core.data import decode_image  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
 
 KS = (0.0, 0.5, 1.0, 2.0, 4.0)
 LOWPASS = (0.0, 0.5, 1.0, 2.0)
-
-
-def views_of(photos: list, severity: int, config, seed: int) -> list[np.ndarray]:
-    return [to_view(p, config) if severity == 0 else corrupted_view(p, "gaussian_noise", severity, seed + i, config)
-            for i, p in enumerate(photos)]
 
 
 def fills(detector: MIMDetector, views: list[np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor], np.ndarray]:
@@ -110,12 +105,12 @@ def main() -> None:
     if args.part == "shift":
         for part in ("train", "val", "test"):
             photos = [decode_image(root / p) for p in split[part]]
-            clean = detector.score_views(torch.stack([view_tensor(v) for v in views_of(photos, 0, pre, 0)]))
-            detail = np.array([detail_measures(luma_of(v))["detail"] for v in views_of(photos, 0, pre, 0)])
+            clean = detector.score_views(torch.stack([view_tensor(v) for v in noisy_views(photos, 0, pre, 0)]))
+            detail = np.array([detail_measures(luma_of(v))["detail"] for v in noisy_views(photos, 0, pre, 0)])
             row = {"n": len(photos), "detail_median": round(float(np.median(detail)), 4),
                    "called_clean": round(float((clean <= detector.threshold).mean()), 3)}
             for severity in (1, 2):
-                noisy = detector.score_views(torch.stack([view_tensor(v) for v in views_of(photos, severity, pre, 17)]))
+                noisy = detector.score_views(torch.stack([view_tensor(v) for v in noisy_views(photos, severity, pre, 17)]))
                 shift = noisy - clean
                 row[f"severity_{severity}"] = {
                     "mean_shift": round(float(shift.mean()), 3),
@@ -123,16 +118,11 @@ def main() -> None:
                     "corr_shift_detail": round(float(np.corrcoef(shift, detail)[0, 1]), 2)}
             print(part, json.dumps(row), flush=True)
         return
-    others = classifier_split(root, "others", detector.config.train.split_seed).negatives
-    sets = {"mpox_val": [decode_image(root / p) for p in split["val"]],
-            "mpox_train": [decode_image(root / p) for p in split["train"]],
-            "dermnet_dev": [decode_image(p) for c in DEV_CLASSES
-                            for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]],
-            "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
+    sets = dev_photos(detector, root, args.per_class, ("val", "train"))
     scores: dict = {}
     for severity in (0, 1, 2, 3):
         for j, (name, photos) in enumerate(sets.items()):
-            seen, recon, sigma = fills(detector, views_of(photos, severity, pre, 1000 * j))
+            seen, recon, sigma = fills(detector, noisy_views(photos, severity, pre, 1000 * j))
             for k in (LOWPASS if args.part == "lowpass" else KS):
                 scores[(k, name, severity)] = (scores_lowpass if args.part == "lowpass" else scores_at)(
                     seen, recon, sigma, k)
