@@ -21,7 +21,7 @@ from gradio.utils import get_upload_folder
 
 from mim_core import MIMDetector
 
-from . import views
+from . import gradio_cache, views
 from .model_card import placeholder_warning
 from .ui import DemoContext, analyse_tab, batch_tab, model_card_api, model_tab
 from .uploads import file_hashes
@@ -74,6 +74,7 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
         mim_core.checkpoint.WeightsError: missing weights or card, or a sha256 mismatch.
     """
     detector = detector or MIMDetector.load(weights_path, threads=threads, precision=precision)
+    gradio_cache.install()  # no half-written output image can be served (see demo/gradio_cache.py)
     examples = example_photos()
     ctx = DemoContext(detector=detector, upload_root=get_upload_folder(), examples=examples,
                       keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution())
