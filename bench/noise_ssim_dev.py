@@ -12,8 +12,13 @@ noise) keep the shipped measure exactly. Scored ungated on mpox val vs DermNet d
 per class) and MSLD Others train + val, clean and noise severities 1-3; reported: AUROC per set and the share
 of mpox val / mpox train photos called mpox-like at the clean threshold (largest clean mpox val score).
 
+Part 3 (``--part lowpass``): instead, the original and both fills are low-passed alike after inpainting,
+with a Gaussian whose sigma grows with the excess noise. Parts 2 and 3 also score the mpox *train*
+photos against the dev negatives: their loss under noise is what the test photos show (val's is not).
+
     .venv/bin/python bench/noise_ssim_dev.py --part shift
     .venv/bin/python bench/noise_ssim_dev.py --part constants --out runs/noise_ssim_dev.json
+    .venv/bin/python bench/noise_ssim_dev.py --part lowpass --out runs/noise_lowpass_dev.json
 """
 
 from __future__ import annotations
@@ -54,42 +59,35 @@ def fills(detector: MIMDetector, views: list[np.ndarray]) -> tuple[torch.Tensor,
     return seen, {k: torch.cat(v) for k, v in recon.items()}, np.array([channel_noise_sigma(e) for e in excess])
 
 
+def _score(seen: torch.Tensor, recon: dict[str, torch.Tensor], i: int, max_val: float = 1.0, blur: float = 0.0
+           ) -> float:
+    """View i's score as the detector computes it (mean GAN SSIM error / mean Gaussian-fill SSIM error - 1),
+    with SSIM's data range ``max_val`` and, when ``blur`` > 0.05 px, original and fills low-passed alike."""
+    errors = []
+    for fill in ("gan", "gauss"):
+        r = recon[fill][i]  # (S, 3, H, W)
+        o = seen[i : i + 1].expand_as(r)
+        if blur > 0.05:
+            size = 2 * int(np.ceil(3 * blur)) + 1
+            o, r = (kornia.filters.gaussian_blur2d(t, (size, size), (blur, blur), border_type="reflect") for t in (o, r))
+        ssim = kornia.metrics.ssim(o, r, window_size=11, max_val=max_val)
+        errors.append(float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean()))
+    return errors[0] / errors[1] - 1
+
+
 def scores_at(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndarray, k: float) -> np.ndarray:
-    """The shipped score (mean GAN SSIM error / mean Gaussian SSIM error - 1) with L^2 = 1 + k sigma^2 / 0.03^2."""
-    out = []
-    for i in range(len(seen)):
-        max_val = float(np.sqrt(1.0 + k * sigma[i] ** 2 / 0.03 ** 2))
-        errors = []
-        for fill in ("gan", "gauss"):
-            r = recon[fill][i]  # (S, 3, H, W)
-            o = seen[i : i + 1].expand_as(r)
-            ssim = kornia.metrics.ssim(o, r, window_size=11, max_val=max_val)
-            errors.append(float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean()))
-        out.append(errors[0] / errors[1] - 1)
-    return np.array(out)
+    """SSIM constants grown with the excess noise: L^2 = 1 + k sigma^2 / 0.03^2 (k = 0: the shipped score)."""
+    return np.array([_score(seen, recon, i, max_val=float(np.sqrt(1.0 + k * sigma[i] ** 2 / 0.03 ** 2)))
+                     for i in range(len(seen))])
+
+
+def scores_lowpass(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndarray, c: float) -> np.ndarray:
+    """A matched low-pass of the original and both fills whose sigma grows with the excess noise:
+    c * sigma / 0.04 view px (0 on views with no excess noise)."""
+    return np.array([_score(seen, recon, i, blur=c * sigma[i] / 0.04) for i in range(len(seen))])
 
 
 @torch.inference_mode()
-def scores_lowpass(seen: torch.Tensor, recon: dict[str, torch.Tensor], sigma: np.ndarray, c: float) -> np.ndarray:
-    """The shipped score after a Gaussian low-pass of the original and of both fills (a matched low-pass)
-    whose sigma grows with the excess noise: c * sigma / 0.04 view px (0 on views with no excess noise)."""
-    out = []
-    for i in range(len(seen)):
-        blur = c * sigma[i] / 0.04
-        errors = []
-        for fill in ("gan", "gauss"):
-            r = recon[fill][i]
-            o = seen[i : i + 1].expand_as(r)
-            if blur > 0.05:
-                size = 2 * int(np.ceil(3 * blur)) + 1
-                o, r = (kornia.filters.gaussian_blur2d(t, (size, size), (blur, blur), border_type="reflect")
-                        for t in (o, r))
-            ssim = kornia.metrics.ssim(o, r, window_size=11)
-            errors.append(float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean()))
-        out.append(errors[0] / errors[1] - 1)
-    return np.array(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="weights/mim_gan.pt")
