@@ -2,9 +2,10 @@
 target kept clean) make the shipped measure survive noise?
 
 Each weights file is scored with the shipped card's measure, Wiener step and gate constants (only the
-generator differs; and once more without the Wiener step), ungated, on mpox val against two dev negative sets MIM never trained or chose on: the
-first ``--per-class`` photos of each DermNet dev class, and MSLD Others' val split (by source photo, as
-the benchmark splits it). Conditions: clean and the benchmark's Gaussian noise severities 1-3 (seeded per
+generator differs; and once more without the Wiener step), ungated, on mpox val against two dev negative
+sets MIM never trained or chose on: the first ``--per-class`` photos of each DermNet dev class, and MSLD
+Others' train + val splits (by source photo, as the benchmark splits it; only the classifier baselines
+train on them). Conditions: clean and the benchmark's Gaussian noise severities 1-3 (seeded per
 photo). Mpox test is never read. Reported per set: AUROC (mpox vs it) and its drop from clean, and the
 share of mpox val and of negatives called mpox-like at the weights' own threshold (the card's rule: the
 largest clean mpox val score).
@@ -33,6 +34,12 @@ from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.protocol import DEV_CLASSES  # noqa: E402
 
 SEVERITIES = (0, 1, 2, 3)  # 0: clean; 1-3: Gaussian noise std 0.04 / 0.08 / 0.12
+
+
+def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """AUROC for detecting mpox from MIM scores (lower = more mpox-like), rounded to 4 places."""
+    truth = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    return round(float(roc_auc_score(truth, -np.r_[positives, negatives])), 4)
 
 
 def noisy_views(photos: list, severity: int, config, seed: int) -> list[np.ndarray]:
@@ -77,8 +84,7 @@ def main() -> None:
             row = {"mpox_val_called": round(float((pos <= threshold).mean()), 3)}
             for neg_name in ("dermnet_dev", "others_dev"):
                 neg = scores[(neg_name, s)]
-                auroc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], -np.r_[pos, neg])
-                row[f"{neg_name}_auroc"] = round(float(auroc), 4)
+                row[f"{neg_name}_auroc"] = auroc(pos, neg)
                 row[f"{neg_name}_called"] = round(float((neg <= threshold).mean()), 3)
             rows[f"severity_{s}"] = row
         for s in SEVERITIES[1:]:

@@ -43,6 +43,16 @@ def mpox_like_views(detector: MIMDetector, paths: list[Path]) -> torch.Tensor:
     return torch.cat(kept)
 
 
+def design_set_views(detector: MIMDetector, root: Path, healthy: Path) -> dict[str, torch.Tensor]:
+    """:func:`mpox_like_views` of the three sets a lesion-presence check is designed on: ``mpox`` (the
+    card's train + val photos, its calibration), ``healthy`` (healthy_skin_dev) and ``dermnet`` (the 10
+    DermNet dev classes)."""
+    calibration = [root / p for p in detector.card["split"]["train"] + detector.card["split"]["val"]]
+    dermnet = [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())]
+    return {name: mpox_like_views(detector, paths) for name, paths in
+            (("mpox", calibration), ("healthy", sorted(healthy.iterdir())), ("dermnet", dermnet))}
+
+
 def contrast_statistics(views: torch.Tensor) -> dict[str, np.ndarray]:
     """(B, 3, H, W) in [0, 1] -> {statistic: (B,)} local L* / a* contrast against a 21 px median."""
     lab = kornia.color.rgb_to_lab(views.float()).numpy()
@@ -64,11 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     detector = MIMDetector.load(args.weights)
-    root = Path(args.data)
-    calibration = [root / p for p in detector.card["split"]["train"] + detector.card["split"]["val"]]
-    dermnet = [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())]
-    stats = {name: contrast_statistics(mpox_like_views(detector, paths)) for name, paths in
-             (("mpox", calibration), ("healthy", sorted(Path(args.healthy).iterdir())), ("dermnet", dermnet))}
+    stats = {name: contrast_statistics(views)
+             for name, views in design_set_views(detector, Path(args.data), Path(args.healthy)).items()}
     print("| statistic | mpox train+val minimum | healthy mpox-like below it | DermNet dev mpox-like below it |")
     print("|---|---|---|---|")
     for key, mpox in stats["mpox"].items():

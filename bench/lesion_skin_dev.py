@@ -26,9 +26,8 @@ from scipy.ndimage import binary_erosion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lesion_contrast_dev import mpox_like_views  # noqa: E402  (bench/, beside this file)
+from lesion_contrast_dev import design_set_views  # noqa: E402  (bench/, beside this file)
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
 
 BANDS = ((1.0, 4.0, 12.0), (1.5, 5.0, 12.0), (1.0, 3.0, 20.0), (2.0, 6.0, 15.0))  # (s1, s2, R)
 STATISTICS = ("L+", "L-", "|a*|", "|b*|", "chroma")
@@ -66,11 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     detector = MIMDetector.load(args.weights)
-    root = Path(args.data)
-    calibration = [root / p for p in detector.card["split"]["train"] + detector.card["split"]["val"]]
-    dermnet = [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())]
-    views = {name: mpox_like_views(detector, paths) for name, paths in
-             (("mpox", calibration), ("healthy", sorted(Path(args.healthy).iterdir())), ("dermnet", dermnet))}
+    views = design_set_views(detector, Path(args.data), Path(args.healthy))
     # which of the mpox-like calls the shipped appearance check leaves mpox-like (not "no rash visible")
     still = {name: detector.appearance.distances(views[name]) <= detector.appearance.no_rash_threshold
              for name in ("healthy", "dermnet")}

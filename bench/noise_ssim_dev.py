@@ -31,11 +31,10 @@ from pathlib import Path
 import kornia
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from input_noise_dev import dev_photos, noisy_views  # noqa: E402  (bench/, beside this file)
+from input_noise_dev import auroc, dev_photos, noisy_views  # noqa: E402  (bench/, beside this file)
 from mim_core.acquisition import channel_noise_sigma, detail_measures, luma_of, view_noise  # noqa: E402
 from mim_core.benchmark.corruptions import view_tensor  # noqa: E402
 from mim_core.data import decode_image  # noqa: E402
@@ -116,17 +115,17 @@ def main() -> None:
                     "corr_shift_detail": round(float(np.corrcoef(shift, detail)[0, 1]), 2)}
             print(part, json.dumps(row), flush=True)
         return
+    variant, strengths = (scores_lowpass, LOWPASS) if args.part == "lowpass" else (scores_at, KS)
     sets = dev_photos(detector, root, args.per_class, ("val", "train"))
     scores: dict = {}
     for severity in (0, 1, 2, 3):
         for j, (name, photos) in enumerate(sets.items()):
             seen, recon, sigma = fills(detector, noisy_views(photos, severity, pre, 1000 * j))
-            for k in (LOWPASS if args.part == "lowpass" else KS):
-                scores[(k, name, severity)] = (scores_lowpass if args.part == "lowpass" else scores_at)(
-                    seen, recon, sigma, k)
+            for k in strengths:
+                scores[(k, name, severity)] = variant(seen, recon, sigma, k)
         print("severity", severity, "scored", flush=True)
     results = {}
-    for k in (LOWPASS if args.part == "lowpass" else KS):
+    for k in strengths:
         threshold = float(scores[(k, "mpox_val", 0)].max())
         rows = {}
         for severity in (0, 1, 2, 3):
@@ -135,11 +134,8 @@ def main() -> None:
                    "mpox_train_called": round(float((scores[(k, "mpox_train", severity)] <= threshold).mean()), 3)}
             for neg_name in ("dermnet_dev", "others_dev"):
                 neg = scores[(k, neg_name, severity)]
-                train = scores[(k, "mpox_train", severity)]
-                row[f"train_vs_{neg_name}_auroc"] = round(float(roc_auc_score(
-                    np.r_[np.ones(len(train)), np.zeros(len(neg))], -np.r_[train, neg])), 4)
-                row[f"{neg_name}_auroc"] = round(float(roc_auc_score(
-                    np.r_[np.ones(len(pos)), np.zeros(len(neg))], -np.r_[pos, neg])), 4)
+                row[f"train_vs_{neg_name}_auroc"] = auroc(scores[(k, "mpox_train", severity)], neg)
+                row[f"{neg_name}_auroc"] = auroc(pos, neg)
                 row[f"{neg_name}_called"] = round(float((neg <= threshold).mean()), 3)
             rows[f"severity_{severity}"] = row
         results[f"k={k}"] = rows

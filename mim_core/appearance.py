@@ -64,7 +64,7 @@ def _plain_conv(conv: torch.nn.Conv2d, norm: torch.nn.BatchNorm2d) -> torch.nn.M
     with torch.no_grad():
         plain.weight.copy_(fused.weight)
         plain.bias.copy_(fused.bias)
-    return plain.eval() if symmetric else torch.nn.Sequential(torch.nn.ZeroPad2d(pad), plain).eval()
+    return plain if symmetric else torch.nn.Sequential(torch.nn.ZeroPad2d(pad), plain)
 
 
 def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
