@@ -4,7 +4,9 @@ Under Gaussian noise the score changes for two reasons: the inpainter fills from
 context, and the fills are compared with a noisy (or denoised) original. Each is isolated here by mixing
 clean and noisy halves of the same photo (the noise is the benchmark's, seeded per photo):
 
-- ``clean``: fills of the clean view, compared with the clean view (the shipped score of clean photos);
+- ``clean (shipped)``: the shipped score of the clean photo (Wiener-filtered first when its noise
+  measurement exceeds the gate's ``clean_noise``); ``clean, no Wiener step``: fills of the clean view itself,
+  compared with it;
 - ``shipped``: fills of the Wiener-denoised noisy view, compared with it (the shipped score of noisy photos);
 - ``inpainter part``: fills of the Wiener-denoised noisy view, compared with the **clean** view: what is left
   if the comparison were perfect;
@@ -35,11 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from input_noise_dev import auroc, dev_photos, noisy_views  # noqa: E402  (bench/, beside this file)
-from mim_core.acquisition import channel_noise_sigma, view_noise  # noqa: E402
+from noise_ssim_dev import fills  # noqa: E402
 from mim_core.benchmark.corruptions import view_tensor  # noqa: E402
 from mim_core.checkpoint import load_generator  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.measure import wiener_denoise  # noqa: E402
 
 WINDOW = kornia.filters.get_gaussian_kernel1d(11, 1.5, dtype=torch.float32)  # kornia.metrics.ssim's window
 
@@ -58,15 +59,6 @@ def debiased_ssim_error(original: torch.Tensor, fills: torch.Tensor, noise_var: 
     return float(((1 - ssim) / 2).mean(dim=1).clamp_min(0).mean())
 
 
-def fills_of(detector: MIMDetector, views: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{gan, gauss: (B,S,3,H,W)} for (B,3,H,W) views, in batches of 32."""
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(views), 32):
-        for name, recon in detector.reconstructions(views[start:start + 32], ["gan", "gauss"]).items():
-            parts.setdefault(name, []).append(recon)
-    return {name: torch.cat(p) for name, p in parts.items()}
-
-
 def scores(targets: torch.Tensor, fills: dict[str, torch.Tensor], noise_var: np.ndarray) -> np.ndarray:
     """The MIM score (mean GAN error / mean Gaussian-fill error - 1) of each view, debiased SSIM."""
     return np.array([debiased_ssim_error(targets[i:i + 1], fills["gan"][i], noise_var[i])
@@ -76,16 +68,16 @@ def scores(targets: torch.Tensor, fills: dict[str, torch.Tensor], noise_var: np.
 
 def conditions(detector: MIMDetector, photos: list, severity: int, seed: int) -> dict[str, np.ndarray]:
     """Scores of one photo set under each condition of the module doc."""
-    pre, clean_noise = detector.config.preprocess, detector.gate.clean_noise
-    clean = torch.stack([view_tensor(v) for v in noisy_views(photos, 0, pre, seed)])
-    raw = noisy_views(photos, severity, pre, seed)
-    noisy = torch.stack([view_tensor(v) for v in raw])
-    estimated = np.array([channel_noise_sigma(max(view_noise(v) ** 2 - clean_noise ** 2, 0.0) ** 0.5) for v in raw])
+    pre = detector.config.preprocess
+    clean_views, noisy_views_ = noisy_views(photos, 0, pre, seed), noisy_views(photos, severity, pre, seed)
+    seen_clean, from_seen_clean, _ = fills(detector, clean_views)  # the shipped score: Wiener step included
+    denoised, from_denoised, estimated = fills(detector, noisy_views_)
+    clean, from_clean, _ = fills(detector.with_measure(denoise="none"), clean_views)  # the photo itself
+    noisy = torch.stack([view_tensor(v) for v in noisy_views_])
     exact = (noisy - clean).flatten(1).std(dim=1).numpy()  # the added noise, after clipping and rounding
-    denoised = wiener_denoise(noisy, estimated)
-    from_clean, from_denoised = fills_of(detector, clean), fills_of(detector, denoised)
     zero = np.zeros(len(photos))
-    return {"clean": scores(clean, from_clean, zero),
+    return {"clean (shipped)": scores(seen_clean, from_seen_clean, zero),
+            "clean, no Wiener step": scores(clean, from_clean, zero),
             "shipped": scores(denoised, from_denoised, zero),
             "inpainter part": scores(clean, from_denoised, zero),
             "target part, exact sigma": scores(noisy, from_clean, exact ** 2),
