@@ -69,11 +69,11 @@ def scores(targets: torch.Tensor, fills: dict[str, torch.Tensor], noise_var: np.
 def conditions(detector: MIMDetector, photos: list, severity: int, seed: int) -> dict[str, np.ndarray]:
     """Scores of one photo set under each condition of the module doc."""
     pre = detector.config.preprocess
-    clean_views, noisy_views_ = noisy_views(photos, 0, pre, seed), noisy_views(photos, severity, pre, seed)
+    clean_views, noisy_raw = noisy_views(photos, 0, pre, seed), noisy_views(photos, severity, pre, seed)
     seen_clean, from_seen_clean, _ = fills(detector, clean_views)  # the shipped score: Wiener step included
-    denoised, from_denoised, estimated = fills(detector, noisy_views_)
+    denoised, from_denoised, estimated = fills(detector, noisy_raw)
     clean, from_clean, _ = fills(detector.with_measure(denoise="none"), clean_views)  # the photo itself
-    noisy = torch.stack([view_tensor(v) for v in noisy_views_])
+    noisy = torch.stack([view_tensor(v) for v in noisy_raw])
     exact = (noisy - clean).flatten(1).std(dim=1).numpy()  # the added noise, after clipping and rounding
     zero = np.zeros(len(photos))
     return {"clean (shipped)": scores(seen_clean, from_seen_clean, zero),
