@@ -45,8 +45,9 @@ NEXT_STEPS = {
         "centre and filling most of the frame."
     ),
     Verdict.TOO_NOISY: (
-        "No verdict was given for this photo. Retake it in brighter light, without digital zoom or night mode. The tool refuses rather than guess on photos "
-        "unlike the clean photos it was calibrated on."
+        "No verdict was given for this photo. Retake it in brighter light, without digital zoom or night mode; if "
+        "it was already sharp and well lit, fine texture such as hair can look like grain: move the camera closer. "
+        "The tool refuses rather than guess on photos unlike the clean photos it was calibrated on."
     ),
     Verdict.TOO_BLURRY: (
         "No verdict was given for this photo. Hold the camera still, tap the screen on the skin to focus, and retake it in good light. The tool refuses rather than guess on photos "

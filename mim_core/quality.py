@@ -29,7 +29,8 @@ def skin_fraction(crop: np.ndarray) -> float:
 
 REFUSALS = {
     Verdict.TOO_NOISY: "The photo is too grainy (noisy) to judge: retake it in brighter light, without "
-                       "digital zoom or night mode.",
+                       "digital zoom or night mode. If it is already sharp and well lit, fine texture (hair, "
+                       "scaly or rough skin) can look like grain: move the camera closer to the skin.",
     Verdict.BADLY_EXPOSED: "The photo is too dark or too bright to judge: retake it in even daylight, "
                            "without flash glare or deep shadow.",
     Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge: send the original photo (not a "

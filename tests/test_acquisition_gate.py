@@ -89,6 +89,29 @@ def test_smooth_synthetic_picture_is_refused_for_lack_of_detail():
     assert decision is not None and decision.verdict is Verdict.UNUSABLE and decision.reason == NO_DETAIL_REASON
 
 
+def centre(photo: Image.Image, share: float) -> Image.Image:
+    """The middle ``share`` of each side: the same skin as a photo taken that much closer."""
+    w, h = photo.size
+    left, top = round(w * (1 - share) / 2), round(h * (1 - share) / 2)
+    return photo.crop((left, top, left + round(w * share), top + round(h * share)))
+
+
+def test_texture_read_as_grain_passes_closer_as_the_sentence_advises(data_root):
+    # sharp DermNet dev photos of scaly or hairy skin whose fine texture the noise measurement reads as grain:
+    # taken closer (here: their centre), the texture is coarser than the view's pixels and they pass; real
+    # noise on the same crop is still refused, since the view then averages fewer photo pixels
+    photos = [decode_image(p) for p in sorted((data_root / "DermNetNZ" / "Basal_cell_carcinoma").iterdir())]
+    gate = lambda photo: quality_gate(to_view(photo, CONFIG), GATE, effective_resolution(photo, CONFIG))  # noqa: E731
+    grainy = [p for p in photos if (d := gate(p)) is not None and d.verdict is Verdict.TOO_NOISY]
+    assert len(grainy) >= 3 and "closer" in REFUSALS[Verdict.TOO_NOISY]
+    for photo in grainy:
+        closer = centre(photo, 0.4)
+        assert gate(closer) is None
+        noisy = np.asarray(closer) / 255 + np.random.default_rng(0).normal(0, 0.1, np.asarray(closer).shape)
+        noisy = Image.fromarray((np.clip(noisy, 0, 1) * 255).round().astype(np.uint8))
+        assert gate(noisy).verdict is Verdict.TOO_NOISY
+
+
 def test_tiny_photo_is_refused_as_low_resolution(mpox_photo):
     tiny = mpox_photo.resize((48, 48), Image.Resampling.BOX)
     resolution = effective_resolution(tiny, CONFIG)
