@@ -10,7 +10,8 @@ clean and noisy halves of the same photo (the noise is the benchmark's, seeded p
 - ``shipped``: fills of the Wiener-denoised noisy view, compared with it (the shipped score of noisy photos);
 - ``inpainter part``: fills of the Wiener-denoised noisy view, compared with the **clean** view: what is left
   if the comparison were perfect;
-- ``target part``: fills of the **clean** view, compared with the raw noisy view by a *noise-debiased* SSIM
+- ``target part``: fills of the **clean** view, compared with the Wiener-denoised noisy view (what the
+  shipped measure compares with), or with the raw noisy view by a *noise-debiased* SSIM
   (the original's local variance less the noise variance, floored at 0; SSIM is otherwise kornia's), with
   the exact added noise sigma or the gate's estimate (the excess over ``clean_noise``, as the Wiener step
   uses it);
@@ -80,6 +81,7 @@ def conditions(detector: MIMDetector, photos: list, severity: int, seed: int) ->
             "clean, no Wiener step": scores(clean, from_clean, zero),
             "shipped": scores(denoised, from_denoised, zero),
             "inpainter part": scores(clean, from_denoised, zero),
+            "target part, Wiener-denoised target": scores(denoised, from_clean, zero),
             "target part, exact sigma": scores(noisy, from_clean, exact ** 2),
             "target part, estimated sigma": scores(noisy, from_clean, estimated ** 2),
             "both, exact sigma": scores(noisy, from_denoised, exact ** 2),
