@@ -102,7 +102,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=12)
     args = parser.parse_args()
-    train(args) if args.phase == "train" else evaluate(args)
+    if args.phase == "train":
+        train(args)
+    else:
+        evaluate(args)
 
 
 if __name__ == "__main__":
