@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.verdict import Verdict  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     root = Path(args.data)
     sets = {
         "healthy_skin_dev": sorted(Path(args.healthy).iterdir()),
-        "dermnet_dev": [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]],
+        "dermnet_dev": dev_class_paths(root, args.per_class),
         "mpox_test": [root / p for p in detector.card["split"]["test"]],
     }
     results = {name: counts(detector, paths) for name, paths in sets.items()}

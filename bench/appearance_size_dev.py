@@ -41,7 +41,7 @@ from mim_core.appearance import calibrate_card_appearance  # noqa: E402
 from mim_core.benchmark.abnormal import abnormal_images  # noqa: E402
 from mim_core.data import decode_image, preprocess, source_group  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.verdict import Verdict  # noqa: E402
 
 CANDIDATES = ((224, 7), (160, 7), (128, 7), (128, 8), (128, 4))
@@ -108,7 +108,7 @@ def main() -> None:
     calibration_paths = split["train"] + split["val"]
     sets = {
         "healthy_skin_dev": sorted(Path(args.healthy).iterdir()),
-        "dermnet_dev": [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())],
+        "dermnet_dev": dev_class_paths(root),
         "mpox_calibration": [root / p for p in calibration_paths],
         "mpox_test": [root / p for p in split["test"]],
         "abnormal": [a.image for a in abnormal_images(0)],

@@ -25,7 +25,7 @@ from mim_core.acquisition import effective_resolution, measure_quality  # noqa: 
 from mim_core.benchmark.corruptions import to_view  # noqa: E402
 from mim_core.data import decode_image, preprocess  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.quality import is_compressed  # noqa: E402
 
 SIDES = (233, 240, 256, 300)
@@ -48,7 +48,7 @@ def main() -> None:
     detector = MIMDetector.load("weights/mim_gan.pt")
     gate, config = detector.gate, detector.config.preprocess
     split = detector.card["split"]
-    sample = ([p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())[:6]]
+    sample = (dev_class_paths(root, 6)
               + [root / p for p in split["train"][:30]])
     photos = [decode_image(p) for p in sample]
     print("refused as compressed:")

@@ -30,7 +30,7 @@ from mim_core.acquisition import GateThresholds, luma_of, noise_sigma, view_nois
 from mim_core.benchmark.corruptions import add_noise, corrupted_view, to_view, view_tensor  # noqa: E402
 from mim_core.data import decode_image, to_uint8  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import DEV_CLASSES, dev_class_paths  # noqa: E402
 
 LUMA_TO_CHANNEL = 1 / np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2)  # i.i.d. channel noise -> luma noise
 CONDITIONS = {"clean": None, "noise1": ("gaussian_noise", 1), "noise2": ("gaussian_noise", 2),
@@ -130,7 +130,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(results, indent=1))
         return
     positives = [decode_image(root / p) for p in detector.card["split"]["val"]]
-    negatives = [decode_image(p) for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]]
+    negatives = [decode_image(p) for p in dev_class_paths(root, args.per_class)]
     photos = positives + negatives
     truth = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
     auroc = lambda s: round(float(roc_auc_score(truth, -s)), 4)  # noqa: E731 - lower = mpox

@@ -31,7 +31,7 @@ from mim_core.benchmark.corruptions import corrupted_view, to_view, view_tensor 
 from mim_core.checkpoint import load_generator  # noqa: E402
 from mim_core.data import decode_image  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 
 SEVERITIES = (0, 1, 2, 3)  # 0: clean; 1-3: Gaussian noise std 0.04 / 0.08 / 0.12
 
@@ -53,8 +53,7 @@ def dev_photos(detector: MIMDetector, root: Path, per_class: int, mpox_parts: tu
     first ``per_class`` photos of each DermNet dev class, and MSLD Others train + val."""
     others = classifier_split(root, "others", detector.config.train.split_seed).negatives
     return {**{f"mpox_{part}": [decode_image(root / p) for p in detector.card["split"][part]] for part in mpox_parts},
-            "dermnet_dev": [decode_image(p) for c in DEV_CLASSES
-                            for p in sorted((root / "DermNetNZ" / c).iterdir())[:per_class]],
+            "dermnet_dev": [decode_image(p) for p in dev_class_paths(root, per_class)],
             "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from appearance_size_dev import scored_set  # noqa: E402
 from mim_core.data import source_group  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.verdict import Verdict  # noqa: E402
 from tests.test_appearance import _plain_skin  # noqa: E402
 
@@ -83,7 +83,7 @@ def main() -> None:
     paths = detector.card["split"]["train"] + detector.card["split"]["val"]
     groups = np.array([source_group(*Path(p).parts[-3:]) for p in paths])
     sets = {"healthy_skin_dev": sorted(Path(args.healthy).iterdir()),
-            "dermnet_dev": [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())],
+            "dermnet_dev": dev_class_paths(root),
             "synthetic_plain_skin": [Image.fromarray(_plain_skin(seed)) for seed in (0, 1, 2, 3)]}
     calibration = measured(detector, plain, [root / p for p in paths])
     others = {name: measured(detector, plain, images) for name, images in sets.items()}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mim_core.acquisition import effective_resolution  # noqa: E402
 from mim_core.data import decode_image, preprocess  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.verdict import Verdict  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def design_set_views(detector: MIMDetector, root: Path, healthy: Path) -> dict[s
     card's train + val photos, its calibration), ``healthy`` (healthy_skin_dev) and ``dermnet`` (the 10
     DermNet dev classes)."""
     calibration = [root / p for p in detector.card["split"]["train"] + detector.card["split"]["val"]]
-    dermnet = [p for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())]
+    dermnet = dev_class_paths(root)
     return {name: mpox_like_views(detector, paths) for name, paths in
             (("mpox", calibration), ("healthy", sorted(healthy.iterdir())), ("dermnet", dermnet))}
 

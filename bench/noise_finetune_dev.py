@@ -34,7 +34,7 @@ from mim_core.checkpoint import export_weights, load_generator  # noqa: E402
 from mim_core.config import MIMConfig, RunConfig  # noqa: E402
 from mim_core.data import decode_image  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 from mim_core.training import train as training  # noqa: E402
 
 SHIPPED = "weights/mim_gan.pt"
@@ -78,7 +78,7 @@ def evaluate(args: argparse.Namespace) -> None:
     _, held_out = split_holdout(args.data, 0, args.holdout)
     root = Path(args.data)
     mpox = [decode_image(root / p) for p in held_out]
-    dermnet = [decode_image(p) for c in DEV_CLASSES for p in sorted((root / "DermNetNZ" / c).iterdir())[:args.per_class]]
+    dermnet = [decode_image(p) for p in dev_class_paths(root, args.per_class)]
     shipped = MIMDetector.load(SHIPPED)
     results = {"held_out_photos": len(held_out)}
     for name, weights in {"shipped": SHIPPED, **{f"fine-tune, input noise {n:g}": run_dir(Path(args.out), n) / "final.pt"

@@ -24,7 +24,7 @@ from mim_core.benchmark.corruptions import corrupted_view, to_view, view_tensor 
 from mim_core.data import decode_image  # noqa: E402
 from mim_core.detector import MIMDetector  # noqa: E402
 from mim_core.measure import dissimilarity_map  # noqa: E402
-from mim_core.protocol import DEV_CLASSES  # noqa: E402
+from mim_core.protocol import dev_class_paths  # noqa: E402
 
 LOWPASS_SIGMAS = (0.0, 1.0, 1.5, 2.0, 3.0)
 CONDITIONS = {"clean": None, "noise1": ("gaussian_noise", 1), "noise2": ("gaussian_noise", 2),
@@ -71,8 +71,7 @@ def main() -> None:
     detector = MIMDetector.load(args.weights)
     pre, root = detector.config.preprocess, Path(args.data)
     positives = [decode_image(root / p) for p in detector.card["split"]["val"]]
-    negatives = [decode_image(p) for c in DEV_CLASSES
-                 for p in sorted((root / "DermNetNZ" / c).iterdir())[: args.per_class]]
+    negatives = [decode_image(p) for p in dev_class_paths(root, args.per_class)]
     photos = positives + negatives
     truth = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
     auroc = lambda scores: round(float(roc_auc_score(truth, -scores)), 4)  # noqa: E731 - lower = mpox

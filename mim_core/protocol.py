@@ -7,6 +7,8 @@ reporting only.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .data import ImageRecord
@@ -19,6 +21,13 @@ OTHERS = "MSLD_v1/Others"
 # DermNet watermark boxes (fractions of width, height): the round logo and the "Te Whatu Ora" lines, both
 # bottom left (checked by eye on a random sample). The central crop of preprocessing lies outside them.
 WATERMARK_BOXES = ((0.0, 0.66, 0.27, 0.95), (0.0, 0.78, 0.45, 0.95))
+
+
+def dev_class_paths(data_root: str | Path, per_class: int | None = None) -> list[Path]:
+    """The DermNet dev classes' photos (class by class in :data:`DEV_CLASSES` order, each sorted by path),
+    or the first ``per_class`` of each: the negatives design decisions and dev scripts use."""
+    root = Path(data_root) / "DermNetNZ"
+    return [p for c in DEV_CLASSES for p in sorted((root / c).iterdir())[:per_class]]
 
 
 def assign_roles(records: list[ImageRecord], split: dict[str, list[str]]) -> pd.DataFrame:
