@@ -48,13 +48,16 @@ def noisy_views(photos: list, severity: int, config, seed: int) -> list[np.ndarr
             for i, p in enumerate(photos)]
 
 
-def dev_photos(detector: MIMDetector, root: Path, per_class: int, mpox_parts: tuple[str, ...] = ("val",)) -> dict:
+def dev_photos(detector: MIMDetector, root: Path, per_class: int, mpox_parts: tuple[str, ...] = ("val",),
+               with_others: bool = True) -> dict:
     """The noise experiments' dev sets, decoded: mpox photos of ``mpox_parts`` of the card's split, the
-    first ``per_class`` photos of each DermNet dev class, and MSLD Others train + val."""
-    others = classifier_split(root, "others", detector.config.train.split_seed).negatives
-    return {**{f"mpox_{part}": [decode_image(root / p) for p in detector.card["split"][part]] for part in mpox_parts},
-            "dermnet_dev": [decode_image(p) for p in dev_class_paths(root, per_class)],
-            "others_dev": [decode_image(root / r.path) for r in others["train"] + others["val"]]}
+    first ``per_class`` photos of each DermNet dev class, and (``with_others``) MSLD Others train + val."""
+    sets = {**{f"mpox_{part}": [decode_image(root / p) for p in detector.card["split"][part]] for part in mpox_parts},
+            "dermnet_dev": [decode_image(p) for p in dev_class_paths(root, per_class)]}
+    if with_others:
+        others = classifier_split(root, "others", detector.config.train.split_seed).negatives
+        sets["others_dev"] = [decode_image(root / r.path) for r in others["train"] + others["val"]]
+    return sets
 
 
 def main() -> None:

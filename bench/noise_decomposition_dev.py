@@ -102,8 +102,7 @@ def main() -> None:
     probe = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     assert abs(debiased_ssim_error(probe[:1], probe[1:], 0.0)
                - float(((1 - kornia.metrics.ssim(probe[:1], probe[1:], 11)) / 2).mean())) < 1e-6
-    sets = dev_photos(shipped, Path(args.data), args.per_class, ("train", "val"))
-    sets.pop("others_dev")
+    sets = dev_photos(shipped, Path(args.data), args.per_class, ("train", "val"), with_others=False)
     results = {}
     for weights in args.weights:
         generator, _ = load_generator(weights, None)

@@ -75,14 +75,16 @@ def train(args: argparse.Namespace) -> None:
 @torch.inference_mode()
 def evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    _, held_out = split_holdout(args.data, 0, args.holdout)
-    root = Path(args.data)
+    runs = {f"fine-tune, input noise {n:g}": run_dir(Path(args.out), n) for n in (args.input_noise, 0.0)}
+    held_outs = [json.loads((run / "held_out.json").read_text()) for run in runs.values()]  # what training left out
+    if held_outs[0] != held_outs[1]:
+        raise SystemExit("the two fine-tunes held out different photos; train both with the same --holdout")
+    root, held_out = Path(args.data), held_outs[0]
     mpox = [decode_image(root / p) for p in held_out]
     dermnet = [decode_image(p) for p in dev_class_paths(root, args.per_class)]
     shipped = MIMDetector.load(SHIPPED)
     results = {"held_out_photos": len(held_out)}
-    for name, weights in {"shipped": SHIPPED, **{f"fine-tune, input noise {n:g}": run_dir(Path(args.out), n) / "final.pt"
-                                                 for n in (args.input_noise, 0.0)}}.items():
+    for name, weights in {"shipped": SHIPPED, **{k: run / "final.pt" for k, run in runs.items()}}.items():
         generator, _ = load_generator(weights, None)
         detector = MIMDetector(generator, shipped.config, shipped.threshold, shipped.card)
         pos, neg = conditions(detector, mpox, 2, 0), conditions(detector, dermnet, 2, 1000)
@@ -96,7 +98,7 @@ def main() -> None:
     parser.add_argument("phase", choices=("train", "evaluate"))
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="runs/noise_finetune_dev")
-    parser.add_argument("--holdout", type=int, default=15, help="mpox train photos left out of the fine-tunes")
+    parser.add_argument("--holdout", type=int, default=15, help="train: mpox train photos left out of the fine-tune")
     parser.add_argument("--input-noise", type=float, default=0.12)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
