@@ -6,31 +6,31 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from .config import MIMConfig, RunConfig
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "mim_gan.pt"
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "mim_gan.toml"
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .config import read_recipe
     from .training.train import train
 
-    overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
-                 ("seed", args.seed)) if v is not None}
-    config = MIMConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else MIMConfig()
-    config = config.replace(**overrides)
-    run = RunConfig(threads=args.threads or RunConfig.threads, device=args.device, precision=args.precision,
-                    time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
-    weights = train(args.data, args.out, config, run, resume=not args.no_resume)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun, rank 0 writes the card
-    from .card import write_card
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    launcher = f"torchrun --nproc_per_node {world} -m mim_core" if world > 1 else "python -m mim_core"
-    write_card(weights, args.data, command=" ".join([launcher] + sys.argv[1:]))
+    recipe = read_recipe(args.recipe)
+    overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
+    config = recipe.config.replace(**overrides)
+    roots = args.data or list(recipe.data_roots)
+    if len(roots) != 1:
+        raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
+    run = replace(recipe.run, **{k: v for k, v in (("threads", args.threads), ("device", args.device),
+                                                   ("precision", args.precision)) if v is not None},
+                  time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
+    train(roots[0], args.out, config, run, resume=not args.no_resume, recipe=recipe.as_card_entry())
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained; next: python -m mim_core calibrate {Path(args.out) / 'model.pt'}", file=sys.stderr)
     return 0
 
 
@@ -165,19 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mim_core", description="MIM: Mask, Inpainting, and Measure.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train the inpainter on the mpox train split (resumes from OUT/last.pt)")
-    p.add_argument("--data", default="../shared/data", help="data root holding <dataset>/<class>/<images>")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt and its card")
-    p.add_argument("--config", help="JSON file with a full MIMConfig (default: built-in config)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
+    p = sub.add_parser("train", help="train the inpainter from a recipe (resumes from OUT/last.pt)")
+    p.add_argument("--recipe", default=str(DEFAULT_RECIPE),
+                   help="TOML recipe: model config, data roots, run settings (default: the shipped model's)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt and training.json")
+    p.add_argument("--data", nargs="+", help="data root(s) instead of the recipe's (e.g. a copy elsewhere)")
+    p.add_argument("--steps", type=int, help="override the recipe's steps (quick checks; the card records it)")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size (quick checks)")
     p.add_argument("--threads", type=int,
                    help="CPU threads (a run setting: resuming with others continues the same model)")
     p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--device", default="cpu", help="where the networks train, e.g. cuda (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: bfloat16 autocast (about 1.7x faster on CPUs with avx512_bf16); fp32 is the reference")
+    p.add_argument("--device", help="where the networks train, e.g. cuda (default: the recipe's)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="override the recipe's precision")
     p.add_argument("--time-limit-min", type=float,
                    help="stop at the first checkpoint after this many minutes of training and export the best so far")
     p.set_defaults(run=_train)

@@ -1,13 +1,20 @@
-"""Frozen configs. A checkpoint carries its own config (nanoGPT style), so a model file is self-describing.
+"""Frozen configs and recipes. A checkpoint carries its own config (nanoGPT style), so a model file is
+self-describing.
 
 :class:`MIMConfig` is a model's identity: architecture, preprocessing, masks, measure and training
-recipe (data split, seeds, steps). How a run executes (threads, device, logging, a time limit) is a
+(seeds, steps). How a run executes (threads, device, precision, logging, a time limit) is a
 :class:`RunConfig`, never stored in the config: resuming with other ``--threads`` continues the same model.
+A :class:`Recipe` (a committed TOML file under ``recipes/``) names both and the data roots: the whole
+instruction that rebuilds a shipped model with ``python -m mim_core train --recipe FILE``.
+The defaults below are the shipped model's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -47,34 +54,30 @@ class MeasureConfig:
     """How an analysis turns original vs inpainted into a map and a score.
 
     ``map``: per-pixel dissimilarity, one of ``l1``, ``ssim``, ``msgms``.
-    ``reference``: ``none`` (score = mean map), ``gauss`` (score = the inpainter's mean error over a
-    Gaussian fill's on the same masks, minus 1, which cancels image complexity to first order) or
-    ``background`` (the same with the card's background reference inpainter). See
+    ``reference``: ``none`` (score = mean map) or ``gauss`` (score = the inpainter's mean error over a
+    Gaussian fill's on the same masks, minus 1, which cancels image complexity to first order). See
     :func:`mim_core.measure.score_map`: the score is the mean of its own map.
     ``scales``: the cell sizes of the mask bank that the analysis runs (a subset chosen on dev classes
     makes analysis faster); empty = all.
     ``heatmap_max``: the fixed end of the score map's colour scale, in score-map units (the scale is
     [-max, max] with a reference, [0, max] without).
-    ``presmooth_sigma``: a Gaussian blur (in view pixels) applied to the view before masking, for every
-    fill and the comparison alike; 0 = none. It takes pixel noise out of what no fill can predict.
     ``denoise``: ``none`` or ``wiener``: every view is Wiener-filtered before masking for the noise by
     which its wavelet-MAD estimate exceeds the card's ``quality_gate.clean_noise`` (most clean views are
     left as they are), so that noise the gate lets through does not flip verdicts.
     """
 
-    map: str = "l1"
-    reference: str = "none"
-    heatmap_max: float = 0.25
-    scales: tuple[int, ...] = ()  # mask scales the score uses; () = every scale of the bank
-    presmooth_sigma: float = 0.0
-    denoise: str = "none"
+    map: str = "ssim"
+    reference: str = "gauss"
+    heatmap_max: float = 1.0
+    scales: tuple[int, ...] = (8,)  # mask scales the score uses; () = every scale of the bank
+    denoise: str = "wiener"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Adversarial inpainting training on mpox photos only."""
 
-    steps: int = 3000
+    steps: int = 6500
     batch_size: int = 12
     lr: float = 2e-4
     adv_weight: float = 0.02
@@ -82,15 +85,7 @@ class TrainConfig:
     ema_decay: float = 0.995
     seed: int = 0
     split_seed: int = 0
-    checkpoint_every: int = 250  # also when the val error picks the best step: part of the recipe
-    # > 0: every training view is cut into a tile_shuffle x tile_shuffle grid whose tiles are shuffled. This
-    # trains the *background* reference inpainter: mpox colour and texture kept, lesion structure destroyed.
-    tile_shuffle: int = 0
-    # > 0: half of each batch's generator *inputs* get Gaussian noise of a std drawn in [0, input_noise]; the
-    # losses compare with the clean view, so the inpainter learns to fill from noisy context as from clean.
-    input_noise: float = 0.0
-    # a weights file whose generator starts this run (a fine-tune) instead of a seeded initialisation
-    init_weights: str = ""
+    checkpoint_every: int = 500  # also when the val error picks the best step: part of the recipe
 
 
 @dataclass(frozen=True)
@@ -104,8 +99,11 @@ class RunConfig:
     time_limit_s: float | None = None  # stop at the first checkpoint past this much training time
 
 
-# Run settings that older files stored inside ``train``; dropped on read (they never defined the model).
-LEGACY_RUN_KEYS = {"train": ("threads", "log_every")}
+# Keys older files may hold that no longer define a model: run settings once stored inside ``train``, and
+# removed options (docs/ablations.md), dropped on read when they hold the value that meant "off".
+LEGACY_KEYS = {"train": {"threads": None, "log_every": None, "tile_shuffle": 0, "input_noise": 0.0,
+                         "init_weights": ""},
+               "measure": {"presmooth_sigma": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,10 @@ class MIMConfig:
         for f in fields(cls):
             sub_cls = f.default_factory  # type: ignore[misc]
             values = dict(data.get(f.name, {}))
-            for legacy in LEGACY_RUN_KEYS.get(f.name, ()):
+            for legacy, off in LEGACY_KEYS.get(f.name, {}).items():
+                if legacy in values and off is not None and values[legacy] != off:
+                    raise ValueError(f"{f.name}.{legacy} = {values[legacy]!r} is an option this version no longer "
+                                     "has (see docs/ablations.md); this file was made by an older version.")
                 values.pop(legacy, None)
             for key, value in values.items():
                 if isinstance(value, list):
@@ -144,3 +145,58 @@ class MIMConfig:
             else:
                 data[section] = asdict(value)
         return MIMConfig.from_dict(data)
+
+
+REPOSITORY = Path(__file__).resolve().parent.parent  # a recipe inside it is named relative to it
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A committed training recipe: the model config, the data roots and how the run executes.
+
+    ``path`` and ``sha256`` identify the file, so a card can name exactly what made its weights.
+    Data roots are relative to the working directory (the repository root in every documented command).
+    """
+
+    name: str
+    config: MIMConfig
+    run: RunConfig
+    data_roots: tuple[str, ...]
+    path: str
+    sha256: str
+
+    def as_card_entry(self) -> dict[str, Any]:
+        return {"file": self.path, "sha256": self.sha256}
+
+
+def read_recipe(path: str | Path) -> Recipe:
+    """Parse a recipe TOML file: top-level ``name`` and ``data_roots``, a ``[run]`` table of
+    :class:`RunConfig` fields and one table per :class:`MIMConfig` section (missing keys: the defaults).
+
+    Raises:
+        ValueError: unreadable TOML, unknown keys or tables, or no data root (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe {path} not found (the shipped ones are in recipes/).")
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"Recipe {path} is not valid TOML: {err}") from err
+    sections = {f.name for f in fields(MIMConfig)}
+    unknown = set(data) - sections - {"name", "data_roots", "run"}
+    if unknown:
+        raise ValueError(f"Recipe {path} has unknown keys {sorted(unknown)}.")
+    roots = data.get("data_roots")
+    if not roots or not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        raise ValueError(f"Recipe {path} needs data_roots, a list of folders such as [\"../shared/data\"].")
+    try:
+        config = MIMConfig.from_dict({k: v for k, v in data.items() if k in sections})
+        run = RunConfig(**data.get("run", {}))
+    except TypeError as err:
+        raise ValueError(f"Recipe {path}: {err}") from err
+    resolved = path.resolve()
+    shown = resolved.relative_to(REPOSITORY) if resolved.is_relative_to(REPOSITORY) else resolved
+    return Recipe(name=str(data.get("name", path.stem)), config=config, run=run, data_roots=tuple(roots),
+                  path=shown.as_posix(), sha256=hashlib.sha256(raw).hexdigest())

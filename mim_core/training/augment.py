@@ -30,18 +30,3 @@ def augment(image: torch.Tensor, size: int, generator: torch.Generator) -> torch
     view = TF.adjust_saturation(view, _uniform(0.85, 1.15, generator))
     return view.clamp(0, 1)
 
-
-def shuffle_tiles(images: torch.Tensor, grid: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, 3, H, W) -> same shape with each image's ``grid`` x ``grid`` tiles in a random order.
-
-    H and W must be divisible by ``grid``. Keeps every pixel (colour, fine texture) and destroys the
-    arrangement above tile scale (lesion shape, layout).
-    """
-    b, c, h, w = images.shape
-    if grid < 1 or h % grid or w % grid:
-        raise ValueError(f"tile_shuffle {grid} must divide the training crop size {h}x{w}")
-    th, tw = h // grid, w // grid
-    tiles = images.view(b, c, grid, th, grid, tw).permute(0, 2, 4, 1, 3, 5).reshape(b, grid * grid, c, th, tw)
-    order = torch.stack([torch.randperm(grid * grid, generator=generator) for _ in range(b)])
-    tiles = tiles[torch.arange(b).unsqueeze(1), order]
-    return tiles.view(b, grid, grid, c, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)

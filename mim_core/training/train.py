@@ -23,8 +23,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import augment, shuffle_tiles
-from ..checkpoint import export_weights, load_generator, save_json, save_torch
+from .augment import augment
+from ..checkpoint import export_weights, save_json, save_torch
 from ..config import MIMConfig, RunConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
 from ..masks import grid_mask_bank, random_masks
@@ -63,14 +63,6 @@ def masked_error(generator: torch.nn.Module, images: torch.Tensor, bank: torch.T
         filled = inpaint(generator, batch, masks)
         total += float(((filled - batch).abs() * masks).sum() / (3 * masks.sum()))
     return total / len(images)
-
-
-def noisy_inputs(real: torch.Tensor, max_std: float, rng: torch.Generator) -> torch.Tensor:
-    """(B,3,H,W) clean views -> the generator's inputs: half of them (drawn) plus Gaussian noise of a std
-    drawn uniformly in [0, max_std], clipped to [0, 1]; the other half clean."""
-    b = real.shape[0]
-    stds = max_std * torch.rand(b, 1, 1, 1, generator=rng) * (torch.rand(b, 1, 1, 1, generator=rng) < 0.5)
-    return (real + stds * torch.randn(real.shape, generator=rng)).clamp(0, 1)
 
 
 def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -136,7 +128,7 @@ def _lead_decides(flag: bool, ranks: Ranks, device: str) -> bool:
 
 
 def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: RunConfig = RunConfig(),
-          resume: bool = True) -> Path:
+          resume: bool = True, recipe: dict | None = None) -> Path:
     """Train (or resume) and export ``out_dir/model.pt``; returns its path.
 
     ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
@@ -150,6 +142,9 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
     draws the same seeded batch of ``train.batch_size`` (so the RNG state in ``last.pt`` is everyone's),
     trains on its 1/N slice, and gradients are averaged; rank 0 validates, checkpoints and exports. The
     model's identity does not depend on N, and a checkpoint resumes with any N (or none).
+
+    The exported config's ``train.steps`` is the number of steps actually run. ``recipe`` (the file and
+    sha256 of a :class:`mim_core.config.Recipe`) is recorded in ``training.json`` for the card.
     """
     cfg, time_limit_s = config.train, run.time_limit_s
     ranks = _start_ranks(run.device)
@@ -170,11 +165,6 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         torch.manual_seed(cfg.seed)
         generator = InpaintGenerator(config.model)
         discriminator = PatchDiscriminator(config.model)
-    if cfg.init_weights:
-        start, start_config = load_generator(cfg.init_weights, None)
-        if start_config.model != config.model:
-            raise ValueError(f"{cfg.init_weights} has another architecture ({start_config.model}) than this run.")
-        generator.load_state_dict(start.state_dict())
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -209,14 +199,11 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
     for step in bar:
         picks = torch.randint(len(train_images), (cfg.batch_size,), generator=rng)
         real = torch.stack([augment(train_images[int(i)], size, rng) for i in picks])
-        if cfg.tile_shuffle:
-            real = shuffle_tiles(real, cfg.tile_shuffle, rng)
         masks = random_masks(cfg.batch_size, size, config.masks, rng)
-        seen = noisy_inputs(real, cfg.input_noise, rng) if cfg.input_noise else real
-        real, seen, masks = real[mine].to(device), seen[mine].to(device), masks[mine].to(device)
+        real, masks = real[mine].to(device), masks[mine].to(device)
 
         with autocast(torch.device(device).type, run.precision):
-            pred = generator(seen, masks).float()
+            pred = generator(real, masks).float()
             fake = masks * pred + (1 - masks) * real
             loss_d = _hinge_d(discriminator(real, masks), discriminator(fake.detach(), masks))
         opt_d.zero_grad(set_to_none=True)
@@ -275,12 +262,13 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         dist.destroy_process_group()
         return out_dir / "model.pt"
     weights = out_dir / "model.pt"
-    sha = export_weights(weights, {k: v.cpu() for k, v in best_ema.items()}, config)
+    sha = export_weights(weights, {k: v.cpu() for k, v in best_ema.items()}, config.replace(train__steps=state["step"]))
     save_json(out_dir / "training.json", {
         "split": split.as_paths(), "best_step": state["best_step"], "best_val_masked_l1": state["best_val"],
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
         "generator_parameters": count_parameters(generator), "threads": run.threads, "device": device,
         "steps_done": state["step"], "precision": run.precision, "world_size": ranks.world,
+        "data_roots": [str(data_root)], "recipe": recipe,
     })
     if ranks.world > 1:
         dist.destroy_process_group()
