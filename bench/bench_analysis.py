@@ -7,7 +7,7 @@ was before issue 12 (decode, preprocess, the usable-skin checks, score, verdict 
 no acquisition measurements, no denoising, no appearance checks), per precision; ``score_only`` (decode,
 preprocess, score) is shown beside it.
 
-    .venv/bin/python bench/bench_analysis.py [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
+    .venv/bin/python -m bench.bench_analysis [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import torch
+import torchvision
+
+from mim_core import MIMDetector
+from mim_core.data import decode_image, preprocess, to_uint8
+from mim_core.gate import quality_gate
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from mim_core import MIMDetector  # noqa: E402
-from mim_core.data import decode_image, preprocess, to_uint8  # noqa: E402
-from mim_core.quality import quality_gate  # noqa: E402
 
 
 class BeforeIssue12(MIMDetector):

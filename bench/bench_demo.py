@@ -8,7 +8,7 @@ Starts ``app.py`` in a subprocess on a free loopback port (model loaded once at 
 
 Targets (issue #4): <= 1 s per photo on 2 CPU cores; peak RSS <= 1.5 GB.
 
-    .venv/bin/python bench/bench_demo.py [--photo PATH] [--n 20] [--batch 10] [--threads 2]
+    .venv/bin/python -m bench.bench_demo [--photo PATH] [--n 20] [--batch 10] [--threads 2]
 """
 
 from __future__ import annotations

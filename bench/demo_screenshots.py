@@ -1,22 +1,20 @@
 """The README's demo screenshots: the Analyse tab on a desktop and a phone viewport, after analysing an
 example photo. Drives Debian's Chromium (``apt-get install -y chromium``) with Playwright.
 
-    .venv/bin/python bench/demo_screenshots.py --out docs
+    .venv/bin/python -m bench.demo_screenshots --out docs
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from mim_core import MIMDetector
+from tests.demo_server import EXAMPLES, running_demo
+from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS
 
-from mim_core import MIMDetector  # noqa: E402
-from tests.demo_server import EXAMPLES, running_demo  # noqa: E402
-from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 

@@ -5,24 +5,22 @@ without the shipped Wiener step. The benchmark's noise severities start at std 0
 Each measure is read at its own threshold (the largest clean mpox val score, the card's rule), on the
 mpox val photos (which set it) and the held-out mpox test photos. Seeded noise on the model's view.
 
-    .venv/bin/python bench/mild_noise.py
+    .venv/bin/python -m bench.mild_noise
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mim_core.acquisition import view_noise  # noqa: E402
-from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor  # noqa: E402
-from mim_core.data import decode_image  # noqa: E402
-from mim_core.detector import MIMDetector  # noqa: E402
+from mim_core.gate import view_noise
+from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor
+from mim_core.data import decode_image
+from mim_core.detector import MIMDetector
 
 STDS = (0.0, 0.01, 0.02, 0.03)
 
