@@ -1,6 +1,6 @@
 """Accuracy and agreement statistics, UI-free, on top of well-kept libraries.
 
-- AUROC with a group-bootstrap CI: :func:`mim_core.stats.auroc_ci` (lower score = positive), reused here
+- AUROC with a group-bootstrap CI: :func:`mim_core.evaluation.stats.auroc_ci` (lower score = positive), reused here
   for any model through its score direction.
 - Proportions with Wilson score intervals: statsmodels ``proportion_confint(method="wilson")``.
 - Cohen's kappa: scikit-learn; Fleiss' kappa: statsmodels.
@@ -18,7 +18,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from mim_core.evaluation.stats import AUROC, auroc_ci
-from mim_core.verdict import Verdict, called_mpox, lower_is_mpox  # noqa: F401 - the one direction rule, re-exported
+from mim_core.verdict import Verdict, judge, lower_is_mpox
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,17 @@ class Proportion:
     high: float | None
 
 
+NO_REASONS = {Verdict.MPOX_LIKE: "", Verdict.NOT_MPOX_LIKE: ""}  # only the verdict is read here
+
+
 def predictions_called_mpox(predictions: list[dict]) -> np.ndarray:
-    """Bool per stored prediction: the model's own call. The score decides, except where the stored
-    verdict is "no rash visible" (MIM's no-rash check overrides a mpox-like score) or a refusal (no score)."""
-    scores = [p["score"] for p in predictions]
-    called = np.array([bool(called_mpox([s], p["threshold"], p["mpox_when"])[0]) if s is not None else False
-                       for s, p in zip(scores, predictions)], dtype=bool)
-    return called & np.array([p["label"] != Verdict.NO_RASH.value for p in predictions], dtype=bool)
+    """Bool per stored prediction: the model's own call by the one verdict rule (:func:`mim_core.verdict.judge`)
+    from its stored score and threshold; a stored "no rash visible" keeps its override, and a prediction
+    without a score is no call."""
+    return np.array([p["score"] is not None
+                     and judge(p["score"], p["threshold"], p["mpox_when"], NO_REASONS,
+                               no_rash=p["label"] == Verdict.NO_RASH.value).verdict is Verdict.MPOX_LIKE
+                     for p in predictions], dtype=bool)
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> Proportion:

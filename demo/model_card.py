@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 # A card from fewer steps than this is a smoke test, not a model; say so loudly.
 PLACEHOLDER_STEPS = 100
-# a detection result counts only this far (AUROC) above the best mpox-agnostic control (issue #3)
+# a detection result counts only this far (AUROC) above the best mpox-agnostic control 
 CONTROL_MARGIN = 0.10
 
 

@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import WeightsError, save_torch, sha256_file
-from .model import autocast
 
 
 @dataclass(frozen=True)
@@ -91,23 +90,19 @@ def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
 
 
 class PatchFeatures:
-    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features.
+    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features, always in fp32
+    (bf16 autocast was no faster for this network on the project's CPUs: docs/ablations.md)."""
 
-    ``precision="bf16"`` runs the network under bfloat16 autocast (distances move by about 1e-3; on the
-    project's 2-core AVX-512 BF16 machine no faster than fp32 for this network since its layers became
-    plain); fp32 is the reference the limits were set with."""
-
-    def __init__(self, config: AppearanceConfig = AppearanceConfig(), precision: str = "fp32") -> None:
-        self.config, self.precision = config, precision
+    def __init__(self, config: AppearanceConfig = AppearanceConfig()) -> None:
+        self.config = config
         self.network = _feature_network(config).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, views: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(views.float().cpu(), size=(self.config.input_size,) * 2, mode="bilinear",
                           align_corners=False).contiguous(memory_format=torch.channels_last)
-        with autocast("cpu", self.precision):
-            features = self.network(x * 2 - 1)  # the Lite models take [-1, 1]
-        features = F.adaptive_avg_pool2d(features.float(), self.config.grid)
+        features = self.network(x * 2 - 1)  # the Lite models take [-1, 1]
+        features = F.adaptive_avg_pool2d(features, self.config.grid)
         return F.normalize(features.flatten(2).transpose(1, 2), dim=2)
 
 
@@ -135,13 +130,13 @@ class AppearanceCheck:
     checks were calibrated on (a refusal)."""
 
     def __init__(self, bank: torch.Tensor, no_rash_threshold: float, skin_limit: float,
-                 config: AppearanceConfig, precision: str = "fp32") -> None:
+                 config: AppearanceConfig) -> None:
         self.bank, self.config = bank.float(), config
         self.no_rash_threshold, self.skin_limit = float(no_rash_threshold), float(skin_limit)
-        self.features = PatchFeatures(config, precision)
+        self.features = PatchFeatures(config)
 
     @classmethod
-    def from_card(cls, card: dict[str, Any], folder: Path, precision: str = "fp32") -> AppearanceCheck | None:
+    def from_card(cls, card: dict[str, Any], folder: Path) -> AppearanceCheck | None:
         """The card's ``appearance`` checks (the bank file beside the weights, sha256-verified), or None."""
         section = card.get("appearance")
         if not section:
@@ -149,12 +144,12 @@ class AppearanceCheck:
         path = folder / section["bank"]
         if not path.is_file():
             raise WeightsError(f"The model card names the appearance memory bank {path}, which is missing: restore "
-                               "it or run `python -m mim_core calibrate-appearance`.")
+                               "it or run `python -m mim_core calibrate` on the weights.")
         if sha256_file(path) != section["bank_sha256"]:
             raise WeightsError(f"{path} does not match its model card (sha256): it is corrupt or was replaced.")
         stored = torch.load(path, map_location="cpu", weights_only=True)
         return cls(stored["bank"], section["no_rash"]["threshold"], section["not_skin"]["limit"],
-                   AppearanceConfig(**section["config"]), precision)
+                   AppearanceConfig(**section["config"]))
 
     def distances(self, views: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) model views in [0, 1] -> (B,) distances to the mpox bank."""
@@ -208,34 +203,3 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
             "skin_photos": "every photo of the 10 DermNet dev classes (no test class, no mpox)"},
     }
 
-
-def calibrate_card_appearance(weights: str, data_root: str,
-                              features: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
-    """Build the appearance bank beside ``weights`` from its card's mpox train + val photos, set both
-    limits, and write the card's ``appearance`` section."""
-    from .acquisition import GateThresholds, effective_resolution
-    from .checkpoint import card_path, load_card, save_json
-    from .config import MIMConfig
-    from .data import decode_image, preprocess, source_group, to_uint8
-    from .detector import MIMDetector
-    from .protocol import DEV_CLASSES
-    from .quality import quality_gate
-
-    card = load_card(weights)
-    config = MIMConfig.from_dict(card["config"]).preprocess
-    gate = GateThresholds.from_card(card)
-    paths = card["split"]["train"] + card["split"]["val"]
-    photos = [decode_image(Path(data_root) / p) for p in paths]
-    views = torch.stack([preprocess(photo, config) for photo in photos])
-    judged = [quality_gate(to_uint8(v), gate, effective_resolution(photo, config)) is None
-              for v, photo in zip(views, photos)]
-    seen = MIMDetector.load(weights, require_threshold=False).denoised  # the views the detector's check sees
-    groups = [source_group(*Path(p).parts[-3:]) for p in paths]
-    skin = sorted(p for c in DEV_CLASSES for p in (Path(data_root) / "DermNetNZ" / c).iterdir() if p.is_file())
-    skin_views = seen(torch.stack([preprocess(decode_image(p), config) for p in skin]))
-    bank_path = Path(weights).with_name(f"{Path(weights).stem}_appearance.pt")
-    card.pop("no_rash", None)  # the earlier, single-limit section
-    card["appearance"] = {**calibrate_appearance(seen(views), groups, judged, skin_views, bank_path, features),
-                          "command": f"python -m mim_core calibrate-appearance --weights {weights} --data {data_root}"}
-    save_json(card_path(weights), card)
-    return card

@@ -20,6 +20,9 @@ from .config import MIMConfig
 from .model import InpaintGenerator, count_parameters
 
 
+CARD_FORMAT = "mim-card-v1"
+
+
 class WeightsError(RuntimeError):
     """Missing, corrupt or mismatched weights; the message says what to do."""
 
@@ -30,6 +33,12 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def manifest_sha256(data_root: str | os.PathLike) -> str | None:
+    """sha256 of a data root's MANIFEST.csv (None when it has none): which data a card was made from."""
+    manifest = Path(data_root) / "MANIFEST.csv"
+    return sha256_file(manifest) if manifest.is_file() else None
 
 
 def card_path(weights: str | os.PathLike) -> Path:
@@ -107,8 +116,8 @@ def architecture(generator: InpaintGenerator, config: MIMConfig) -> dict[str, An
     return {"generator": type(generator).__name__, **asdict(config.model), "parameters": count_parameters(generator)}
 
 
-# Sections of a card's config that must equal the weights file's own: everything but the measure, which
-# a card may select (``evaluate --select-on-dev``) without retraining.
+# Sections of a card's config that must equal the weights file's own: everything but the measure, which does
+# not change the network (an experiment may analyse the same weights with another measure).
 IDENTITY_SECTIONS = ("preprocess", "masks", "model", "train")
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mim_core {train,score,evaluate,train-classifier,benchmark} ...``."""
+"""Command line: ``python -m mim_core {train,calibrate,score,evaluate,train-classifier,benchmark} ...``."""
 
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ DEFAULT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "mim_gan.pt"
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "mim_gan.toml"
 
 
+def _command_line() -> str:
+    """The command as a user would retype it (``torchrun`` launches name themselves)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = f"torchrun --nproc_per_node {world} -m mim_core" if world > 1 else "python -m mim_core"
+    return " ".join([launcher] + sys.argv[1:])
+
+
 def _train(args: argparse.Namespace) -> int:
     from .config import read_recipe
     from .training.train import train
 
     recipe = read_recipe(args.recipe)
+    if recipe.kind != "mim":
+        raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core train-classifier`.")
     overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     config = recipe.config.replace(**overrides)
     roots = args.data or list(recipe.data_roots)
@@ -28,7 +37,8 @@ def _train(args: argparse.Namespace) -> int:
     run = replace(recipe.run, **{k: v for k, v in (("threads", args.threads), ("device", args.device),
                                                    ("precision", args.precision)) if v is not None},
                   time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
-    train(roots[0], args.out, config, run, resume=not args.no_resume, recipe=recipe.as_card_entry())
+    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line()}
+    train(roots[0], args.out, config, run, resume=not args.no_resume, provenance=provenance)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained; next: python -m mim_core calibrate {Path(args.out) / 'model.pt'}", file=sys.stderr)
     return 0
@@ -36,9 +46,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from .data import ImageDecodeError, decode_image, iter_paths
-    from .detector import MIMDetector
+    from .detector import load_detector
 
-    detector = MIMDetector.load(args.weights, threads=args.threads, precision=args.precision)
+    detector = load_detector(args.weights, threads=args.threads, precision=args.precision)
     failures = 0
     for path in iter_paths(args.images):
         try:
@@ -58,29 +68,22 @@ def _score(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _calibrate_gate(args: argparse.Namespace) -> int:
-    from .acquisition import calibrate_card_gate
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
 
-    print(json.dumps(calibrate_card_gate(args.weights, args.data)["quality_gate"]["thresholds"]))
-    return 0
-
-
-def _calibrate_appearance(args: argparse.Namespace) -> int:
-    from .appearance import calibrate_card_appearance
-
-    section = calibrate_card_appearance(args.weights, args.data)["appearance"]
-    print(json.dumps({"no_rash_threshold": section["no_rash"]["threshold"], "skin_limit": section["not_skin"]["limit"],
-                      "bank": section["bank"], "bank_sha256": section["bank_sha256"]}))
+    card = calibrate(args.weights, args.data, args.export, command=_command_line())
+    print(json.dumps({"name": card["name"], "threshold": card["threshold"]["value"],
+                      **({"no_rash_threshold": card["appearance"]["no_rash"]["threshold"],
+                          "skin_limit": card["appearance"]["not_skin"]["limit"]} if "appearance" in card else {})}))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate
 
-    results = evaluate(args.weights, args.data, args.out, select_on_dev=args.select_on_dev,
-                       update_card=args.update_card, per_class_limit=args.per_class_limit,
-                       reuse_measurements=args.reuse_measurements, dermnet_short_side=args.dermnet_short_side,
-                       reference_weights=args.reference, device=args.device)
+    results = evaluate(args.weights, args.data, args.out, update_card=args.update_card,
+                       per_class_limit=args.per_class_limit, reuse_measurements=args.reuse_measurements,
+                       dermnet_short_side=args.dermnet_short_side, device=args.device)
     print((Path(args.out) / "evaluation.md").read_text())
     print(json.dumps({"selected": results["selected"], **results["margins"]}), file=sys.stderr)
     return 0
@@ -88,29 +91,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
-    import shutil
+    from .baselines.train import train_classifier
+    from .config import read_recipe
 
-    from .baselines.classifier import ClassifierConfig
-    from .baselines.train import train_classifier, write_classifier_card
-
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
-                 ("threads", args.threads), ("eval_every", args.eval_every)) if v is not None}
-    config = ClassifierConfig(arch=args.arch, negatives=args.negatives, **overrides)
-    name = args.name or f"{config.arch.replace('_', '-')}-{config.negatives.replace('+', '-plus-')}"
-    command = " ".join(["python -m mim_core"] + sys.argv[1:])
-    if args.export and Path(args.export).suffix != ".pt":
-        raise ValueError(f"--export wants a .pt path (its card goes beside it), not {args.export}")
-    weights = train_classifier(args.data, args.out, config, device=args.device)
-    card = write_classifier_card(weights, args.data, command=command, name=name)
-    if args.export:
-        target = Path(args.export)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, target)
-        from .checkpoint import card_path, save_json
-
-        save_json(card_path(target), {**card, "weights_file": target.name})
-    print(json.dumps({"name": name, "weights": str(args.export or weights),
-                      "threshold": card["threshold"]["value"], **card["evaluation"]["test_vs_negatives_test_split"]}))
+    recipe = read_recipe(args.recipe)
+    if recipe.kind != "classifier":
+        raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core train`.")
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("threads", args.threads),
+                 ("eval_every", args.eval_every)) if v is not None}
+    config = replace(recipe.config, **overrides)
+    roots = args.data or list(recipe.data_roots)
+    if len(roots) != 1:
+        raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
+    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line()}
+    weights = train_classifier(roots[0], args.out, config, device=args.device or recipe.run.device,
+                               provenance=provenance)
+    print(f"trained; next: python -m mim_core calibrate {weights}", file=sys.stderr)
     return 0
 
 
@@ -127,21 +123,15 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def _add_baseline_commands(sub: argparse._SubParsersAction) -> None:
     """``train-classifier`` and ``benchmark``: classifier baselines and the robustness benchmark."""
-    p = sub.add_parser("train-classifier", help="train a classifier baseline (from scratch) and write its card")
-    p.add_argument("--arch", default="resnet18", choices=["resnet18", "mobilenet_v3_small"])
-    p.add_argument("--negatives", default="others", choices=["others", "others+dev"],
-                   help="MSLD Others only, or also the 10 DermNet dev classes")
-    p.add_argument("--data", default="../shared/data")
-    p.add_argument("--out", required=True, help="run folder: model.pt, training.json and the card")
-    p.add_argument("--export",
-                   help="also copy the weights to this .pt path (e.g. weights/NAME.pt) with the card beside it")
-    p.add_argument("--name", help="model name in the card (default from arch and negatives)")
-    p.add_argument("--steps", type=int)
+    p = sub.add_parser("train-classifier", help="train a classifier baseline (from scratch) from its recipe")
+    p.add_argument("--recipe", required=True, help="TOML recipe of kind 'classifier', e.g. recipes/resnet18_others.toml")
+    p.add_argument("--out", required=True, help="run folder: model.pt and training.json (then `calibrate` it)")
+    p.add_argument("--data", nargs="+", help="data root(s) instead of the recipe's")
+    p.add_argument("--steps", type=int, help="override the recipe's steps (quick checks; the card records it)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--eval-every", type=int)
-    p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--device", help="torch device (default: the recipe's)")
     p.set_defaults(run=_train_classifier)
 
     p = sub.add_parser("benchmark", help="MIM vs every classifier card: unseen classes, noise, abnormal inputs")
@@ -183,38 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score photos: one line (or JSON object with --json) per image")
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="any model card's weights: MIM or a classifier")
     p.add_argument("--json", action="store_true", help="one JSON object per line: path, score, threshold, verdict")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: about 1.8x faster analysis on CPUs with avx512_bf16; scores within 0.01 of fp32")
     p.set_defaults(run=_score)
 
-    p = sub.add_parser("calibrate-gate", help="set the card's acquisition-quality gate from mpox train+val photos")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--data", default="../shared/data")
-    p.set_defaults(run=_calibrate_gate)
-
-    p = sub.add_parser("calibrate-appearance",
-                       help="build the card's appearance checks (no rash visible, not a skin photo)")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--data", default="../shared/data")
-    p.set_defaults(run=_calibrate_appearance)
+    p = sub.add_parser("calibrate", help="write the card of a trained run: gate, threshold, no-rash check (that order)")
+    p.add_argument("weights", help="RUN/model.pt of a train or train-classifier run (reads RUN/training.json)")
+    p.add_argument("--data", help="data root of the photos (default: the one the run trained on)")
+    p.add_argument("--export", help="also copy weights, card and appearance bank to this .pt path (e.g. weights/NAME.pt)")
+    p.set_defaults(run=_calibrate)
 
     p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", required=True, help="folder for evaluation.md, results.json, CSVs and roc.png")
-    p.add_argument("--select-on-dev", action="store_true",
-                   help="set the card's measure to the best MIM variant on dev classes and re-set its threshold")
     p.add_argument("--update-card", action="store_true", help="record the results in the model card")
     p.add_argument("--per-class-limit", type=int, help="first N images per non-mpox class (quick checks only)")
     p.add_argument("--reuse-measurements", action="store_true",
                    help="re-derive scores and tables from OUT/measurements.csv of an earlier run (same weights)")
     p.add_argument("--dermnet-short-side", type=int,
                    help="stress check: shrink DermNet photos to this short side first (224 = MSLD's scale)")
-    p.add_argument("--reference", help="background reference inpainter (trained with train.tile_shuffle), "
-                   "in the same folder as --weights: adds the mim:*/background variants")
     p.add_argument("--device", default="cpu", help="where the networks run, e.g. cuda (default: cpu)")
     p.set_defaults(run=_evaluate)
 

@@ -99,6 +99,56 @@ class RunConfig:
     time_limit_s: float | None = None  # stop at the first checkpoint past this much training time
 
 
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
+NEGATIVE_SETS = ("others", "others+dev")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything that defines a classifier baseline and how it is trained.
+
+    ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
+    (also the 10 DermNet dev classes). Training draws balanced batches (half mpox, half negatives).
+    ``load_short_side``: photos with a longer short side are shrunk to it once at load (area
+    resampling) to bound memory; the random crops (40-85 % of the short side) still reach the model at
+    its input size or above.
+    """
+
+    arch: str = "resnet18"
+    negatives: str = "others"
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 30
+    bn_momentum: float = 0.1  # torchvision's MobileNetV3 uses 0.01 (tuned for long ImageNet runs): its eval
+    # statistics then lag hundreds of steps behind the weights in a 600-step run
+    eval_every: int = 50
+    seed: int = 0
+    split_seed: int = 0
+    threads: int = 1
+    load_short_side: int = 320
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        if self.negatives not in NEGATIVE_SETS:
+            raise ValueError(f"Unknown negative set {self.negatives!r}; choose one of {', '.join(NEGATIVE_SETS)}.")
+        if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1:
+            raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error so stale files fail loudly."""
+        values = dict(data)
+        values["preprocess"] = PreprocessConfig(**values.get("preprocess", {}))
+        return cls(**values)
+
+
 # Keys older files may hold that no longer define a model: run settings once stored inside ``train``, and
 # removed options (docs/ablations.md), dropped on read when they hold the value that meant "off".
 LEGACY_KEYS = {"train": {"threads": None, "log_every": None, "tile_shuffle": 0, "input_noise": 0.0,
@@ -152,14 +202,15 @@ REPOSITORY = Path(__file__).resolve().parent.parent  # a recipe inside it is nam
 
 @dataclass(frozen=True)
 class Recipe:
-    """A committed training recipe: the model config, the data roots and how the run executes.
+    """A committed training recipe: the model's kind and config, the data roots and how the run executes.
 
     ``path`` and ``sha256`` identify the file, so a card can name exactly what made its weights.
     Data roots are relative to the working directory (the repository root in every documented command).
     """
 
     name: str
-    config: MIMConfig
+    kind: str  # "mim" or "classifier"
+    config: MIMConfig | ClassifierConfig
     run: RunConfig
     data_roots: tuple[str, ...]
     path: str
@@ -170,10 +221,13 @@ class Recipe:
 
 
 def read_recipe(path: str | Path) -> Recipe:
-    """Parse a recipe TOML file: top-level ``name`` and ``data_roots``, a ``[run]`` table of
-    :class:`RunConfig` fields and one table per :class:`MIMConfig` section (missing keys: the defaults).
+    """Parse a recipe TOML file: top-level ``name``, ``kind`` (default ``mim``) and ``data_roots``, a
+    ``[run]`` table of :class:`RunConfig` fields, and the model config: one table per :class:`MIMConfig`
+    section, or for a classifier a ``[classifier]`` table of :class:`ClassifierConfig` fields. Keys left
+    out take the defaults.
 
     Raises:
+        FileNotFoundError: no such file.
         ValueError: unreadable TOML, unknown keys or tables, or no data root (the message names the file).
     """
     path = Path(path)
@@ -184,19 +238,23 @@ def read_recipe(path: str | Path) -> Recipe:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"Recipe {path} is not valid TOML: {err}") from err
-    sections = {f.name for f in fields(MIMConfig)}
-    unknown = set(data) - sections - {"name", "data_roots", "run"}
+    kind = data.get("kind", "mim")
+    sections = {f.name for f in fields(MIMConfig)} if kind == "mim" else {"classifier"}
+    if kind not in ("mim", "classifier"):
+        raise ValueError(f"Recipe {path}: kind must be 'mim' or 'classifier', not {kind!r}.")
+    unknown = set(data) - sections - {"name", "kind", "data_roots", "run"}
     if unknown:
-        raise ValueError(f"Recipe {path} has unknown keys {sorted(unknown)}.")
+        raise ValueError(f"Recipe {path} has unknown keys {sorted(unknown)} for a {kind} recipe.")
     roots = data.get("data_roots")
     if not roots or not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
         raise ValueError(f"Recipe {path} needs data_roots, a list of folders such as [\"../shared/data\"].")
     try:
-        config = MIMConfig.from_dict({k: v for k, v in data.items() if k in sections})
+        config = (MIMConfig.from_dict({k: v for k, v in data.items() if k in sections}) if kind == "mim"
+                  else ClassifierConfig.from_dict(data.get("classifier", {})))
         run = RunConfig(**data.get("run", {}))
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"Recipe {path}: {err}") from err
     resolved = path.resolve()
     shown = resolved.relative_to(REPOSITORY) if resolved.is_relative_to(REPOSITORY) else resolved
-    return Recipe(name=str(data.get("name", path.stem)), config=config, run=run, data_roots=tuple(roots),
+    return Recipe(name=str(data.get("name", path.stem)), kind=kind, config=config, run=run, data_roots=tuple(roots),
                   path=shown.as_posix(), sha256=hashlib.sha256(raw).hexdigest())

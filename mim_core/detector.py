@@ -1,6 +1,6 @@
 """The detector API: ``MIMDetector.load(path).analyze(image) -> Analysis``.
 
-An analysis first runs the model-free quality gate (:mod:`mim_core.quality`); a usable photo is masked
+An analysis first runs the model-free gate (:mod:`mim_core.gate`); a usable photo is masked
 with every mask of the fixed bank, each masked copy is inpainted, one reconstruction per scale is
 composited (each pixel comes from the one mask that hid it), and its dissimilarity to the original
 becomes the score map whose mean is the score (:mod:`mim_core.measure`). Score: higher = less
@@ -9,8 +9,9 @@ mpox-like; the verdict comes from :mod:`mim_core.verdict`.
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,18 +19,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .acquisition import GateThresholds, channel_noise_sigma, effective_resolution, measure_quality, view_noise
 from .appearance import AppearanceCheck
-from .calibration import card_threshold
+from .baselines.classifier import ClassifierDetector
 from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess, to_uint8
+from .gate import (GateThresholds, acquisition_refusal, channel_noise_sigma, effective_resolution, measure_quality,
+                   quality_gate, view_noise)
 from .masks import grid_mask_bank
-from .measure import (DENOISERS, REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, overlay_heatmap,
-                      presmooth, score_map, wiener_denoise)
+from .measure import DENOISERS, REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, score_map, wiener_denoise
 from .model import PRECISIONS, autocast, inpaint
-from .quality import acquisition_refusal, quality_gate
-from .verdict import MIM_SCORE_DIRECTION, Decision, Verdict, decide, mpox_when
+from .verdict import MIM_SCORE_DIRECTION, Analysis, Decision, Verdict, card_threshold, judge, mpox_when
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -39,50 +39,6 @@ REASONS = {
 }
 NOT_SKIN_REASON = ("Nothing in this picture looks like the skin photos the tool was calibrated on: take a close photo "
                    "of the skin itself, with the affected area in the centre.")
-NO_RASH_REASON = ("No rash visible: the model reproduces this skin easily, but no part of the photo resembles the "
-                  "mpox photos it was calibrated on (skin without lesions, or a photo taken from too far away).")
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """What one analysis produced. Images are uint8 (H, W, 3) at model resolution; maps float32 (H, W).
-
-    ``score`` is the mean of ``heatmap``, the score's own per-pixel map (see :mod:`mim_core.measure`);
-    ``scale_heatmaps`` holds it per mask scale, and their mean is ``heatmap``. A photo refused by the
-    quality gate never reaches the model: its score is NaN and the model panels are None.
-    """
-
-    score: float
-    threshold: float
-    verdict: Verdict
-    reason: str
-    original: np.ndarray
-    masked: np.ndarray | None = field(default=None, repr=False)  # (S, H, W, 3): first mask per scale, grey
-    inpainted: np.ndarray | None = field(default=None, repr=False)  # (S, H, W, 3): reconstruction per scale
-    scale_heatmaps: np.ndarray | None = field(default=None, repr=False)  # (S, H, W) score map per scale
-    scales: tuple[int, ...] = ()
-    heatmap_max: float = 1.0
-    diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
-    quality: dict[str, float] = field(default_factory=dict)  # acquisition measurements (mim_core.acquisition)
-    patch_distance: float | None = None  # appearance checks (mim_core.appearance); None when not measured
-
-    @property
-    def heatmap(self) -> np.ndarray | None:
-        """The score map, (H, W): per-pixel contributions whose mean is ``score``."""
-        return None if self.scale_heatmaps is None else self.scale_heatmaps.mean(axis=0)
-
-    def heatmap_overlay(self, scale_index: int | None = None) -> np.ndarray | None:
-        """The score map (or one scale's) on the model's fixed colour scale over the original, (H, W, 3) uint8."""
-        if self.scale_heatmaps is None:
-            return None
-        heat = self.heatmap if scale_index is None else self.scale_heatmaps[scale_index]
-        return overlay_heatmap(self.original, heat, self.heatmap_max, self.diverging)
-
-    def summary(self) -> dict[str, Any]:
-        return {"score": round(self.score, 6) if np.isfinite(self.score) else None,
-                "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason,
-                "refused": self.verdict.is_refusal, "quality": dict(self.quality),
-                "patch_distance": None if self.patch_distance is None else round(self.patch_distance, 6)}
 
 
 @dataclass(frozen=True)
@@ -141,14 +97,6 @@ def analysed_scales(config: MIMConfig) -> tuple[int, ...]:
     return chosen
 
 
-def load_background(path: Path, config: MIMConfig, sha256: str | None) -> torch.nn.Module:
-    """The background reference inpainter named by a card; it must share the model's crop and masks."""
-    background, ref_config = load_generator(path, sha256)
-    if (ref_config.preprocess, ref_config.masks) != (config.preprocess, config.masks):
-        raise WeightsError(f"{path} was trained with another crop or mask bank than the model it serves.")
-    return background
-
-
 def gaussian_reference(images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """The mpox-agnostic reference fill for :func:`reconstruct`: Gaussian fill with sigma = cell / 2."""
     out = torch.empty_like(images)
@@ -162,15 +110,13 @@ class MIMDetector:
     """Mask, inpaint, measure. Build with :meth:`load`; thread-safe for concurrent ``analyze`` calls."""
 
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
-                 card: dict[str, Any] | None = None, background: torch.nn.Module | None = None,
-                 device: str = "cpu", precision: str = "fp32", appearance: AppearanceCheck | None = None) -> None:
+                 card: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32",
+                 appearance: AppearanceCheck | None = None) -> None:
         self.device = torch.device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.precision = precision  # "bf16": the networks run under bfloat16 autocast (measures stay fp32)
         self.generator = generator.eval().to(self.device, memory_format=torch.channels_last)
-        self.background = (None if background is None else
-                           background.eval().to(self.device, memory_format=torch.channels_last))
         self.config = config
         self.threshold = float(threshold)
         self.card = card or {}
@@ -179,17 +125,12 @@ class MIMDetector:
         self.scales = analysed_scales(config)  # the bank's scales the measure uses (all by default)
         bank = grid_mask_bank(config.masks, config.preprocess.size)
         self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
-        if config.measure.reference == "background" and self.background is None:
-            raise WeightsError("This model's measure needs its background reference inpainter; load it with "
-                               "MIMDetector.load so the card's reference weights are read.")
 
     @classmethod
     def load(cls, weights: str | os.PathLike, threads: int | None = None,
              require_threshold: bool = True, device: str = "cpu", precision: str = "fp32") -> "MIMDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
 
-        A card whose measure uses the ``background`` reference names that inpainter's weights (a file in
-        the same folder) and their sha256 under ``reference``; both are verified too.
         ``require_threshold=False`` is only for calibration itself (the threshold is then NaN, and no
         verdict should be read).
 
@@ -202,46 +143,31 @@ class MIMDetector:
         card = load_card(weights)
         generator, trained = load_generator(weights, card.get("weights_sha256"))
         config = check_card_matches(card, weights, generator, trained)
-        threshold = card_threshold(card, weights, require_threshold,
-                                   "run `python -m mim_core evaluate --select-on-dev` or retrain to set one")
-        background = None
-        if config.measure.reference == "background":
-            ref = card.get("reference") or {}
-            if "weights" not in ref:
-                raise WeightsError(f"The model card of {weights} uses a background reference but names no "
-                                   "reference weights.")
-            background = load_background(Path(weights).parent / ref["weights"], config, ref.get("weights_sha256"))
-        appearance = AppearanceCheck.from_card(card, Path(weights).parent, precision)
-        return cls(generator, config, threshold, card, background, device, precision, appearance)
+        threshold = card_threshold(card, weights, require_threshold)
+        appearance = AppearanceCheck.from_card(card, Path(weights).parent)
+        return cls(generator, config, threshold, card, device, precision, appearance)
 
     def with_measure(self, **fields: Any) -> "MIMDetector":
         """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
         config = self.config.replace(**{f"measure__{k}": v for k, v in fields.items()})
-        return MIMDetector(self.generator, config, self.threshold, self.card, self.background,
-                           str(self.device), self.precision, self.appearance)
+        return MIMDetector(self.generator, config, self.threshold, self.card, str(self.device), self.precision,
+                           self.appearance)
 
-    def _network_fill(self, network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         # channels_last for every operand: mixed memory formats make cat and elementwise ops copy
         channels_last = torch.channels_last
         with autocast(self.device.type, self.precision):
-            filled = inpaint(network, images.contiguous(memory_format=channels_last),
+            filled = inpaint(self.generator, images.contiguous(memory_format=channels_last),
                              masks.contiguous(memory_format=channels_last))
         return filled.float()
-
-    def _fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        return self._network_fill(self.generator, images, masks)
-
-    def _background_fill(self, images: torch.Tensor, masks: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        return self._network_fill(self.background, images, masks)
 
     def reconstructions(self, images: torch.Tensor, fills: Sequence[str]) -> dict[str, torch.Tensor]:
         """(B,3,H,W) preprocessed -> {fill: (B,S,3,H,W)} on the detector's device.
 
-        Fills: ``gan`` (the mpox inpainter), ``gauss`` (mpox-agnostic Gaussian fill), ``background``
-        (the tile-shuffled reference inpainter, when loaded), ``mean`` (each mask's mean known colour).
+        Fills: ``gan`` (the mpox inpainter), ``gauss`` (mpox-agnostic Gaussian fill), ``mean`` (each
+        mask's mean known colour).
         """
-        functions = {"gan": self._fill, "gauss": gaussian_reference, "background": self._background_fill,
-                     "mean": lambda x, m, c: mean_fill(x, m)}
+        functions = {"gan": self._fill, "gauss": gaussian_reference, "mean": lambda x, m, c: mean_fill(x, m)}
         images = images.to(self.device)
         return {name: reconstruct(functions[name], images, self.bank, self.scales) for name in fills}
 
@@ -265,13 +191,13 @@ class MIMDetector:
 
         Args:
             images: (B, 3, H, W) preprocessed; denoised here (:meth:`denoised`; ``denoised=True``: they
-                already were) and blurred by ``measure.presmooth_sigma``, before masking.
+                already were) before masking.
             fills: names as in :meth:`reconstructions`; kinds: map kinds (:data:`mim_core.measure.MAP_KINDS`).
         Returns:
             ({fill: (B, S, 3, H, W)}, {(fill, kind): (B, S, H, W)}), on the detector's device.
         """
         images = images if denoised else self.denoised(images)
-        images = presmooth(images.to(self.device), self.config.measure.presmooth_sigma)
+        images = images.to(self.device)
         recon = self.reconstructions(images, fills)
         b, s = recon[fills[0]].shape[:2]
         originals = images.unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
@@ -334,7 +260,7 @@ class MIMDetector:
                     refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)
         return refusals, qualities, distances, seen
 
-    def judge(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
+    def decide_views(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None
               ) -> tuple[list[Judgement], ScoredBatch | None, list[int]]:
         """The whole verdict path on preprocessed views: gates, score, threshold, no-rash check.
 
@@ -354,12 +280,11 @@ class MIMDetector:
             (scored.scores if scored is not None else np.empty(0))
         judgements = [Judgement(refusal, quality, patch_distance=distances.get(i))
                       for i, (refusal, quality) in enumerate(zip(refusals, qualities))]
+        when = mpox_when(MIM_SCORE_DIRECTION)
         for i, score in zip(usable, usable_scores.tolist()):
-            decision = decide(score, self.threshold, mpox_when(MIM_SCORE_DIRECTION), REASONS)
-            if (decision.verdict is Verdict.MPOX_LIKE and self.appearance is not None
-                    and distances[i] > self.appearance.no_rash_threshold):  # only a mpox-like call is overridden
-                decision = Decision(Verdict.NO_RASH, NO_RASH_REASON)
-            judgements[i] = Judgement(decision, qualities[i], score, distances.get(i))
+            no_rash = self.appearance is not None and distances[i] > self.appearance.no_rash_threshold
+            judgements[i] = Judgement(judge(score, self.threshold, when, REASONS, no_rash=no_rash), qualities[i], score,
+                                      distances.get(i))
         return judgements, scored, usable
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
@@ -367,7 +292,7 @@ class MIMDetector:
         decode first to report each bad file separately)."""
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
-        judgements, scored, usable = self.judge(tensors, [effective_resolution(p, self.config.preprocess) for p in pil])
+        judgements, scored, usable = self.decide_views(tensors, [effective_resolution(p, self.config.preprocess) for p in pil])
         grey = torch.full_like(tensors[:1], 0.5)
         first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
         measure = self.config.measure
@@ -396,3 +321,71 @@ def mean_errors(maps: torch.Tensor) -> np.ndarray:
     """(B, S, H, W) dissimilarity maps -> (B,) float64 means over the whole mask bank: the one reduction
     behind every score (the evaluation's stored measurements come from it too)."""
     return maps.mean(dim=(1, 2, 3)).double().cpu().numpy()
+
+
+# Model discovery: a model is NAME.pt plus its card NAME.json; MIM (kind "mim") and the classifier baselines
+# (kind "classifier") share that shape, so the demo, the benchmark and the clinical module find and load them here.
+KINDS = ("mim", "classifier")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A card found in a weights folder, with the path of its weights file."""
+
+    name: str
+    kind: str
+    card: dict[str, Any]
+    weights: Path
+
+
+def find_models(folder: str | os.PathLike, kinds: tuple[str, ...] = KINDS) -> tuple[list[ModelEntry], list[str]]:
+    """Cards in ``folder`` whose kind is in ``kinds``, whose weights file is present and whose card has a
+    threshold, sorted by file name; and one note per card that was skipped, saying why.
+
+    JSON files that are not model cards (no ``kind``) are ignored silently.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Weights folder {folder} not found.")
+    entries, notes = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            notes.append(f"{path.name}: skipped, not readable JSON")
+            continue
+        if not isinstance(card, dict) or "kind" not in card:
+            continue  # not a model card
+        name, kind = str(card.get("name", path.stem)), str(card["kind"])
+        weights = folder / str(card.get("weights_file", path.with_suffix(".pt").name))
+        if kind not in kinds:
+            notes.append(f"{name}: skipped, no scorer registered for kind '{kind}' (known: {', '.join(kinds)})")
+        elif not weights.is_file():
+            notes.append(f"{name}: skipped, weights file {weights.name} not present")
+        elif "value" not in card.get("threshold", {}):
+            notes.append(f"{name}: skipped, its card has no threshold.value")
+        else:
+            entries.append(ModelEntry(name, kind, card, weights))
+    return entries, notes
+
+
+Detector = MIMDetector | ClassifierDetector  # both answer analyze(image) -> Analysis
+
+
+def load_detector(weights: str | os.PathLike, threads: int | None = None, device: str = "cpu",
+                  precision: str = "fp32") -> Detector:
+    """MIM or a classifier baseline, picked by the card's ``kind``; both answer ``analyze(image)`` and
+    ``analyze_batch(images)`` with :class:`~mim_core.verdict.Analysis` objects, and ``score_views(views)``.
+
+    Raises:
+        WeightsError: no card, an unknown kind, or weights that do not match their card.
+    """
+    kind = load_card(weights).get("kind")
+    if kind == "mim":
+        return MIMDetector.load(weights, threads=threads, device=device, precision=precision)
+    if kind == "classifier":
+        return ClassifierDetector.load(weights, threads=threads)
+    raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected one of {', '.join(KINDS)}.")

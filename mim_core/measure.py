@@ -8,7 +8,7 @@ Dissimilarity maps are (B, 1, H, W), >= 0, higher = more dissimilar:
 - ``msgms``: 1 - multi-scale gradient-magnitude similarity (as in RIAD), in [0, 1].
 
 **The score is the mean of its own map** (:func:`score_map`). Without a reference fill the map is the
-inpainter's dissimilarity itself. With one (a Gaussian fill, or a background inpainter), each pixel
+inpainter's dissimilarity itself. With the reference (a Gaussian fill on the same masks), each pixel
 contributes ``(e_gan - e_ref) / mean(e_ref)``: 0 where the inpainter reproduces the photo exactly as
 well as the reference does, > 0 where worse, < 0 where better. Its mean is
 ``mean(e_gan) / mean(e_ref) - 1`` (:func:`mim_score`), so a hot region of the map is exactly what raised
@@ -27,7 +27,7 @@ from matplotlib import colormaps
 from numpy.typing import ArrayLike
 
 MAP_KINDS = ("l1", "ssim", "msgms")
-REFERENCES = ("none", "gauss", "background")
+REFERENCES = ("none", "gauss")
 HEATMAP_COLORMAP = "inferno"  # a measure without reference: 0 = reproduced exactly
 DIVERGING_COLORMAP = "RdBu_r"  # with a reference: white = as well as the reference
 
@@ -58,15 +58,6 @@ def dissimilarity_map(original: torch.Tensor, recon: torch.Tensor, kind: str) ->
             total += F.interpolate(1 - _gms(a, b), size=size, mode="bilinear", align_corners=False)
         return (total / 4).clamp_min(0)
     raise ValueError(f"unknown map kind {kind!r}; choose one of {MAP_KINDS}")
-
-
-def presmooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B,3,H,W) -> the same after a Gaussian blur of ``sigma`` px (kernel +-3 sigma, reflected borders);
-    ``sigma`` 0 returns the input."""
-    if sigma <= 0:
-        return images
-    kernel = 2 * int(math.ceil(3 * sigma)) + 1
-    return kornia.filters.gaussian_blur2d(images, (kernel, kernel), (sigma, sigma), border_type="reflect")
 
 
 DENOISERS = ("none", "wiener")
@@ -126,7 +117,7 @@ def mim_score(gan_error: ArrayLike, reference_error: ArrayLike | None) -> ArrayL
 
     Args:
         gan_error: the inpainter's mean dissimilarity, a float, array or pandas Series.
-        reference_error: the reference fill's mean dissimilarity under the same masks and map kind, or
+        reference_error: the Gaussian fill's mean dissimilarity under the same masks and map kind, or
             None for a measure without reference.
     Returns:
         ``gan_error`` without a reference, else ``gan_error / reference_error - 1`` (elementwise); the mean

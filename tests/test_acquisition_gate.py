@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mim_core.acquisition import GateThresholds, effective_resolution, measure_quality
+from mim_core.gate import GateThresholds, effective_resolution, measure_quality
 from mim_core.benchmark.corruptions import downscale, gaussian_blur, gaussian_noise, jpeg, jpeg_photo, to_view
 from mim_core.config import PreprocessConfig
 from mim_core.data import decode_image
-from mim_core.quality import NO_DETAIL_REASON, REFUSALS, quality_gate
+from mim_core.gate import NO_DETAIL_REASON, REFUSALS, quality_gate
 from mim_core.verdict import Verdict
 
 CARD = json.loads((Path(__file__).parents[1] / "weights" / "mim_gan.json").read_text())

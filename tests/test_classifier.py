@@ -1,4 +1,4 @@
-"""Classifier baselines (issue #6): training end to end on the real split, seeding, cards, the shipped
+"""Classifier baselines: training end to end on the real split, seeding, cards, the shipped
 weights, and scoring through the clinical module's run-models."""
 
 import json
@@ -11,11 +11,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mim_core.checkpoint import WeightsError, load_card
-from mim_core.baselines.classifier import ClassifierConfig, ClassifierDetector, load_classifier, predict_proba
-from mim_core.baselines.train import classifier_split, groups_of, train_classifier, write_classifier_card
+from mim_core.baselines.classifier import ClassifierDetector, load_classifier, predict_proba
+from mim_core.baselines.train import classifier_split, groups_of, train_classifier
+from mim_core.calibrate import calibrate
 from mim_core.cli import main
+from mim_core.config import ClassifierConfig, read_recipe
 from mim_core.data import load_tensor
-from mim_core.protocol import DEV_CLASSES
+from mim_core.evaluation.protocol import DEV_CLASSES
 from mim_core.training.train import mpox_split
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -30,7 +32,7 @@ def _state(weights: Path) -> dict:
 def tiny_run(tmp_path_factory, data_root: Path) -> Path:
     out = tmp_path_factory.mktemp("cls")
     weights = train_classifier(data_root, out, ClassifierConfig(**TINY), log=lambda line: None)
-    write_classifier_card(weights, data_root, command="test", name="tiny")
+    calibrate(weights, command="test")
     return weights
 
 
@@ -67,7 +69,8 @@ def test_training_runs_end_to_end_and_writes_a_card(tiny_run: Path, data_root: P
     result = detector.analyze(data_root / card["split"]["positives"]["test"][0])
     assert 0.0 <= result.score <= 1.0 and result.original.shape == (128, 128, 3)
     assert result.verdict.value == ("mpox-like" if result.score >= detector.threshold else "not mpox-like")
-    assert set(result.summary()) == {"score", "threshold", "verdict", "reason"}
+    # the one result type of every model kind: no MIM panels, no gate measurements
+    assert result.inpainted is None and result.heatmap is None and result.summary()["quality"] == {}
 
 
 def test_training_is_seeded(tiny_run: Path, tmp_path: Path, data_root: Path):
@@ -87,15 +90,34 @@ def test_tampered_weights_are_refused(tiny_run: Path, tmp_path: Path):
         ClassifierDetector.load(tmp_path / "m.pt")
 
 
-def test_train_classifier_command_exports_weights_and_card(tmp_path: Path, data_root: Path, capsys):
-    args = ["train-classifier", "--arch", "mobilenet_v3_small", "--steps", "1", "--batch-size", "2",
-            "--eval-every", "1", "--data", str(data_root), "--out", str(tmp_path / "run")]
-    assert main(args + ["--export", str(tmp_path / "w" / "m.bin")]) == 2
+@pytest.mark.parametrize("recipe", sorted((WEIGHTS.parent / "recipes").glob("*.toml")))
+def test_every_shipped_classifier_has_a_recipe_equal_to_its_card(recipe: Path):
+    made = read_recipe(recipe)
+    if made.kind != "classifier":
+        return
+    card = next(json.loads(p.read_text()) for p in WEIGHTS.glob("*.json") if json.loads(p.read_text()).get("name") == made.name)
+    assert made.config.to_dict() == card["config"]
+
+
+def test_recipe_then_calibrate_make_a_card_and_export_it(tmp_path: Path, data_root: Path, capsys):
+    run = tmp_path / "run"
+    args = ["train-classifier", "--recipe", "recipes/mobilenet_v3_small_others.toml", "--steps", "1",
+            "--batch-size", "2", "--eval-every", "1", "--data", str(data_root), "--out", str(run)]
+    assert main(args) == 0
+    assert main(["calibrate", str(run / "model.pt"), "--export", str(tmp_path / "w" / "m.bin")]) == 2
     assert "error: --export wants a .pt path" in capsys.readouterr().err
-    assert main(args + ["--export", str(tmp_path / "w" / "m.pt"), "--name", "cli-test"]) == 0
+    assert not (tmp_path / "w").exists()
+    assert main(["calibrate", str(run / "model.pt"), "--export", str(tmp_path / "w" / "m.pt")]) == 0
     card = load_card(tmp_path / "w" / "m.pt")
-    assert (card["name"], card["weights_file"]) == ("cli-test", "m.pt")
+    assert (card["name"], card["weights_file"]) == ("mobilenet-v3-small-others", "m.pt")
+    assert card["recipe"]["file"] == "recipes/mobilenet_v3_small_others.toml" and card["training"]["steps"] == 1
+    assert card["training"]["command"].startswith("python -m mim_core train-classifier --recipe")
     assert ClassifierDetector.load(tmp_path / "w" / "m.pt").threshold == card["threshold"]["value"]
+    # a classifier card scores through the same command as MIM's
+    photo = data_root / card["split"]["positives"]["test"][0]
+    assert main(["score", "--weights", str(tmp_path / "w" / "m.pt"), "--json", str(photo)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["threshold"] == pytest.approx(card["threshold"]["value"], abs=1e-6) and 0 <= line["score"] <= 1
 
 
 def test_bad_config_is_a_sentence():

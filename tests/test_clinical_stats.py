@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from clinical.stats import binary_metrics, called_mpox, cohen_kappa, fleiss, model_auroc, wilson
+from mim_core.verdict import called_mpox
+from clinical.stats import binary_metrics, cohen_kappa, fleiss, model_auroc, wilson
 
 
 @pytest.mark.parametrize("k, n, low, high", [

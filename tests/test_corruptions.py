@@ -9,7 +9,7 @@ from mim_core.benchmark.abnormal import abnormal_images, generated_images, natur
 from mim_core.config import PreprocessConfig
 from mim_core.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupted_view, describe, to_view
 from mim_core.data import decode_image
-from mim_core.quality import quality_gate
+from mim_core.gate import quality_gate
 
 CONFIG = PreprocessConfig()
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mim_core.acquisition import channel_noise_sigma, view_noise
+from mim_core.gate import channel_noise_sigma, view_noise
 from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor
 from mim_core.data import decode_image, to_uint8
 from mim_core.measure import wiener_denoise
@@ -86,6 +86,6 @@ def test_the_verdict_path_scores_what_the_ungated_path_scores(detector, val_view
     """judge() denoises once and hands the denoised views to the measure; the score must equal
     score_views() on the raw views, which denoises them itself."""
     noisy = _noisy(val_views[:3], 0.015, seed=13)
-    judgements, _, usable = detector.judge(noisy, [None] * len(noisy))
+    judgements, _, usable = detector.decide_views(noisy, [None] * len(noisy))
     direct = detector.score_views(noisy)
     assert usable and np.allclose([judgements[i].score for i in usable], direct[usable], atol=1e-6)

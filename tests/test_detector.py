@@ -87,40 +87,6 @@ def test_a_card_without_threshold_is_refused(tmp_path: Path):
         MIMDetector.load(weights)
 
 
-def _card_with_background_reference(tmp_path: Path) -> Path:
-    """A copy of the shipped model whose measure divides by a background inpainter (here: the shipped
-    generator itself, which has the same crop and masks)."""
-    import json
-
-    from mim_core.checkpoint import sha256_file
-
-    weights = shipped_copy(tmp_path)
-    shutil.copy(SHIPPED_WEIGHTS, tmp_path / "background.pt")
-    card = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
-    card["config"]["measure"]["reference"] = "background"
-    card["reference"] = {"weights": "background.pt", "weights_sha256": sha256_file(tmp_path / "background.pt")}
-    weights.with_suffix(".json").write_text(json.dumps(card))
-    return weights
-
-
-def test_background_reference_is_loaded_from_the_card(tmp_path: Path, data_root: Path):
-    detector = MIMDetector.load(_card_with_background_reference(tmp_path))
-    photo = data_root / "MSLD_v1" / "Monkeypox" / sorted(p.name for p in (data_root / "MSLD_v1" / "Monkeypox").iterdir())[0]
-    # the reference equals the model here, so the log-ratio score is 0 up to float rounding (the two
-    # networks run in different memory layouts); real scores are of order 0.1
-    assert abs(detector.analyze(photo).score) < 1e-4
-
-
-def test_a_tampered_background_reference_is_refused(tmp_path: Path):
-    weights = _card_with_background_reference(tmp_path)
-    reference = tmp_path / "background.pt"
-    data = bytearray(reference.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    reference.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="does not match its model card"):
-        MIMDetector.load(weights)
-
-
 def test_a_card_written_for_another_network_is_refused(tmp_path: Path):
     import json
 

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from mim_core.measure import (MAP_KINDS, colorize_heatmap, dissimilarity_map, gaussian_fill, mean_fill, mim_score,
-                              presmooth, score_map)
+                              score_map)
 
 
 def test_identical_images_have_zero_dissimilarity_and_noise_does_not():
@@ -52,13 +52,3 @@ def test_score_is_the_mean_of_its_map_for_every_reference():
                            None if reference is None else reference.mean((1, 2, 3)).double().numpy())
         assert np.allclose(maps.mean((1, 2, 3)).numpy(), scores, rtol=0, atol=1e-6)
     assert float(mim_score(0.2, 0.2)) == 0.0 and float(mim_score(0.3, 0.2)) > 0 > float(mim_score(0.1, 0.2))
-
-
-def test_presmooth_is_off_at_zero_and_removes_pixel_noise():
-    generator = torch.Generator().manual_seed(0)
-    smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
-    noisy = (smooth + 0.05 * torch.randn(smooth.shape, generator=generator)).clamp(0, 1)
-    assert presmooth(noisy, 0.0) is noisy
-    before = (noisy - smooth)[..., 4:-4, 4:-4].std()
-    after = (presmooth(noisy, 1.0) - smooth)[..., 4:-4, 4:-4].std()
-    assert after < 0.4 * before

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mim_core.data import scan_dataset
-from mim_core.protocol import DEV_CLASSES, assign_roles, dev_class_paths
+from mim_core.evaluation.protocol import DEV_CLASSES, assign_roles, dev_class_paths
 
 CARD = json.loads((Path(__file__).parents[1] / "weights" / "mim_gan.json").read_text())
 

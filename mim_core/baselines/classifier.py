@@ -1,4 +1,4 @@
-"""Classifier baselines (issue #6): torchvision ResNet-18 / MobileNetV3-small, binary mpox vs non-mpox.
+"""Classifier baselines: torchvision ResNet-18 / MobileNetV3-small, binary mpox vs non-mpox.
 
 They exist to test MIM's case against classifiers on the same data, the same split and the same
 preprocessing. Architectures come from torchvision with ``weights=None``: they are trained from scratch,
@@ -7,15 +7,14 @@ because no pretrained weights can be downloaded on the machines this project run
 A shipped classifier is ``NAME.pt`` (the config that built it + its state dict, stored in fp16) with its
 model card ``NAME.json`` beside it, exactly like MIM's. :class:`ClassifierDetector` loads one (verifying
 the weights' sha256 against the card) and answers with the same score-style interface as
-:class:`mim_core.detector.MIMDetector`: ``analyze(image)`` returns an object with ``score``,
-``threshold``, ``verdict``, ``reason`` and ``summary()``. Score: probability of mpox, **higher = more
+:class:`mim_core.detector.MIMDetector`: ``analyze(image)`` returns a :class:`mim_core.verdict.Analysis`
+(score, threshold, verdict, reason, the model's view; no MIM panels). Score: probability of mpox, **higher = more
 mpox-like** (the opposite of MIM's direction; every card says which way its score points).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,15 +23,12 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ..calibration import card_threshold
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
-from ..config import PreprocessConfig
+from ..config import ARCHITECTURES, NEGATIVE_SETS, ClassifierConfig
 from ..data import decode_image, preprocess, to_uint8
-from ..verdict import CLASSIFIER_SCORE_DIRECTION, Verdict, decide, mpox_when
+from ..verdict import CLASSIFIER_SCORE_DIRECTION, Analysis, Verdict, card_threshold, judge, mpox_when
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
-ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
-NEGATIVE_SETS = ("others", "others+dev")
 SCORE_DIRECTION = CLASSIFIER_SCORE_DIRECTION
 REASONS = {
     Verdict.MPOX_LIKE: "The classifier gives this photo an mpox probability of {score:.2f}, at or above its threshold.",
@@ -43,52 +39,6 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """Everything that defines a classifier baseline and how it is trained.
-
-    ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
-    (also the 10 DermNet dev classes). Training draws balanced batches (half mpox, half negatives).
-    ``load_short_side``: photos with a longer short side are shrunk to it once at load (area
-    resampling) to bound memory; the random crops (40-85 % of the short side) still reach the model at
-    its input size or above.
-    """
-
-    arch: str = "resnet18"
-    negatives: str = "others"
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    warmup_steps: int = 30
-    bn_momentum: float = 0.1  # torchvision's MobileNetV3 uses 0.01 (tuned for long ImageNet runs): its eval
-    # statistics then lag hundreds of steps behind the weights in a 600-step run
-    eval_every: int = 50
-    seed: int = 0
-    split_seed: int = 0
-    threads: int = 1
-    load_short_side: int = 320
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
-        if self.negatives not in NEGATIVE_SETS:
-            raise ValueError(f"Unknown negative set {self.negatives!r}; choose one of {', '.join(NEGATIVE_SETS)}.")
-        if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1:
-            raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error so stale files fail loudly."""
-        values = dict(data)
-        values["preprocess"] = PreprocessConfig(**values.get("preprocess", {}))
-        return cls(**values)
 
 
 class BinaryClassifier(nn.Module):
@@ -120,10 +70,6 @@ def build_model(config: ClassifierConfig, seed: int) -> BinaryClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return BinaryClassifier(config.arch, config.bn_momentum)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def export_classifier(path: str | os.PathLike, state: dict[str, torch.Tensor], config: ClassifierConfig) -> str:
@@ -163,24 +109,6 @@ def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 64) 
     return np.concatenate(out) if out else np.zeros(0)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A classifier's answer for one photo, shaped like :class:`mim_core.detector.Analysis`'s summary.
-
-    ``original`` is the model's view, (H, W, 3) uint8.
-    """
-
-    score: float
-    threshold: float
-    verdict: Verdict
-    reason: str
-    original: np.ndarray = field(repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        return {"score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "verdict": self.verdict.value, "reason": self.reason}
-
-
 class ClassifierDetector:
     """A classifier baseline behind the same interface as MIMDetector. Score = P(mpox), higher = more
     mpox-like; the verdict compares it with the card's threshold (set on the validation split).
@@ -212,15 +140,14 @@ class ClassifierDetector:
         if card.get("kind") != "classifier":
             raise WeightsError(f"The card beside {weights} is of kind {card.get('kind')!r}, not a classifier.")
         model, config = load_classifier(weights, card.get("weights_sha256"))
-        threshold = card_threshold(card, weights, require_threshold,
-                                   "retrain it with `python -m mim_core train-classifier` to set one")
+        threshold = card_threshold(card, weights, require_threshold)
         return cls(model, config, threshold, card)
 
     def score_views(self, images: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) preprocessed images -> (B,) mpox probabilities (higher = more mpox-like)."""
         return predict_proba(self.model, images)
 
-    def analyze(self, image: ImageInput) -> Prediction:
+    def analyze(self, image: ImageInput) -> Analysis:
         """Classify one photo (path, bytes, PIL image or (H,W,3) uint8 array).
 
         Raises:
@@ -228,18 +155,12 @@ class ClassifierDetector:
         """
         return self.analyze_batch([image])[0]
 
-    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
+    def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
         results = []
         when = mpox_when(SCORE_DIRECTION)
         for tensor, prob in zip(tensors, self.score_views(tensors)):
-            decision = decide(float(prob), self.threshold, when, REASONS)
-            original = to_uint8(tensor)
-            results.append(Prediction(float(prob), self.threshold, decision.verdict, decision.reason, original))
+            decision = judge(float(prob), self.threshold, when, REASONS)
+            results.append(Analysis(float(prob), self.threshold, decision.verdict, decision.reason, to_uint8(tensor)))
         return results
-
-    def score(self, image: Image.Image) -> tuple[float, str]:
-        """(score, label) for one upright RGB photo: the clinical module's Scorer protocol."""
-        prediction = self.analyze(image)
-        return prediction.score, prediction.verdict.value

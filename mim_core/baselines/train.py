@@ -1,4 +1,5 @@
-"""Training a classifier baseline and writing its model card (``python -m mim_core train-classifier``).
+"""Training a classifier baseline (``python -m mim_core train-classifier --recipe recipes/NAME.toml``) and the
+card that ``python -m mim_core calibrate RUN/model.pt`` writes for it (:func:`classifier_card`).
 
 Data, on the fixed protocol's split:
 
@@ -30,16 +31,15 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ..training.augment import augment
-from ..calibration import calibrate_threshold
-from ..card import CARD_FORMAT, manifest_sha256
-from ..checkpoint import card_path, save_json
-from .classifier import (SCORE_DIRECTION, ClassifierConfig, build_model, count_parameters, export_classifier,
-                         load_classifier, predict_proba)
+from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
+from ..config import ClassifierConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
-from ..protocol import DEV_CLASSES, OTHERS
+from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
-from ..verdict import called_mpox, lower_is_mpox, mpox_when
+from ..model import count_parameters
+from ..training.augment import augment
+from ..verdict import calibrate_threshold, called_mpox, lower_is_mpox, mpox_when
+from .classifier import SCORE_DIRECTION, build_model, export_classifier, load_classifier, predict_proba
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
@@ -109,8 +109,10 @@ def _lr_factor(step: int, config: ClassifierConfig) -> float:
 
 
 def train_classifier(data_root: str | Path, out_dir: str | Path, config: ClassifierConfig,
-                     device: str = "cpu", log=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
-    """Train from scratch and export ``out_dir/model.pt`` (+ ``training.json``); returns the weights path.
+                     device: str = "cpu", log=lambda line: print(line, file=sys.stderr, flush=True),
+                     provenance: dict[str, Any] | None = None) -> Path:
+    """Train from scratch and export ``out_dir/model.pt`` (+ ``training.json``, with ``provenance``: the
+    recipe, name and command); returns the weights path.
 
     Every random draw (batches, crops, flips, jitter, layer init, dropout) comes from generators seeded
     by ``config.seed``; the global RNG is forked around training and left untouched.
@@ -176,7 +178,8 @@ def train_classifier(data_root: str | Path, out_dir: str | Path, config: Classif
         "split": split.as_paths(), "split_sha256": split.sha256(), "best_step": best["step"],
         "best_val_loss": round(best["loss"], 6), "train_seconds": round(time.time() - started, 1),
         "history": history, "weights_sha256": sha, "parameters": count_parameters(model),
-        "threads": config.threads, "device": device,
+        "threads": config.threads, "device": device, "data_roots": [str(data_root)], "kind": "classifier",
+        **(provenance or {}),
     })
     return weights
 
@@ -192,11 +195,9 @@ def _at_threshold(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[st
             "specificity": round(float((~called_mpox(neg, threshold, when)).mean()), 4)}
 
 
-def write_classifier_card(weights: str | Path, data_root: str | Path, command: str, name: str) -> dict[str, Any]:
-    """Card beside freshly exported weights (from ``training.json`` in the same folder): threshold from the
-    val split, metrics of the *stored* weights on val and on the mpox test vs negatives' test split."""
-    weights, root = Path(weights), Path(data_root)
-    training = json.loads((weights.parent / "training.json").read_text())
+def classifier_card(weights: Path, training: dict[str, Any], root: Path, command: str) -> dict[str, Any]:
+    """The card of a classifier run (``training``: its ``training.json``): threshold from the mpox val
+    split, metrics of the *stored* weights on val and on the mpox test vs negatives' test split."""
     model, config = load_classifier(weights, training["weights_sha256"])
     split = training["split"]
 
@@ -216,9 +217,9 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
                           groups_of(split["negatives"]["test"]))
     negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
                       else "MSLD_v1/Others and the 10 DermNet dev classes")
-    card = {
+    return {
         "format": CARD_FORMAT,
-        "name": name,
+        "name": training.get("name", config.arch),
         "kind": "classifier",
         "description": f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs "
                        f"{negatives_text}. The score is the predicted probability of mpox.",
@@ -226,8 +227,9 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
         "weights_file": weights.name,
         "weights_sha256": training["weights_sha256"],
         "config": config.to_dict(),
+        "recipe": training.get("recipe") or {},
         "training": {
-            "command": command, "seed": config.seed, "split_seed": config.split_seed, "steps": config.steps,
+            "command": training.get("command", ""), "seed": config.seed, "split_seed": config.split_seed, "steps": config.steps,
             "best_step_by_val_loss": training["best_step"], "train_seconds": training["train_seconds"],
             "threads": training["threads"], "device": training["device"], "parameters": training["parameters"],
             "pretrained": False, "pretrained_note": PRETRAINED_NOTE,
@@ -236,7 +238,7 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
             "history": training["history"],
         },
         "data": {
-            "root": "../shared/data", "manifest_sha256": manifest_sha256(root),
+            "roots": training.get("data_roots", [str(root)]), "manifest_sha256": manifest_sha256(root),
             "train_uses": f"MSLD_v1/Monkeypox train split (positives) and the train split of {negatives_text} "
                           "(negatives); the 21 DermNet test classes are never used",
             "split_rule": "MSLD mpox and MSLD Others each split by source photo (file-name prefix before the last "
@@ -252,7 +254,6 @@ def write_classifier_card(weights: str | Path, data_root: str | Path, command: s
             "note": "AUROC for detecting mpox with a 95 % bootstrap CI over source photos. Unseen classes, noise and "
                     "abnormal inputs: `python -m mim_core benchmark` (docs/benchmark.md).",
         },
+        "calibration": {"command": command, "order": ["threshold"]},
         "limitations": LIMITATIONS,
     }
-    save_json(card_path(weights), card)
-    return card

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..protocol import OTHERS  # noqa: E402
+from ..evaluation.protocol import OTHERS  # noqa: E402
 
 FILES = ("benchmark.md", "benchmark.json", "unseen_per_class.csv", "unseen_summary.csv", "unseen_scores.csv",
          "noise.csv", "abnormal.csv", "abnormal_summary.csv", "verdicts.csv", "unseen.png", "noise.png",
@@ -140,7 +140,7 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
-    """Section (d): right / wrong / (no rash) / refused per condition and set, then the issue-12 targets."""
+    """Section (d): right / wrong / (no rash) / refused per condition and set, then the robustness targets."""
     verdicts = pd.DataFrame(results["verdicts"])
     if verdicts.empty:
         return []
@@ -169,7 +169,7 @@ def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
                   "| " + " | ".join(f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}"
                                     for r in healthy.set_index("model").loc[models].reset_index().to_dict("records"))
                   + " |", ""]
-    lines += ["**Targets (issue 12)**", "", "| target | " + " | ".join(f"`{m}`" for m in models) + " |",
+    lines += ["**Robustness targets**", "", "| target | " + " | ".join(f"`{m}`" for m in models) + " |",
               "|---|" + "---|" * len(models)]
     targets = results["targets"]
     for i, target in enumerate(targets[models[0]]):

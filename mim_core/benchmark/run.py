@@ -1,4 +1,4 @@
-"""The robustness benchmark (issue #6): MIM against every classifier baseline card in a weights folder.
+"""The robustness benchmark: MIM against every classifier baseline card in a weights folder.
 
 Three parts, every model on exactly the same images and the same model view (the protocol's centre
 crop at model resolution):
@@ -37,10 +37,10 @@ from ..checkpoint import WeightsError
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
 from ..data import decode_image, scan_dataset
-from ..protocol import DEV_CLASSES, OTHERS
+from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
-from ..acquisition import effective_resolution
-from ..registry import find_models, load_detector
+from ..gate import effective_resolution
+from ..detector import find_models, load_detector
 from ..verdict import MpoxWhen, Verdict, called_mpox, lower_is_mpox, mpox_when
 from .verdicts import mim_judgements, targets, verdict_rows
 

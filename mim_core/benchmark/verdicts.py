@@ -1,10 +1,11 @@
 """Part (d) of the benchmark: how many photos each model calls right, wrong, "no rash" or refuses.
 
 Every model goes through the **same** gates: MIM's (:meth:`mim_core.detector.MIMDetector.refusals`, run
-once per view inside MIM's :meth:`~mim_core.detector.MIMDetector.judge`: the usable-skin and acquisition
-checks with the limits of MIM's card, and the appearance check's not-skin limit). A refused photo gets no verdict from any model. MIM's verdicts come from its own verdict path
-(:meth:`mim_core.detector.MIMDetector.judge`: gates, score, threshold, no-rash check); a classifier's
-from its threshold behind the gates (the no-rash override reads MIM's score, so it is MIM's alone).
+once per view inside :meth:`~mim_core.detector.MIMDetector.decide_views`: the usable-skin and acquisition
+checks with the limits of MIM's card, and the appearance check's not-skin limit). A refused photo gets no
+verdict from any model. Every verdict comes from the one rule, :func:`mim_core.verdict.judge`: MIM's
+through its own verdict path (gates, score, threshold, no-rash check), a classifier's from its score and
+threshold behind the same refusals (the no-rash override reads MIM's score, so it is MIM's alone).
 
 Outcomes per photo:
 
@@ -25,25 +26,26 @@ import pandas as pd
 import torch
 from statsmodels.stats.proportion import proportion_confint
 
-from ..verdict import Verdict
+from ..baselines.classifier import REASONS as CLASSIFIER_REASONS
+from ..verdict import Verdict, judge
 
 OUTCOMES = ("right", "wrong", "no_rash", "refused")
 ROLES = ("mpox", "other_rash", "healthy", "abnormal")
 
 
-def model_verdicts(model: Any, raw: np.ndarray, mim_verdicts: Sequence[Verdict]) -> list[Verdict]:
+def model_verdicts(model: Any, raw: np.ndarray, judgements: Sequence[Any]) -> list[Verdict]:
     """Each view's verdict from one benchmark model (a :class:`mim_core.benchmark.run.BenchModel`).
 
     Args:
         raw: (B,) the model's raw scores of the views (computed once, ungated).
-        mim_verdicts: MIM's verdicts on the same views (:func:`mim_judgements`); their refusals are the
+        judgements: MIM's verdict path on the same views (:func:`mim_judgements`); their refusals are the
             shared gates', so a classifier gets the same refusals and its own threshold elsewhere.
     """
     if model.kind == "mim":
-        return list(mim_verdicts)
-    called = model.called_mpox(raw)
-    return [m if m.is_refusal else (Verdict.MPOX_LIKE if c else Verdict.NOT_MPOX_LIKE)
-            for m, c in zip(mim_verdicts, called)]
+        return [j.decision.verdict for j in judgements]
+    refusals = [j.decision if j.decision.verdict.is_refusal else None for j in judgements]
+    return [judge(float(score), model.threshold, model.when, CLASSIFIER_REASONS, refusal=refusal).verdict
+            for score, refusal in zip(raw, refusals)]
 
 
 def mim_judgements(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np.ndarray],
@@ -51,7 +53,7 @@ def mim_judgements(models: Sequence[Any], batch: torch.Tensor, raw: dict[str, np
     """MIM's verdict path on the views (models sorted MIM first), reusing its benchmark scores: one run of
     the gates and the appearance network per view, shared by every model."""
     mim = models[0]
-    return mim.detector.judge(batch, resolutions, scores=raw[mim.name])[0]
+    return mim.detector.decide_views(batch, resolutions, scores=raw[mim.name])[0]
 
 
 def outcome(verdict: Verdict, role: str) -> str:
@@ -91,10 +93,9 @@ def verdict_rows(models: Sequence[Any], judgements: Sequence[Any], raw: dict[str
     Returns:
         (rows, {model name: per-view verdict values}).
     """
-    mim_verdicts = [j.decision.verdict for j in judgements]
     rows, per_view = [], {}
     for model in models:
-        verdicts = model_verdicts(model, raw[model.name], mim_verdicts)
+        verdicts = model_verdicts(model, raw[model.name], judgements)
         per_view[model.name] = [v.value for v in verdicts]
         for name, mask in sets.items():
             chosen = [v for v, m in zip(verdicts, mask) if m]
@@ -105,7 +106,7 @@ def verdict_rows(models: Sequence[Any], judgements: Sequence[Any], raw: dict[str
 
 def targets(verdicts: pd.DataFrame, noise: pd.DataFrame, healthy: pd.DataFrame, abnormal: pd.DataFrame,
             model: str) -> list[dict[str, Any]]:
-    """Issue 12's targets for one model, measured: [{"target", "measured", "met"}]."""
+    """The robustness targets for one model, measured: [{"target", "measured", "met"}]."""
     def share(set_name: str, corruption: str, severity: int, column: str) -> tuple[float | None, int]:
         rows = verdicts[(verdicts["model"] == model) & (verdicts["set"] == set_name) &
                         (verdicts["corruption"] == corruption) & (verdicts["severity"] == severity)]

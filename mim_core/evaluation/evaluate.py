@@ -28,14 +28,12 @@ from PIL import Image, ImageDraw
 from sklearn.covariance import LedoitWolf
 from tqdm import tqdm
 
-from ..calibration import calibrate_threshold
-from ..checkpoint import card_path, save_json, sha256_file
-from ..data import decode_image, preprocess, scan_dataset
-from ..data import to_uint8
-from ..detector import MIMDetector, load_background, mean_errors
+from ..checkpoint import card_path, save_json
+from ..data import decode_image, preprocess, scan_dataset, to_uint8
+from ..detector import MIMDetector, mean_errors
 from ..measure import MAP_KINDS, REFERENCES, mim_score
-from ..protocol import WATERMARK_BOXES, assign_roles
 from ..verdict import lower_is_mpox, mpox_when
+from .protocol import WATERMARK_BOXES, assign_roles
 
 # Controls that know nothing of mpox lesions, on the same crops as MIM: image complexity, generic fills
 # (the Gaussian and mean-colour fills of mim_core.measure in place of the GAN) and colour statistics.
@@ -87,10 +85,8 @@ def blank_watermark(image: Image.Image) -> Image.Image:
 @torch.inference_mode()
 def measure_tensor(detector: MIMDetector, image: torch.Tensor) -> dict[str, float]:
     """All raw numbers for one preprocessed (3,H,W) image: errors of every fill the detector has (GAN,
-    Gaussian, mean colour, and the background inpainter when loaded) under every map kind, averaged
-    over the mask bank; PNG complexity."""
-    names = ["gan", "gauss", "mean"] + (["background"] if detector.background is not None else [])
-    _, maps = detector.measure_fills(image.unsqueeze(0), names, MAP_KINDS)
+    Gaussian, mean colour) under every map kind, averaged over the mask bank; PNG complexity."""
+    _, maps = detector.measure_fills(image.unsqueeze(0), ["gan", "gauss", "mean"], MAP_KINDS)
     row = {"png_bpp": png_bits_per_pixel(to_uint8(image))}
     for (fill, kind), fill_maps in maps.items():
         row[error_column(fill, kind)] = float(mean_errors(fill_maps)[0])
@@ -145,9 +141,6 @@ def score_definitions() -> list[ScoreDef]:
         defs.append(ScoreDef(f"mim:{kind}", f"GAN inpainting error, {kind} map"))
         defs.append(ScoreDef(f"mim:{kind}/gauss",
                              f"GAN {kind} error / Gaussian-fill {kind} error on the same masks, minus 1"))
-        defs.append(ScoreDef(f"mim:{kind}/background",
-                             f"GAN {kind} error / {kind} error of the background inpainter trained on "
-                             "tile-shuffled mpox photos on the same masks, minus 1 (only with a reference inpainter)"))
     for kind in MAP_KINDS:
         defs.append(ScoreDef(f"control:gauss-fill:{kind}",
                              f"Gaussian (classical) fill in place of the GAN, {kind} error"))
@@ -194,12 +187,11 @@ def compute_scores(measured: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 
 def mim_variants(measured: pd.DataFrame) -> list[str]:
-    """Every ``mim:*`` score the measurements support: each map kind and reference (``/background`` only
-    with a reference inpainter), over the whole mask bank and over each single scale (``@8``)."""
-    references = [r for r in REFERENCES if r == "none" or error_column(r, MAP_KINDS[0]) in measured]
+    """Every ``mim:*`` score the measurements support: each map kind and reference, over the whole mask
+    bank and over each single scale (``@8``)."""
     scales = [()] + [(int(c.rpartition("@")[2]),) for c in measured if c.startswith(f"err_gan_{MAP_KINDS[0]}@")]
     return [variant_name({"map": kind, "reference": ref, "scales": s})
-            for s in scales for kind in MAP_KINDS for ref in references]
+            for s in scales for kind in MAP_KINDS for ref in REFERENCES]
 
 
 def parse_variant(score_name: str) -> tuple[str, str, tuple[int, ...]]:
@@ -224,40 +216,28 @@ def variant_name(measure: dict) -> str:
             + "".join(f"@{s}" for s in measure.get("scales", ())))
 
 
-def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, select_on_dev: bool = False,
-             update_card: bool = False, per_class_limit: int | None = None, reuse_measurements: bool = False,
-             dermnet_short_side: int | None = None, reference_weights: str | Path | None = None,
-             device: str = "cpu") -> dict:
+def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, update_card: bool = False,
+             per_class_limit: int | None = None, reuse_measurements: bool = False,
+             dermnet_short_side: int | None = None, device: str = "cpu") -> dict:
     """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
 
-    ``select_on_dev`` sets the card's measure to the MIM variant with the best mean dev AUROC and
-    re-sets its threshold on mpox val; ``update_card`` records the results in the card.
+    The card's own measure is the reported MIM score; the dev table ranks every other variant beside it
+    (a design decision changes the recipe, then the model is retrained and recalibrated).
+    ``update_card`` records the results in the card's ``evaluation`` section (nothing else changes).
     ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
     ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
     new score or control costs seconds instead of a pass over every image.
     ``dermnet_short_side``: see :func:`measure_all` (a stress check; not for the card).
-    ``reference_weights``: a background inpainter (``train`` with ``train.tile_shuffle``) in the same folder
-    as ``weights``; adds the ``mim:*/background`` variants, and a card that selects one names it.
     ``device``: where the networks run (e.g. ``cuda``); the numbers do not depend on it beyond float noise.
     """
-    if dermnet_short_side and (update_card or select_on_dev):
-        raise ValueError("--dermnet-short-side is a stress check; it cannot select a measure or update the card.")
+    if dermnet_short_side and update_card:
+        raise ValueError("--dermnet-short-side is a stress check; it cannot update the card.")
     from . import report
 
     out_dir = Path(out_dir)
     # measured over the whole mask bank whatever scales the card's measure uses (single scales are columns)
-    detector = MIMDetector.load(weights, device=device, require_threshold=not select_on_dev).with_measure(scales=())
+    detector = MIMDetector.load(weights, device=device).with_measure(scales=())
     card = detector.card
-    reference = card.get("reference")
-    if reference_weights:
-        reference_weights = Path(reference_weights)
-        if reference_weights.resolve().parent != Path(weights).resolve().parent:
-            raise ValueError(f"Put the reference inpainter {reference_weights} in the same folder as {weights}.")
-        reference = {"weights": reference_weights.name, "weights_sha256": sha256_file(reference_weights)}
-        detector.background = load_background(reference_weights, detector.config, None).to(device)
-    elif detector.background is None and card["config"]["measure"]["reference"] == "background":
-        raise ValueError("This card's measure needs its background reference inpainter.")
-    measured_reference = reference if detector.background is not None else None  # what the numbers include
     table = assign_roles(scan_dataset(data_root), card["split"])
     if per_class_limit:
         table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
@@ -265,8 +245,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     cache = out_dir / "measurements.csv"
     if reuse_measurements and cache.is_file():
         previous = json.loads((out_dir / "results.json").read_text())
-        if ((previous["weights_sha256"], previous.get("dermnet_short_side"), previous.get("reference"))
-                != (card["weights_sha256"], dermnet_short_side, measured_reference)):
+        if ((previous["weights_sha256"], previous.get("dermnet_short_side"))
+                != (card["weights_sha256"], dermnet_short_side)):
             raise ValueError(f"{cache} was measured with other weights or resampling; run without --reuse-measurements.")
         measured = pd.read_csv(cache)
         if list(measured["path"]) != list(table["path"]):
@@ -280,18 +260,6 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
     blanked = blanked.apply(lambda column: lower_is_mpox(column, directions[column.name]))
 
     selected = variant_name(card["config"]["measure"])
-    if select_on_dev:
-        mim_rows = signs_dev[signs_dev["score"].str.startswith("mim:")]
-        selected = mim_rows.sort_values("dev_mean_auroc", ascending=False)["score"].iloc[0]
-        # presmoothing and denoising act on the views every variant was measured from: kept as they are
-        kept = {k: card["config"]["measure"][k] for k in ("presmooth_sigma", "denoise") if k in card["config"]["measure"]}
-        card["config"]["measure"] = {**measure_config_for(selected), **kept}
-        if selected.endswith("/background"):
-            card["reference"] = reference
-        else:
-            card.pop("reference", None)
-        card["threshold"] = calibrate_threshold(raw.loc[table["role"] == "mpox_val", selected].to_numpy(),
-                                                mpox_when(card))
     controls = [c for c in scores if c.startswith("control:")]
     test = report.test_results(scores, table, [selected] + controls)
     summary = test["summary"]
@@ -331,13 +299,11 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
         "threshold": report.threshold_metrics(raw[selected], table, card["threshold"]["value"], mpox_when(card)),
         "per_class_limit": per_class_limit,
         "dermnet_short_side": dermnet_short_side,
-        "reference": measured_reference,
     }
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:
         card["evaluation"] = {
-            "command": f"python -m mim_core evaluate --weights weights/{Path(weights).name} --data ../shared/data "
-                       f"--out {out_dir}" + (" --select-on-dev" if select_on_dev else "") + " --update-card",
+            "command": f"python -m mim_core evaluate --weights {weights} --data {data_root} --out {out_dir} --update-card",
             "score": selected,
             "mpox_test_images": results["n_mpox_test"],
             "mean_auroc_dermnet_test_classes": summary[selected]["mean_dermnet_test"],
@@ -351,6 +317,6 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, se
             "at_threshold": results["threshold"],
             "dev_mean_auroc": {r["score"]: r["dev_mean_auroc"] for r in results["dev"]},
         }
-    if update_card or select_on_dev:
+    if update_card:
         save_json(card_path(weights), card)
     return results

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from ..protocol import DEV_CLASSES, OTHERS  # noqa: E402
+from .protocol import DEV_CLASSES, OTHERS  # noqa: E402
 from ..verdict import MIM_SCORE_DIRECTION, called_mpox, lower_is_mpox, mpox_when  # noqa: E402
 from .stats import auroc_ci, mean_auroc_ci  # noqa: E402
 

@@ -128,7 +128,7 @@ def _lead_decides(flag: bool, ranks: Ranks, device: str) -> bool:
 
 
 def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: RunConfig = RunConfig(),
-          resume: bool = True, recipe: dict | None = None) -> Path:
+          resume: bool = True, provenance: dict | None = None) -> Path:
     """Train (or resume) and export ``out_dir/model.pt``; returns its path.
 
     ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
@@ -143,8 +143,9 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
     trains on its 1/N slice, and gradients are averaged; rank 0 validates, checkpoints and exports. The
     model's identity does not depend on N, and a checkpoint resumes with any N (or none).
 
-    The exported config's ``train.steps`` is the number of steps actually run. ``recipe`` (the file and
-    sha256 of a :class:`mim_core.config.Recipe`) is recorded in ``training.json`` for the card.
+    The exported config's ``train.steps`` is the number of steps actually run.
+    ``provenance`` (the recipe's file and sha256, the model's name, the command) is copied into
+    ``training.json``, which ``python -m mim_core calibrate`` turns into the card.
     """
     cfg, time_limit_s = config.train, run.time_limit_s
     ranks = _start_ranks(run.device)
@@ -268,7 +269,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
         "generator_parameters": count_parameters(generator), "threads": run.threads, "device": device,
         "steps_done": state["step"], "precision": run.precision, "world_size": ranks.world,
-        "data_roots": [str(data_root)], "recipe": recipe,
+        "data_roots": [str(data_root)], "kind": "mim", **(provenance or {}),
     })
     if ranks.world > 1:
         dist.destroy_process_group()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import ImageRecord
+from ..data import ImageRecord
 
 DEV_CLASSES = (
     "Acne_vulgaris", "Atopic_dermatitis", "Psoriasis", "Rosacea", "Vitiligo", "Urticaria", "Lichen_planus",

@@ -1,9 +1,14 @@
-"""Model-free acquisition-quality measurements of the crop the model sees, and their calibration.
+"""The model-free gate: pictures no model should judge are refused before any inference.
+
+Checks run on the preprocessed crop the model would see. The first (:func:`quality_gate`) are deliberately
+loose: they catch flat, blank, grayscale or non-skin pictures. The acquisition checks that follow (noise,
+exposure, effective resolution, JPEG blocks, sharpness: :func:`measure_quality`, :func:`acquisition_refusal`)
+refuse poor photos of skin, each with a sentence saying how to retake it. Their limits are calibrated on mpox
+train+val photos only (:func:`calibrate_gate`) and read from the model card's ``quality_gate`` section;
+:data:`DEFAULT_GATE` is used only when a card has none.
 
 Every measurement is computed on the (H, W, 3) uint8 crop at model resolution, except the effective
-resolution, which needs the decoded photo (photo pixels per model pixel). Thresholds are calibrated on
-mpox train+val photos only (:func:`calibrate_gate`) and stored in the model card's ``quality_gate``
-section; :data:`DEFAULT_GATE` is used only when a card has none.
+resolution, which needs the decoded photo (photo pixels per model pixel).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from .config import PreprocessConfig
-from .data import center_crop_box, decode_image, preprocess, to_uint8
+from .data import center_crop_box, preprocess, to_uint8
+from .verdict import Decision, Verdict
 
 
 @dataclass(frozen=True)
@@ -159,14 +165,14 @@ def effective_resolution(photo: Image.Image, config: PreprocessConfig) -> float:
     return float(min(right - left, bottom - top)) / config.size
 
 
-# blockiness: the margin chosen on DermNet dev and healthy_skin_dev (bench/compression_dev.py)
+# blockiness: the margin chosen on DermNet dev and healthy_skin_dev (docs/ablations.md)
 MARGINS = {"noise": 1.5, "resolution": 0.5, "detail": 0.5, "clipped": 1.5, "blockiness": 2.0}
 SHARPNESS_PERCENTILE = 5.0  # mpox photos are soft themselves: the minimum x margin would refuse no blur
-CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (bench/denoise_dev.py --part when)
+CLEAN_NOISE_PERCENTILE = 75.0  # chosen on dev among the 50th / 75th / 95th (docs/ablations.md)
 
 
-def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, Any]:
-    """The card's ``quality_gate`` section from mpox train+val photos only.
+def calibrate_gate(photos: Iterable[Image.Image], config: PreprocessConfig) -> dict[str, Any]:
+    """The card's ``quality_gate`` section from decoded mpox train+val photos only.
 
     Rule: each limit is the most extreme value the calibration photos show, times a margin (noise and
     clipping x1.5 above the largest, both blockiness measures x2; resolution and detail x0.5 of the
@@ -174,11 +180,8 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
     refused as too blurred); mean-luma limits are the darkest/brightest photo widened by 0.08. Clean
     calibration photos otherwise all pass.
     """
-    rows = []
-    for path in paths:
-        photo = decode_image(path)
-        crop = to_uint8(preprocess(photo, config))
-        rows.append(measure_quality(crop, effective_resolution(photo, config)))
+    rows = [measure_quality(to_uint8(preprocess(photo, config)), effective_resolution(photo, config))
+            for photo in photos]
     col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     limits = GateThresholds(
         max_noise=float(col["noise"].max() * MARGINS["noise"]),
@@ -207,7 +210,7 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                      "detail limit = smallest calibration value x0.5; "
                      "mean luma limits = darkest/brightest calibration photo -/+ 0.08; blockiness and photo "
                      "blockiness limits = largest calibration value x2 each (the margin chosen on DermNet dev and "
-                     "healthy_skin_dev: bench/compression_dev.py)"),
+                     "healthy_skin_dev: docs/ablations.md)"),
             "measurements": {
                 "noise": "wavelet-MAD sigma of luma (median |Haar HH| / 0.6745), [0,1] units",
                 "sharpness": ("luma energy of x - du2(x) over that of du2(x) - du4(x) "
@@ -224,17 +227,85 @@ def calibrate_gate(paths: Iterable[str], config: PreprocessConfig) -> dict[str, 
                                      "(JPEG of the photo)")}}
 
 
-def calibrate_card_gate(weights: str, data_root: str) -> dict[str, Any]:
-    """Write the ``quality_gate`` section of the card beside ``weights`` from its mpox train+val photos."""
-    from pathlib import Path
 
-    from .checkpoint import card_path, load_card, save_json
-    from .config import MIMConfig
+MIN_LUMA_STD = 0.03
+MIN_SKIN_FRACTION = 0.03  # 2 of 34 mpox crops fell below 0.15 in a check; 1st percentile ~0.002
+MIN_MEAN_SATURATION = 0.04
 
-    card = load_card(weights)
-    config = MIMConfig.from_dict(card["config"]).preprocess
-    paths = [str(Path(data_root) / p) for p in card["split"]["train"] + card["split"]["val"]]
-    card["quality_gate"] = {**calibrate_gate(paths, config),
-                            "command": f"python -m mim_core calibrate-gate --weights {weights} --data {data_root}"}
-    save_json(card_path(weights), card)
-    return card
+
+def skin_fraction(crop: np.ndarray) -> float:
+    """Share of pixels of an (H,W,3) uint8 image inside the classic YCrCb skin-tone box
+    (Cr 133-173, Cb 77-127; Chai & Ngan 1999). Crude, but model-free."""
+    ycbcr = np.asarray(Image.fromarray(crop).convert("YCbCr"), dtype=np.int16)
+    cb, cr = ycbcr[..., 1], ycbcr[..., 2]
+    return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
+
+
+REFUSALS = {
+    Verdict.TOO_NOISY: "The photo is too grainy (noisy) to judge: retake it in brighter light, without "
+                       "digital zoom or night mode. If it is already sharp and well lit, fine texture (hair, "
+                       "scaly or rough skin) can look like grain: move the camera closer to the skin.",
+    Verdict.BADLY_EXPOSED: "The photo is too dark or too bright to judge: retake it in even daylight, "
+                           "without flash glare or deep shadow.",
+    Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge: send the original photo (not a "
+                                "thumbnail or screenshot), taken closer to the skin.",
+    Verdict.TOO_COMPRESSED: "The photo is too compressed to judge (JPEG blocks): send the original photo from "
+                            "the camera, not a copy shrunk by a messaging app or website, or retake it.",
+    Verdict.TOO_BLURRY: "The photo is too blurred to judge: hold the camera still, tap to focus, and "
+                        "retake it in good light.",
+}
+
+NO_DETAIL_REASON = ("The picture has almost no fine detail (a drawing, a gradient or a smooth graphic?); "
+                    "take a sharp, well-lit photo of the skin.")
+
+
+def is_compressed(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> bool:
+    """Whether either blockiness measurement of :func:`measure_quality` is over its limit."""
+    return (quality["blockiness"] > gate.max_blockiness
+            or quality.get("photo_blockiness", 0.0) > gate.max_photo_blockiness)
+
+
+def acquisition_refusal(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> Decision | None:
+    """The acquisition refusal for measurements of :func:`measure_quality`, or None.
+
+    Order matters: noise first (noise inflates the sharpness measure), then exposure, resolution,
+    compression (strong JPEG also lowers sharpness, and its cause is the one to name), blur, and last a
+    picture with almost no fine detail at all (a drawn gradient: both sharpness bands empty, their ratio
+    meaningless), refused as not a usable skin photo.
+    """
+    if quality["noise"] > gate.max_noise:
+        verdict = Verdict.TOO_NOISY
+    elif (quality["clipped"] > gate.max_clipped or not gate.min_mean_luma <= quality["mean_luma"]
+          <= gate.max_mean_luma):
+        verdict = Verdict.BADLY_EXPOSED
+    elif quality.get("resolution", np.inf) < gate.min_resolution:
+        verdict = Verdict.TOO_LOW_RESOLUTION
+    elif is_compressed(quality, gate):
+        verdict = Verdict.TOO_COMPRESSED
+    elif quality["sharpness"] < gate.min_sharpness or quality["coarse_sharpness"] < gate.min_coarse_sharpness:
+        verdict = Verdict.TOO_BLURRY
+    elif quality.get("detail", np.inf) < gate.min_detail:
+        return Decision(Verdict.UNUSABLE, NO_DETAIL_REASON)
+    else:
+        return None
+    return Decision(verdict, REFUSALS[verdict])
+
+
+def quality_gate(crop: np.ndarray, gate: GateThresholds | None = DEFAULT_GATE,
+                 resolution: float | None = None) -> Decision | None:
+    """The refusal for an (H,W,3) uint8 crop that cannot be judged, or None when it passes.
+
+    Args:
+        gate: acquisition limits (the card's; ``None`` runs only the usable-skin checks).
+        resolution: photo pixels per model pixel, when the decoded photo is known.
+    The reason says what to do instead."""
+    pixels = crop.astype(np.float32) / 255.0
+    if pixels.mean(axis=2).std() < MIN_LUMA_STD:
+        reason = "The picture is almost flat (no visible detail); take a sharp, well-lit photo of the skin."
+    elif (pixels.max(axis=2) - pixels.min(axis=2)).mean() < MIN_MEAN_SATURATION:
+        reason = "The picture has no colour (grayscale?); a colour photo of the skin is needed."
+    elif skin_fraction(crop) < MIN_SKIN_FRACTION:
+        reason = "Little or no skin is visible in the centre of the picture; centre the photo on the affected skin."
+    else:
+        return None if gate is None else acquisition_refusal(measure_quality(crop, resolution), gate)
+    return Decision(Verdict.UNUSABLE, reason)

@@ -1,0 +1,190 @@
+"""Calibration: from a trained weights file to its model card, in one enforced order.
+
+``python -m mim_core calibrate RUN/model.pt`` reads ``RUN/training.json`` (written by ``train`` or
+``train-classifier``, with the recipe that made the weights) and writes the card ``RUN/model.json``:
+
+- MIM: (1) the acquisition gate from the mpox train + val photos; (2) the threshold from the mpox val
+  photos, as the detector sees them (denoised for the noise above the gate's ``clean_noise``, so after 1);
+  (3) the appearance checks ("no rash visible", "not a skin photo"): their memory bank from the mpox
+  train + val views the measure sees (after 1) and their limits; (4) the card, written once at the end.
+- A classifier baseline: the threshold from the mpox val photos and its val / test metrics.
+
+No non-mpox photo sets a threshold. Every section is computed in memory from the previous ones and the
+card is written in one atomic step, so a failure leaves no half-calibrated card. ``--export`` copies the
+weights, the appearance bank and the card to a shipped name (e.g. ``weights/mim_gan.pt``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .appearance import AppearanceConfig, calibrate_appearance
+from .baselines.train import classifier_card
+from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
+                         sha256_file)
+from .data import decode_image, load_tensor, preprocess, source_group, to_uint8
+from .detector import MIMDetector
+from .evaluation.protocol import DEV_CLASSES
+from .gate import GateThresholds, calibrate_gate, effective_resolution, quality_gate
+from .verdict import MIM_SCORE_DIRECTION, calibrate_threshold, mpox_when
+
+MIM_LIMITATIONS = [
+    "Research and screening aid only: it does not diagnose mpox or any other disease.",
+    "Trained on about 60 web-scraped mpox photos (MSLD v1, 224 px crops); skin tones, body sites, cameras "
+    "and lesion stages outside that set are poorly covered, and on photos from sources it never saw its "
+    "verdict carries little signal.",
+    "A low score means 'reproduced as well as mpox', not 'mpox': other rashes may look mpox-like.",
+    "Scores depend on image scale and sharpness; see the controls in the evaluation table before trusting a number.",
+    "The acquisition gate refuses noisy, blurred, compressed and enlarged photos rather than judging them; it "
+    "also refuses some mildly degraded ones (docs/benchmark.md).",
+    "'No rash visible' comes from an ImageNet patch distance to the mpox photos: it flags photos unlike the "
+    "mpox photos (whole hands, torsos, backgrounds), not the absence of lesions.",
+]
+
+
+def read_training(weights: str | Path) -> dict[str, Any]:
+    """``training.json`` beside freshly trained weights, checked to describe them.
+
+    Raises:
+        WeightsError: no record (weights not from ``train``), or weights that changed since training.
+    """
+    weights = Path(weights)
+    record = weights.parent / "training.json"
+    if not record.is_file():
+        raise WeightsError(f"No training.json beside {weights}: calibrate works on the run folder that "
+                           "`python -m mim_core train` (or train-classifier) wrote.")
+    training = json.loads(record.read_text())
+    if sha256_file(weights) != training["weights_sha256"]:
+        raise WeightsError(f"{weights} is not the file its training.json describes (sha256 differs).")
+    return training
+
+
+def score_paths(detector: MIMDetector, data_root: str | Path, paths: list[str]) -> np.ndarray:
+    """MIM scores of data-root-relative paths, in order, without the gates (calibration needs every score)."""
+    root = Path(data_root)
+    images = torch.stack([load_tensor(root / p, detector.config.preprocess) for p in paths])
+    return np.concatenate([detector.score_tensors(images[i:i + 8]).scores for i in range(0, len(images), 8)])
+
+
+def mim_sections(weights: Path, data_root: Path, split: dict[str, list[str]],
+                 command: str) -> dict[str, dict[str, Any]]:
+    """The calibrated sections of a MIM card, in their order: ``quality_gate``, ``threshold``, ``appearance``.
+
+    The threshold's scores and the appearance bank both come from views denoised with the gate's
+    ``clean_noise``, so the gate comes first; the appearance limits judge only views the gate passes.
+    """
+    generator, config = load_generator(weights, None)
+    calibration = split["train"] + split["val"]
+    photos = [decode_image(data_root / p) for p in calibration]
+    gate = {**calibrate_gate(photos, config.preprocess), "command": command}
+
+    detector = MIMDetector(generator, config, float("nan"), {"quality_gate": gate})
+    val_scores = score_paths(detector, data_root, split["val"])
+    threshold = calibrate_threshold(val_scores, mpox_when(MIM_SCORE_DIRECTION))
+
+    views = torch.stack([preprocess(photo, config.preprocess) for photo in photos])
+    limits = GateThresholds.from_card({"quality_gate": gate})
+    judged = [quality_gate(to_uint8(v), limits, effective_resolution(photo, config.preprocess)) is None
+              for v, photo in zip(views, photos)]
+    groups = [source_group(*Path(p).parts[-3:]) for p in calibration]
+    skin = sorted(p for c in DEV_CLASSES for p in (data_root / "DermNetNZ" / c).iterdir() if p.is_file())
+    skin_views = detector.denoised(torch.stack([preprocess(decode_image(p), config.preprocess) for p in skin]))
+    bank = weights.with_name(f"{weights.stem}_appearance.pt")
+    appearance = {**calibrate_appearance(detector.denoised(views), groups, judged, skin_views, bank,
+                                         AppearanceConfig()), "command": command}
+    return {"quality_gate": gate, "threshold": threshold, "appearance": appearance}
+
+
+def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: str) -> dict[str, Any]:
+    """The whole card of a MIM run (see module doc)."""
+    generator, config = load_generator(weights, training["weights_sha256"])
+    recipe = training.get("recipe") or {}
+    sections = mim_sections(weights, data_root, training["split"], command)
+    return {
+        "format": CARD_FORMAT,
+        "name": training.get("name", "mim-gan"),
+        "kind": "mim",
+        "description": "MIM (Mask, Inpainting, and Measure): a GAN inpainter trained on mpox photos only; "
+                       "the score is how badly it reproduces masked parts of a photo.",
+        "score_direction": MIM_SCORE_DIRECTION,
+        "weights_file": weights.name,
+        "weights_sha256": training["weights_sha256"],
+        "architecture": architecture(generator, config),
+        "config": config.to_dict(),
+        "recipe": recipe,
+        "training": {
+            "command": training.get("command", ""),
+            "seed": config.train.seed,
+            "split_seed": config.train.split_seed,
+            "steps": training["steps_done"],
+            "best_step_by_val_masked_l1": training["best_step"],
+            "train_seconds": training["train_seconds"],
+            "generator_parameters": training["generator_parameters"],
+            # how the run executed (not part of the model: the config above is)
+            "run_settings": {key: training[key] for key in ("threads", "device", "precision", "world_size")
+                             if key in training},
+        },
+        "data": {
+            "roots": training.get("data_roots", [str(data_root)]),
+            "manifest_sha256": manifest_sha256(data_root),
+            "train_uses": "MSLD_v1/Monkeypox train split only (mpox photos); no non-mpox image is used to "
+                          "train the model or to set its threshold",
+            "split_rule": "MSLD mpox split by source photo (file-name prefix before the last '_'), "
+                          "~60/15/25 %, seeded",
+        },
+        "split": training["split"],
+        **sections,
+        "calibration": {"command": command, "order": ["quality_gate", "threshold", "appearance"]},
+        "evaluation": {},
+        "limitations": MIM_LIMITATIONS,
+    }
+
+
+def calibrate(weights: str | Path, data_root: str | Path | None = None, export: str | Path | None = None,
+              command: str | None = None) -> dict[str, Any]:
+    """Calibrate the run's weights and write their card beside them (and to ``export``); returns the card.
+
+    Args:
+        data_root: where the photos are; default the root the training run read.
+        export: a ``.pt`` path to copy the weights, card (and appearance bank) to, renamed after it.
+    Raises:
+        WeightsError: no training record, or weights that differ from it.
+        ValueError: an ``export`` path that is not a ``.pt`` file.
+    """
+    weights = Path(weights)
+    training = read_training(weights)
+    if export is not None and Path(export).suffix != ".pt":
+        raise ValueError(f"--export wants a .pt path (its card goes beside it), not {export}")
+    roots = training.get("data_roots") or ["../shared/data"]
+    root = Path(data_root or roots[0])
+    command = command or f"python -m mim_core calibrate {weights}"
+    if training.get("kind", "mim") == "classifier":
+        card = classifier_card(weights, training, root, command)
+    else:
+        card = mim_card(weights, training, root, command)
+    save_json(card_path(weights), card)
+    if export is not None:
+        card = export_model(weights, card, Path(export))
+    return card
+
+
+def export_model(weights: Path, card: dict[str, Any], target: Path) -> dict[str, Any]:
+    """Copy weights, appearance bank and card to ``target`` (``NAME.pt``, ``NAME.json``,
+    ``NAME_appearance.pt``); returns the exported card (its file names changed, nothing else)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    card = {**card, "weights_file": target.name}
+    if "appearance" in card:
+        bank = target.with_name(f"{target.stem}_appearance.pt")
+        shutil.copyfile(weights.parent / card["appearance"]["bank"], bank)
+        card["appearance"] = {**card["appearance"], "bank": bank.name}
+    shutil.copyfile(weights, target)
+    save_json(card_path(target), card)
+    print(f"exported {target} and its card", file=sys.stderr)
+    return card
