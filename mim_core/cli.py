@@ -15,11 +15,11 @@ DEFAULT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "mim_gan.pt"
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "mim_gan.toml"
 
 
-def _command_line() -> str:
+def _command_line(args: argparse.Namespace) -> str:
     """The command as a user would retype it (``torchrun`` launches name themselves)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = f"torchrun --nproc_per_node {world} -m mim_core" if world > 1 else "python -m mim_core"
-    return " ".join([launcher] + sys.argv[1:])
+    return " ".join([launcher] + args.argv)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     run = replace(recipe.run, **{k: v for k, v in (("threads", args.threads), ("device", args.device),
                                                    ("precision", args.precision)) if v is not None},
                   time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
-    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line()}
+    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
     train(roots[0], args.out, config, run, resume=not args.no_resume, provenance=provenance)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained; next: python -m mim_core calibrate {Path(args.out) / 'model.pt'}", file=sys.stderr)
@@ -71,7 +71,7 @@ def _score(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate
 
-    card = calibrate(args.weights, args.data, args.export, command=_command_line())
+    card = calibrate(args.weights, args.data, args.export, command=_command_line(args))
     print(json.dumps({"name": card["name"], "threshold": card["threshold"]["value"],
                       **({"no_rash_threshold": card["appearance"]["no_rash"]["threshold"],
                           "skin_limit": card["appearance"]["not_skin"]["limit"]} if "appearance" in card else {})}))
@@ -103,7 +103,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     roots = args.data or list(recipe.data_roots)
     if len(roots) != 1:
         raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
-    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line()}
+    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
     weights = train_classifier(roots[0], args.out, config, device=args.device or recipe.run.device,
                                provenance=provenance)
     print(f"trained; next: python -m mim_core calibrate {weights}", file=sys.stderr)
@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import WeightsError
     from .data import ImageDecodeError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.run(args)
     except (WeightsError, ImageDecodeError, FileNotFoundError, ValueError) as err:

@@ -157,7 +157,7 @@ def test_classifier_cards_score_through_clinical_run_models(tiny_run: Path, tmp_
     card = load_card(tiny_run)
     (weights / "tiny.json").write_text(json.dumps({**card, "weights_file": "tiny.pt"}))
     summaries = run_models(store, weights, log=lambda line: None)
-    assert [(s["model"], s["scored"]) for s in summaries] == [("tiny", 6)]
+    assert [(s["model"], s["scored"]) for s in summaries] == [(card["name"], 6)]
     run = store.runs()[0]
     assert (run["kind"], run["mpox_when"]) == ("classifier", "higher")
     assert run["threshold"] == pytest.approx(card["threshold"]["value"])

@@ -20,21 +20,21 @@ BF16_SCORE_TOLERANCE = 0.01  # score units; the shipped scores span about 0.5 an
 
 def test_torchrun_two_cpu_processes_train_one_model_that_resumes_alone(tmp_path: Path, data_root: Path):
     run = tmp_path / "ddp"
+    recipe = tmp_path / "every_step.toml"  # the shipped recipe, validating at every step
+    recipe.write_text((REPO / "recipes" / "mim_gan.toml").read_text().replace("checkpoint_every = 500",
+                                                                             "checkpoint_every = 1"))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "mim_core", "train", "--data", str(data_root), "--out", str(run), "--steps", "2",
-               "--batch-size", "2", "--threads", "1"]
+               "-m", "mim_core", "train", "--recipe", str(recipe), "--data", str(data_root), "--out", str(run),
+               "--steps", "2", "--batch-size", "2", "--threads", "1"]
     config = MIMConfig().replace(train__steps=2, train__batch_size=2, train__checkpoint_every=1)
-    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
-    done = subprocess.run(command + ["--config", str(tmp_path / "config.json")], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     digests = [(run / f"digest.rank{r}").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]  # both ranks hold the same generator and discriminator, bit for bit
     record = json.loads((run / "training.json").read_text())
     assert record["world_size"] == 2 and [h["step"] for h in record["history"]] == [1, 2]
     assert torch.load(run / "model.pt", weights_only=True)["config"] == config.to_dict()  # the same model
-    training = json.loads((run / "model.json").read_text())["training"]
-    assert training["run_settings"]["world_size"] == 2 and training["command"].startswith("torchrun --nproc_per_node 2")
+    assert record["command"].startswith("torchrun --nproc_per_node 2 -m mim_core train --recipe")
     # the two-process checkpoint is the model's: one process resumes it, with other threads
     train(data_root, run, config.replace(train__steps=3), RunConfig(threads=2))
     assert [h["step"] for h in json.loads((run / "training.json").read_text())["history"]] == [1, 2, 3]

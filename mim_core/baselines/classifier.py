@@ -24,7 +24,7 @@ import torchvision
 from PIL import Image
 
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
-from ..config import ARCHITECTURES, NEGATIVE_SETS, ClassifierConfig
+from ..config import ARCHITECTURES, ClassifierConfig
 from ..data import decode_image, preprocess, to_uint8
 from ..verdict import CLASSIFIER_SCORE_DIRECTION, Analysis, Verdict, card_threshold, judge, mpox_when
 
