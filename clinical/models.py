@@ -85,7 +85,6 @@ def model_version(card: dict[str, Any]) -> str:
     return str(card.get("version") or f"{card.get('name', 'model')}@sha256:{str(card.get('weights_sha256'))[:12]}")
 
 
-ModelSpec = ModelEntry  # a card found in the weights folder, with its weights path
 
 
 def discover(weights_dir: str | Path) -> tuple[list[ModelEntry], list[str]]:
@@ -97,7 +96,7 @@ def discover(weights_dir: str | Path) -> tuple[list[ModelEntry], list[str]]:
         raise ClinicalError(str(err)) from err
 
 
-def run_record(spec: ModelSpec, weights_sha256: str) -> dict[str, Any]:
+def run_record(spec: ModelEntry, weights_sha256: str) -> dict[str, Any]:
     """The model_runs row for a card; ``run_key`` changes with the weights, config, threshold or direction."""
     card = spec.card
     threshold, direction = float(card["threshold"]["value"]), mpox_when(card)

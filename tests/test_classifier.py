@@ -97,6 +97,7 @@ def test_every_shipped_classifier_has_a_recipe_equal_to_its_card(recipe: Path):
         return
     card = next(json.loads(p.read_text()) for p in WEIGHTS.glob("*.json") if json.loads(p.read_text()).get("name") == made.name)
     assert made.config.to_dict() == card["config"]
+    assert (card["recipe"]["file"], card["recipe"]["sha256"]) == (made.path, made.sha256)
 
 
 def test_recipe_then_calibrate_make_a_card_and_export_it(tmp_path: Path, data_root: Path, capsys):
