@@ -130,6 +130,7 @@ def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: 
             # how the run executed (not part of the model: the config above is)
             "run_settings": {key: training[key] for key in ("threads", "device", "precision", "world_size")
                              if key in training},
+            **({"note": training["note"]} if "note" in training else {}),  # what the record alone cannot say
         },
         "data": {
             "roots": training.get("data_roots", [str(data_root)]),

@@ -127,12 +127,9 @@ class MIMDetector:
         self.bank = bank[[config.masks.scales.index(s) for s in self.scales]].to(self.device)
 
     @classmethod
-    def load(cls, weights: str | os.PathLike, threads: int | None = None,
-             require_threshold: bool = True, device: str = "cpu", precision: str = "fp32") -> "MIMDetector":
+    def load(cls, weights: str | os.PathLike, threads: int | None = None, device: str = "cpu",
+             precision: str = "fp32") -> "MIMDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
-
-        ``require_threshold=False`` is only for calibration itself (the threshold is then NaN, and no
-        verdict should be read).
 
         Raises:
             WeightsError: missing card or weights, a sha256 mismatch, or a card without a threshold
@@ -143,7 +140,7 @@ class MIMDetector:
         card = load_card(weights)
         generator, trained = load_generator(weights, card.get("weights_sha256"))
         config = check_card_matches(card, weights, generator, trained)
-        threshold = card_threshold(card, weights, require_threshold)
+        threshold = card_threshold(card, weights)
         appearance = AppearanceCheck.from_card(card, Path(weights).parent)
         return cls(generator, config, threshold, card, device, precision, appearance)
 

@@ -106,19 +106,17 @@ def calibrate_threshold(mpox_val_scores: ArrayLike, when: MpoxWhen) -> dict[str,
     }
 
 
-def card_threshold(card: Mapping[str, Any], weights: str | os.PathLike, require: bool) -> float:
-    """The card's calibrated threshold; NaN when it has none and ``require`` is False (calibration only).
+def card_threshold(card: Mapping[str, Any], weights: str | os.PathLike) -> float:
+    """The card's calibrated threshold.
 
     Raises:
-        WeightsError: no threshold while ``require`` (every photo would otherwise get a verdict from nothing).
+        WeightsError: the card has none (every photo would otherwise get a verdict from nothing).
     """
     threshold = card.get("threshold", {}).get("value")
-    if threshold is not None and math.isfinite(float(threshold)):
-        return float(threshold)
-    if require:
+    if threshold is None or not math.isfinite(float(threshold)):
         raise WeightsError(f"The model card of {weights} has no calibrated threshold; run "
-                           f"`python -m mim_core calibrate {weights}` to set one.")
-    return float("nan")
+                           f"`python -m mim_core calibrate` on its training run to set one.")
+    return float(threshold)
 
 
 @dataclass(frozen=True)

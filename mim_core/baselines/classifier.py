@@ -127,8 +127,7 @@ class ClassifierDetector:
         self.card = card or {}
 
     @classmethod
-    def load(cls, weights: str | os.PathLike, threads: int | None = None,
-             require_threshold: bool = True) -> "ClassifierDetector":
+    def load(cls, weights: str | os.PathLike, threads: int | None = None) -> "ClassifierDetector":
         """Load weights + the card beside them, verifying the weights' sha256 against the card.
 
         Raises:
@@ -140,7 +139,7 @@ class ClassifierDetector:
         if card.get("kind") != "classifier":
             raise WeightsError(f"The card beside {weights} is of kind {card.get('kind')!r}, not a classifier.")
         model, config = load_classifier(weights, card.get("weights_sha256"))
-        threshold = card_threshold(card, weights, require_threshold)
+        threshold = card_threshold(card, weights)
         return cls(model, config, threshold, card)
 
     def score_views(self, images: torch.Tensor) -> np.ndarray:

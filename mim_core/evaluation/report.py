@@ -148,7 +148,7 @@ def markdown(results: dict[str, Any]) -> str:
     mim, controls = results["selected"], results["controls"]
     summary = results["test"]["summary"]
     lines = [f"# MIM evaluation: `{results['model']}`", "",
-             f"Selected MIM score (on dev classes only): `{mim}`. Positives: {results['n_mpox_test']} mpox test "
+             f"MIM score (the card's measure, chosen on dev classes only): `{mim}`. Positives: {results['n_mpox_test']} mpox test "
              "photos. AUROC [95% bootstrap CI over source groups]; higher = better at telling mpox apart.", "",
              *([f"**Stress check:** every DermNet photo was first shrunk to a short side of "
                 f"{results['dermnet_short_side']} px (MSLD's scale).", ""] if results.get("dermnet_short_side") else []),
