@@ -44,7 +44,7 @@ def _shape(value, key=""):
 def test_the_rebuilt_card_is_the_shipped_card_but_for_hashes_and_numbers(run: Path):
     rebuilt, shipped = load_card(run / "weights" / "mim_gan.pt"), load_card(SHIPPED_WEIGHTS)
     assert _shape(rebuilt) == _shape(shipped)
-    assert rebuilt["config"] == {**shipped["config"], "train": {**shipped["config"]["train"], "steps": 2}}
+    assert rebuilt["config"] == {**shipped["config"], "train": {**shipped["config"]["train"], "steps": 2, "batch_size": 2}}
     assert rebuilt["training"]["steps"] == 2 and rebuilt["recipe"] == shipped["recipe"]
     assert rebuilt["training"]["command"].startswith("python -m mim_core train --recipe")
     assert rebuilt["calibration"]["order"] == ["quality_gate", "threshold", "appearance"]

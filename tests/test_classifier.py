@@ -109,6 +109,7 @@ def test_recipe_then_calibrate_make_a_card_and_export_it(tmp_path: Path, data_ro
     assert "error: --export wants a .pt path" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
     assert main(["calibrate", str(run / "model.pt"), "--export", str(tmp_path / "w" / "m.pt")]) == 0
+    capsys.readouterr()
     card = load_card(tmp_path / "w" / "m.pt")
     assert (card["name"], card["weights_file"]) == ("mobilenet-v3-small-others", "m.pt")
     assert card["recipe"]["file"] == "recipes/mobilenet_v3_small_others.toml" and card["training"]["steps"] == 1
