@@ -29,6 +29,7 @@ from .appearance import AppearanceConfig, calibrate_appearance
 from .baselines.train import classifier_card
 from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
                          sha256_file)
+from .config import MIMConfig
 from .data import decode_image, load_tensor, preprocess, source_group, to_uint8
 from .detector import MIMDetector
 from .evaluation.protocol import DEV_CLASSES
@@ -73,14 +74,14 @@ def score_paths(detector: MIMDetector, data_root: str | Path, paths: list[str]) 
     return np.concatenate([detector.score_tensors(images[i:i + 8]).scores for i in range(0, len(images), 8)])
 
 
-def mim_sections(weights: Path, data_root: Path, split: dict[str, list[str]],
-                 command: str) -> dict[str, dict[str, Any]]:
+def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, data_root: Path,
+                 split: dict[str, list[str]], command: str) -> dict[str, dict[str, Any]]:
     """The calibrated sections of a MIM card, in their order: ``quality_gate``, ``threshold``, ``appearance``.
 
     The threshold's scores and the appearance bank both come from views denoised with the gate's
     ``clean_noise``, so the gate comes first; the appearance limits judge only views the gate passes.
+    The appearance bank is written beside ``weights``.
     """
-    generator, config = load_generator(weights, None)
     calibration = split["train"] + split["val"]
     photos = [decode_image(data_root / p) for p in calibration]
     gate = {**calibrate_gate(photos, config.preprocess), "command": command}
@@ -106,7 +107,7 @@ def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: 
     """The whole card of a MIM run (see module doc)."""
     generator, config = load_generator(weights, training["weights_sha256"])
     recipe = training.get("recipe") or {}
-    sections = mim_sections(weights, data_root, training["split"], command)
+    sections = mim_sections(weights, generator, config, data_root, training["split"], command)
     return {
         "format": CARD_FORMAT,
         "name": training.get("name", "mim-gan"),
