@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -22,23 +23,31 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join([launcher] + args.argv)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, str, dict[str, Any]]:
+    """The recipe of a train command, checked to be of ``kind``; its one data root (or ``--data``'s); and
+    the provenance ``training.json`` records for the card."""
     from .config import read_recipe
-    from .training.train import train
 
     recipe = read_recipe(args.recipe)
-    if recipe.kind != "mim":
-        raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core train-classifier`.")
-    overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
-    config = recipe.config.replace(**overrides)
+    if recipe.kind != kind:
+        other = "train-classifier" if recipe.kind == "classifier" else "train"
+        raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core {other}`.")
     roots = args.data or list(recipe.data_roots)
     if len(roots) != 1:
         raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
+    return recipe, roots[0], {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training.train import train
+
+    recipe, root, provenance = _recipe_run(args, "mim")
+    overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
+    config = recipe.config.replace(**overrides)
     run = replace(recipe.run, **{k: v for k, v in (("threads", args.threads), ("device", args.device),
                                                    ("precision", args.precision)) if v is not None},
                   time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
-    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
-    train(roots[0], args.out, config, run, resume=not args.no_resume, provenance=provenance)
+    train(root, args.out, config, run, resume=not args.no_resume, provenance=provenance)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained; next: python -m mim_core calibrate {Path(args.out) / 'model.pt'}", file=sys.stderr)
     return 0
@@ -92,19 +101,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _train_classifier(args: argparse.Namespace) -> int:
     from .baselines.train import train_classifier
-    from .config import read_recipe
 
-    recipe = read_recipe(args.recipe)
-    if recipe.kind != "classifier":
-        raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core train`.")
+    recipe, root, provenance = _recipe_run(args, "classifier")
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("threads", args.threads),
                  ("eval_every", args.eval_every)) if v is not None}
     config = replace(recipe.config, **overrides)
-    roots = args.data or list(recipe.data_roots)
-    if len(roots) != 1:
-        raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
-    provenance = {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
-    weights = train_classifier(roots[0], args.out, config, device=args.device or recipe.run.device,
+    weights = train_classifier(root, args.out, config, device=args.device or recipe.run.device,
                                provenance=provenance)
     print(f"trained; next: python -m mim_core calibrate {weights}", file=sys.stderr)
     return 0
