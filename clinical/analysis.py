@@ -9,6 +9,10 @@ Rules, stated in the report too:
 - Reviewers: only current verdicts count (a correction replaces what it supersedes). ``ungradable`` is
   left out of sensitivity/specificity; ``uncertain`` counts as positive (referred for testing) unless
   ``uncertain`` is set to "negative" or "exclude". Kappas use the four recorded labels.
+- Small samples: every statistic computed on fewer cases or readers than the limits below
+  (:data:`MIN_CASES`, :data:`MIN_PER_CLASS`, :data:`MIN_READERS`) carries a ``small_sample_warning`` and the
+  warning is listed in ``metrics["warnings"]``; the numbers are kept. A CI that collapses to one point
+  (``ci_estimable`` false) is a warning too: the report shows it as "not estimable (too few cases)".
 """
 
 from __future__ import annotations
@@ -24,14 +28,30 @@ from mim_core.verdict import Verdict
 from .delong import delong_test
 from .reader_study import design_section, mrmc_section, reading_time_section
 from .schema import LABELS, PHASES
-from .stats import (Proportion, binary_metrics, cohen_kappa, fleiss, model_auroc, predictions_called_mpox, roc_points,
-                    wilson)
+from .stats import (MIN_CASES, MIN_PER_CLASS, MIN_READERS, Proportion, binary_metrics, ci_estimable, cohen_kappa, fleiss,
+                    model_auroc, predictions_called_mpox, roc_points, small_sample_warning, wilson)
 from .store import Store
 
 # every refusal verdict of mim_core (unusable, too noisy, too blurry, ...): counted as no verdict given
 REFUSAL_LABELS = frozenset(v.value for v in Verdict if v.is_refusal)
 
 UNCERTAIN_RULES = ("positive", "negative", "exclude")
+
+def collect_warnings(metrics: dict[str, Any]) -> list[str]:
+    """Every small-sample and degenerate-CI warning of the metrics, in report order, without repeats."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("small_sample_warning", "ci_warning") and item:
+                    found.append(item)
+                else:
+                    walk(item)
+
+    for section in ("models", "delong", "reviewers", "kappa", "mim_vs_reviewer_majority", "mrmc"):
+        walk(metrics.get(section))
+    return list(dict.fromkeys(found))
 
 
 def _p(prop: Proportion) -> float | None:
@@ -94,9 +114,14 @@ def model_metrics(store: Store, usable_ids: set[str], n_boot: int) -> tuple[dict
                                  "mpox_when": run["mpox_when"], "n": len(rows), "n_mpox": int(truth.sum()),
                                  "n_not_mpox": int((~truth).sum()), "auroc": None, "auroc_ci": None,
                                  "unusable_photo_verdicts": sum(p["label"] in REFUSAL_LABELS for p in rows)}
+        entry["small_sample_warning"] = small_sample_warning(f"{name}'s AUROC, sensitivity and specificity",
+                                                             int(truth.sum()), int((~truth).sum()))
         if truth.any() and (~truth).any():
             auc = model_auroc(scores, truth, [p["group_id"] for p in rows], run["mpox_when"], n_boot=n_boot)
             entry["auroc"], entry["auroc_ci"] = round(auc.value, 4), [round(auc.low, 4), round(auc.high, 4)]
+            if not ci_estimable(auc.low, auc.high):
+                entry["ci_warning"] = (f"The AUROC CI of {name} collapses to a point ({int(truth.sum())} mpox / "
+                                       f"{int((~truth).sum())} not mpox cases): not estimable (too few cases).")
             curves[name] = {"roc": roc_points(scores, truth, run["mpox_when"])}
         called = predictions_called_mpox(rows)
         entry.update(_accuracy(binary_metrics(truth, called)))
@@ -124,13 +149,21 @@ def delong_section(models: dict[str, Any], curves: dict[str, Any]) -> tuple[dict
              else curves[reference]["cases"][c][0] for c in common]
         b = [-curves[name]["cases"][c][0] if models[name]["mpox_when"] == "lower"
              else curves[name]["cases"][c][0] for c in common]
+        n_pos, n_neg = sum(truth), len(truth) - sum(truth)
+        warning = small_sample_warning(f"the DeLong test {reference} vs {name}", n_pos, n_neg)
         try:
             result = delong_test(truth, a, b)
         except ValueError as err:
-            out[name] = {"vs": reference, "p_value": None, "note": str(err)}
+            out[name] = {"vs": reference, "p_value": None, "note": str(err), "n_pos": n_pos, "n_neg": n_neg,
+                         "small_sample_warning": warning}
             continue
         out[name] = {"vs": reference, **{k: (round(v, 6) if isinstance(v, float) and np.isfinite(v) else
                                            (None if isinstance(v, float) else v)) for k, v in result.as_dict().items()}}
+        estimable = ci_estimable(result.ci_low, result.ci_high)
+        out[name].update(small_sample_warning=warning, ci_estimable=estimable, ci_warning=None if estimable else (
+            f"The DeLong CI of {reference} vs {name} collapses to a point (its variance is 0 on "
+            f"{n_pos} mpox / {n_neg} not mpox cases): not estimable (too few cases); the p-value is "
+            "not informative either."))
     return out, None
 
 
@@ -155,6 +188,10 @@ def reviewer_section(current: list[dict[str, Any]], usable_ids: set[str], uncert
             confidence = round(float(np.mean([v["confidence"] for v in rows])), 3) if rows else None
             entry.update({"n_read": len(rows), "labels": dict(Counter(v["label"] for v in rows)),
                           "mean_confidence": confidence})
+            if rows:
+                entry["small_sample_warning"] = small_sample_warning(
+                    f"{reviewer}'s {phase} sensitivity and specificity",
+                    sum(t for t, _ in kept), sum(not t for t, _ in kept))
             out[reviewer][phase] = entry
     return out
 
@@ -181,7 +218,12 @@ def kappa_section(current: list[dict[str, Any]], usable_ids: set[str]) -> dict[s
                 all(x in r for x in reviewers)]
         fleiss_k[phase] = _round(fleiss(full, LABELS)) if full else None
         fleiss_n[phase] = len(full)
-    return {"cohen": cohen, "cohen_n": cohen_n, "fleiss": fleiss_k, "fleiss_n": fleiss_n}
+    out: dict[str, Any] = {"cohen": cohen, "cohen_n": cohen_n, "fleiss": fleiss_k, "fleiss_n": fleiss_n}
+    used = [n for pair in cohen_n.values() for n in pair.values() if n] + [n for n in fleiss_n.values() if n]
+    if used:
+        out["small_sample_warning"] = small_sample_warning("the kappas (agreement between reviewers)",
+                                                           n=min(used))
+    return out
 
 
 def _round(value: float | None) -> float | None:
@@ -206,7 +248,9 @@ def majority_section(current: list[dict[str, Any]], models: dict[str, Any], curv
         agree = wilson(sum(a == b for a, b in pairs), len(pairs))
         kappa = cohen_kappa([str(a) for a, _ in pairs], [str(b) for _, b in pairs]) if pairs else None
         out[phase] = {"n": len(pairs), "agreement": _p(agree), "agreement_ci": _ci(agree), "kappa": _round(kappa),
-                      "ties": sum(1 for vs in votes.values() if sum(vs) * 2 == len(vs))}
+                      "ties": sum(1 for vs in votes.values() if sum(vs) * 2 == len(vs)),
+                      "small_sample_warning": small_sample_warning(
+                          f"{mim[0]} vs the reviewers' majority ({phase})", n=len(pairs)) if pairs else None}
     return out
 
 
@@ -237,5 +281,7 @@ def compute_metrics(store: Store, uncertain: str = "positive", n_boot: int = 200
                            "readers and cases random (clinical.mrmc.analyze); cases every reader read in both "
                            "phases")},
         "notes": [delong_note] if delong_note else [],
+        "sample_size_limits": {"min_cases": MIN_CASES, "min_per_class": MIN_PER_CLASS, "min_readers": MIN_READERS},
     }
+    metrics["warnings"] = collect_warnings(metrics)
     return metrics, curves

@@ -117,9 +117,13 @@ def _add_reviewer(args: argparse.Namespace) -> int:
     if args.id in known:
         store.set_credential(args.id, credential)
         print(f"credential set for reviewer {args.id}")
+        if args.reads:
+            store.set_reads(args.id)
+            print(f"{args.id} now has a reading queue")
     else:
-        store.create_reviewer(args.id, args.name, args.role, credential)
-        print(f"created {args.role} {args.id}")
+        store.create_reviewer(args.id, args.name, args.role, credential, reads=args.reads)
+        print(f"created {args.role} {args.id}" + (" with a reading queue" if args.reads and args.role == "admin"
+                                                  else " (not a reader)" if args.role == "admin" else ""))
     return 0
 
 
@@ -200,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", required=True)
     p.add_argument("--name", help="display name (default: the id)")
     p.add_argument("--role", choices=("reviewer", "admin"), default="reviewer")
+    p.add_argument("--reads", action="store_true",
+                   help="give an admin a reading queue (an admin is not a reader otherwise; reviewers always are)")
     p.add_argument("--credential-stdin", action="store_true", help="read the credential from the first stdin line")
     p.set_defaults(run=_add_reviewer)
 

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from .design import describe, washout_days
 from .mrmc import analyze
 from .schema import PHASES
+from .stats import ci_estimable, small_sample_warning
 from .store import Store
 
 SCORE_SCALE = ("not mpox with confidence 5, 4, 3, 2, 1 -> 1, 2, 3, 4, 5; uncertain or ungradable (any confidence) "
@@ -81,7 +82,11 @@ def mrmc_section(current: list[dict[str, Any]], usable_ids: set[str], reference:
                                                      if threshold == MIDDLE else
                                                      "only mpox is a positive call (uncertain and ungradable are "
                                                      "negative: an MRMC design cannot leave cells out)")),
-        "available": False, "reason": None}
+        "available": False, "reason": None, "small_sample_warning": None}
+    if sets["common"] and len(by_reader) >= 2:
+        n_pos = sum(reference[c] == "mpox" for c in sets["common"])
+        out["small_sample_warning"] = small_sample_warning(
+            "the MRMC analysis (aided vs unaided)", n_pos, len(sets["common"]) - n_pos, n_readers=len(by_reader))
     if len(by_reader) < 2:
         out["reason"] = (f"MRMC needs at least 2 readers with verdicts in both phases; this study has "
                          f"{len(by_reader)}.")
@@ -102,6 +107,14 @@ def mrmc_section(current: list[dict[str, Any]], usable_ids: set[str], reference:
             out.pop(key, None)
         return out
     out["available"] = True
+    collapsed = [key for key in ("auroc", "sensitivity", "specificity")
+                 if not all(ci_estimable(*e["ci"]) for e in [*out[key]["rrrc"]["modalities"].values(),
+                                                             *out[key]["rrrc"]["differences"],
+                                                             *out[key]["frrc"]["differences"]])]
+    if collapsed:
+        out["ci_warning"] = (f"MRMC CIs that collapse to a point ({', '.join(collapsed)}): not estimable (too few "
+                             "cases or readers, or the same calls in both phases leave no variance); their p-values "
+                             "are not informative either.")
     return out
 
 

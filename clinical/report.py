@@ -1,6 +1,10 @@
 """The exported validation report: report.html (self-contained, readable on a phone), metrics.json, verdicts.csv,
 predictions.csv and cases.csv (one row per case: truth, model scores, every reader's verdicts). Every CSV goes
-through :func:`clinical.csv_export.write_csv` (cells neutralised against spreadsheet formula injection)."""
+through :func:`clinical.csv_export.write_csv` (cells neutralised against spreadsheet formula injection).
+
+Small samples: the page lists every small-sample warning of ``metrics["warnings"]`` at the top and again under
+the statistic it concerns (limits in :mod:`clinical.stats`), and a CI that collapses to a point is printed as
+"not estimable (too few cases)", never as e.g. "[0.000, 0.000]"."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from .analysis import compute_metrics, current_verdicts
 from .csv_export import write_csv
 from .reader_study import case_table, reader_rocs
 from .schema import PHASES
-from .stats import predictions_called_mpox
+from .stats import LIMITS, ci_estimable, predictions_called_mpox
 from .store import Store
 
 VERDICT_COLUMNS = ["id", "case_id", "file_name", "dataset", "label_class", "reference_label", "reviewer_id",
@@ -100,11 +104,34 @@ def roc_figure(metrics: dict[str, Any], curves: dict[str, Any], readers: dict[st
     return _png(fig)
 
 
+NOT_ESTIMABLE = "not estimable (too few cases)"
+
+
+def _interval(low: Any, high: Any, digits: int) -> str:
+    """``[low, high]``, or :data:`NOT_ESTIMABLE` when the CI collapses to a point (see ``ci_estimable``)."""
+    if not ci_estimable(low, high) or f"{low:.{digits}f}" == f"{high:.{digits}f}":
+        return f"[{NOT_ESTIMABLE}]"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def _fmt(value: Any, ci: Any = None) -> str:
     if value is None:
         return "–"
     text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+    return f"{text} {_interval(ci[0], ci[1], 3)}" if ci else text
+
+
+def _warnings_in(value: Any) -> list[str]:
+    """The small-sample and collapsed-CI warnings inside one part of the metrics, without repeats."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += [item] if key in ("small_sample_warning", "ci_warning") and item else _warnings_in(item)
+    return list(dict.fromkeys(found))
+
+
+def _warn(warnings: list[str]) -> list[str]:
+    return [f"<p class=warn><b>Small sample.</b> {escape(w)}</p>" for w in warnings]
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -120,7 +147,7 @@ def _table(headers: list[str], rows: list[list[Any]], css_class: str | None = No
 
 def _ci(entry: dict[str, Any]) -> str:
     return f"{entry['estimate'] if 'estimate' in entry else entry['difference']:.4f} " \
-           f"[{entry['ci'][0]:.4f}, {entry['ci'][1]:.4f}]"
+           f"{_interval(entry['ci'][0], entry['ci'][1], 4)}"
 
 
 def mrmc_html(mrmc: dict[str, Any]) -> list[str]:
@@ -128,6 +155,7 @@ def mrmc_html(mrmc: dict[str, Any]) -> list[str]:
     parts = ["<h2>5. Multi-reader multi-case analysis: aided vs unaided</h2>"]
     if mrmc.get("warning"):
         parts.append(f"<p class=warn><b>Different case sets.</b> {escape(mrmc['warning'])}</p>")
+    parts += _warn(_warnings_in(mrmc))
     if not mrmc["available"]:
         return parts + [f"<p>{escape(mrmc['reason'] or 'MRMC not computed.')}</p>"]
     rows = []
@@ -206,6 +234,11 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
              f"{escape(db_path)} · generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}</p>"),
              ("<p class=warn>Research and screening aid only. The reference standard is the class folder each image "
              "came from (web-collected data sets with known label noise), not a laboratory test.</p>"),
+             *([f"<div class=warn><b>Small-sample warnings ({len(metrics['warnings'])}).</b> Some statistics below "
+                f"rest on too few cases or readers ({escape(LIMITS)}); they are marked where they appear, and a CI "
+                f"that collapses to a point is shown as “{NOT_ESTIMABLE}”.<ul>" +
+                "".join(f"<li>{escape(w)}</li>" for w in metrics["warnings"]) + "</ul></div>"]
+               if metrics.get("warnings") else []),
              "<h2>1. Flow of cases</h2>",
              _table(["step", "count"], [
                  ["images imported", flow["cases_imported"]],
@@ -228,6 +261,7 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
               _fmt(m["sensitivity"], m["sensitivity_ci"]), _fmt(m["specificity"], m["specificity_ci"]),
               _fmt(m["ppv"], m["ppv_ci"]), _fmt(m["npv"], m["npv_ci"]), m["unusable_photo_verdicts"]]
              for name, m in models.items()]))
+        parts += _warn(_warnings_in(models))
     else:
         parts.append("<p>No model has been run yet (<code>python -m clinical run-models</code>).</p>")
     if roc_png:
@@ -238,7 +272,10 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
                             [[b, d["vs"], _fmt(d.get("auc_a")), _fmt(d.get("auc_b")),
                               _fmt(d.get("difference"), [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None
                                    else None), _fmt(d.get("z")), _fmt(d.get("p_value")) + (
-                                  f" ({d['note']})" if d.get("note") else "")] for b, d in metrics["delong"].items()]))
+                                  f" ({d['note']})" if d.get("note") else "") + (
+                                  " (not informative: the CI collapsed)" if d.get("ci_estimable") is False else "")]
+                             for b, d in metrics["delong"].items()]))
+        parts += _warn(_warnings_in(metrics["delong"]))
     for note in metrics["notes"]:
         parts.append(f"<p>{escape(note)}</p>")
     parts.append("<h2>4. Reviewers: unaided vs aided</h2>")
@@ -249,6 +286,7 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
                               ", ".join(f"{k}: {v}" for k, v in sorted(e["labels"].items())),
                               _fmt(e["mean_confidence"])]
                              for r, phases in metrics["reviewers"].items() for p, e in phases.items()]))
+        parts += _warn(_warnings_in(metrics["reviewers"]))
         kappa = metrics["kappa"]
         parts.append("<h3>Agreement between reviewers (four labels)</h3>")
         parts.append(_table(["pair", *[f"Cohen's κ {p} (n)" for p in PHASES]],
@@ -257,12 +295,14 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
                              for pair, v in kappa["cohen"].items()] +
                             [["all reviewers (Fleiss' κ)", *[f"{_fmt(kappa['fleiss'][p])} ({kappa['fleiss_n'][p]})"
                                                               for p in PHASES]]]))
+        parts += _warn(_warnings_in(kappa))
         majority = metrics["mim_vs_reviewer_majority"]
         if majority:
             parts.append(f"<h3>{escape(majority['model'])} vs the reviewers' majority call</h3>")
             parts.append(_table(["phase", "cases", "agreement [95% CI]", "Cohen's κ", "ties left out"],
                                 [[p, majority[p]["n"], _fmt(majority[p]["agreement"], majority[p]["agreement_ci"]),
                                   _fmt(majority[p]["kappa"]), majority[p]["ties"]] for p in PHASES]))
+            parts += _warn(_warnings_in(majority))
     else:
         parts.append("<p>No clinician verdicts recorded yet.</p>")
     parts += mrmc_html(metrics["mrmc"]) + reading_time_html(metrics["reading_time"]) + design_html(metrics["design"])
@@ -277,7 +317,7 @@ def render_html(metrics: dict[str, Any], roc_png: str | None, db_path: str,
              "table{border-collapse:collapse;margin:.6em 0;display:block;max-width:100%;overflow-x:auto}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
              "th{background:#f3f3f3}.nowrap td{white-space:nowrap}.meta{color:#666;overflow-wrap:anywhere}"
-             ".warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90}"
+             ".warn{background:#fff4e0;padding:.5em;border-left:4px solid #e90;margin:.6em 0}"
              "img{max-width:100%;height:auto}h1{font-size:1.5em}"
              "@media (max-width:600px){body{margin:.5em auto;padding:0 .5em;font-size:13px}td,th{padding:2px 4px}}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -129,6 +129,10 @@ def progress_text(store: Store, session: ReviewSession, item: ReviewItem | None)
     """One line of progress for the screen."""
     if item is None:
         total = len(store.queue(session.reviewer_id))
+        if not total and session.role == "admin" and not store.is_reader(session.reviewer_id):
+            return ("You are signed in as a study admin without a reading queue, so you are not one of the "
+                    "readers. To read cases too, give yourself a queue: python -m clinical add-reviewer "
+                    f"--db … --id {session.reviewer_id} --reads --credential-stdin.")
         opens = aided_opens_at(store, session)
         if opens is not None:
             return (f"All {total} case(s) read unaided. Your aided reading opens on {opens:%Y-%m-%d %H:%M} UTC "

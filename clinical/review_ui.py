@@ -131,7 +131,9 @@ class ReviewHandlers:
         if result is None:
             return self.screen(None, "Sign-in failed: unknown reviewer or wrong credential.")
         token, session = result
-        return self.screen(token, f"Welcome, {session.display_name}. Your queue resumes where you left it.")
+        welcome = "Your queue resumes where you left it." if self.store.is_reader(session.reviewer_id) else \
+            "You are a study admin without a reading queue."
+        return self.screen(token, f"Welcome, {session.display_name}. {welcome}")
 
     def save(self, token: str | None, current: list | None, shown_at: float | None, label: str | None,
              confidence: int | None, comment: str) -> tuple:

@@ -233,8 +233,15 @@ def m005_study_settings(db: Database) -> None:
     db.execute("CREATE TABLE study_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, set_at TEXT NOT NULL)")
 
 
+@MIGRATIONS(name="m006_admin_reads")
+def m006_admin_reads(db: Database) -> None:
+    """``reviewers.reads``: 1 when an admin was explicitly given a reading queue. Reviewers always read; an
+    admin (study coordinator) is a reader only with ``reads`` = 1 or once they have verdicts."""
+    db.execute("ALTER TABLE reviewers ADD COLUMN reads INTEGER NOT NULL DEFAULT 0")
+
+
 SCHEMA = ("m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown",
-          "m005_study_settings")
+          "m005_study_settings", "m006_admin_reads")
 """The migrations of this version, in order; the schema version is their number (also ``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(SCHEMA)
 

@@ -4,6 +4,8 @@
   for any model through its score direction.
 - Proportions with Wilson score intervals: statsmodels ``proportion_confint(method="wilson")``.
 - Cohen's kappa: scikit-learn; Fleiss' kappa: statsmodels.
+- Small-sample limits (:data:`MIN_CASES`, :data:`MIN_PER_CLASS`, :data:`MIN_READERS`) and their warning text
+  (:func:`small_sample_warning`); :func:`ci_estimable` tells a CI that collapsed to one point.
 """
 
 from __future__ import annotations
@@ -100,3 +102,44 @@ def fleiss(ratings: Sequence[Sequence[str]], categories: Sequence[str]) -> float
     table, _ = aggregate_raters(coded, n_cat=len(categories))
     with np.errstate(invalid="ignore", divide="ignore"):
         return _finite(float(fleiss_kappa(table, method="fleiss")))
+
+
+# Small-sample limits (conservative rules of thumb, stated in every warning): below them an AUROC, a DeLong
+# test, a sensitivity/specificity or a kappa rests on too few cases for its CI and p-value to be trusted
+# (the asymptotic DeLong/OR-Hillis variances and the bootstrap are unreliable there), and a random-reader
+# MRMC analysis on fewer than 3 readers has almost no degrees of freedom for the reader variance.
+MIN_CASES = 20  # cases, with both classes present
+MIN_PER_CLASS = 10  # mpox and not-mpox cases each
+MIN_READERS = 3  # readers, for the MRMC analysis
+LIMITS = (f"limits: at least {MIN_CASES} cases with both classes present and at least {MIN_PER_CLASS} per class; "
+          f"at least {MIN_READERS} readers for MRMC")
+
+
+def small_sample_warning(what: str, n_pos: int | None = None, n_neg: int | None = None, n: int | None = None,
+                         n_readers: int | None = None) -> str | None:
+    """One sentence when ``what`` was computed on too few cases (``n_pos``/``n_neg`` per class, or ``n``
+    items when classes do not apply) or readers; None when the sample meets the limits."""
+    problems = []
+    if n_pos is not None and n_neg is not None:
+        total = n_pos + n_neg
+        if total < MIN_CASES or min(n_pos, n_neg) < MIN_PER_CLASS:
+            problems.append(f"{total} case(s), {n_pos} mpox / {n_neg} not mpox")
+    elif n is not None and n < MIN_CASES:
+        problems.append(f"{n} case(s)")
+    if n_readers is not None and n_readers < MIN_READERS:
+        problems.append(f"{n_readers} reader(s)")
+    if not problems:
+        return None
+    return (f"Small sample for {what}: {'; '.join(problems)} ({LIMITS}). Its estimate, CI and p-value are "
+            "unreliable: read them as descriptive only.")
+
+
+CI_MIN_WIDTH = 1e-3  # narrower than this, a CI of an AUROC, proportion or their difference prints as one point
+
+
+def ci_estimable(low: float | None, high: float | None) -> bool:
+    """False when a CI collapses to a point: low == high, or narrower than :data:`CI_MIN_WIDTH` (it would print
+    as e.g. [0.000, 0.000]; on the 0..1 scale of AUROCs and proportions a real 95 % CI that narrow needs far
+    more cases than any reader study has), or not finite. Such a CI estimated nothing."""
+    return bool(low is not None and high is not None and np.isfinite(low) and np.isfinite(high)
+                and high - low >= CI_MIN_WIDTH)

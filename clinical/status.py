@@ -1,6 +1,10 @@
 """Study progress for the coordinator: per reader, cases done per phase, corrections, median reading
 time and last activity (``python -m clinical status`` and the Review tab's admin panel).
 
+Only readers are listed: every reviewer, and an admin only when given a reading queue (``add-reviewer
+--reads``) or once they have verdicts (:data:`clinical.store.IS_READER_SQL`). Admins who do not read are
+named apart (``admins_not_reading``), never as a reader with 0 of N cases done.
+
 Counts are cases (not verdicts): a corrected verdict still counts its case once. Reading time is the
 median of the first verdict's ``lead_time_s`` per case and phase (the time from the case appearing to
 the save; corrections and imported verdicts without a time are left out).
@@ -23,16 +27,19 @@ def _median(values: list[float]) -> float | None:
 
 
 def reader_progress(store: Store) -> dict[str, Any]:
-    """``{"cases": usable cases, "readers": [one dict per reviewer, by id]}``."""
+    """``{"cases": usable cases, "readers": [one dict per reader, by id], "admins_not_reading": [ids]}``."""
     usable = store.query("SELECT count(*) AS n FROM cases WHERE excluded_reason IS NULL")[0]["n"]
     verdicts = store.query("SELECT reviewer_id, case_id, phase, lead_time_s, supersedes, created_at FROM verdicts")
     last = {r["reviewer_id"]: r["at"] for r in store.query(
         "SELECT reviewer_id, max(at) AS at FROM (SELECT reviewer_id, created_at AS at FROM verdicts "
         "UNION ALL SELECT reviewer_id, started_at FROM sessions WHERE kind = 'review' "
         "UNION ALL SELECT reviewer_id, shown_at FROM model_shown) GROUP BY reviewer_id")}
-    readers = []
+    readers, admins = [], []
     for reviewer in store.reviewers():
         rid = reviewer["id"]
+        if not reviewer["is_reader"]:
+            admins.append(rid)
+            continue
         mine = [v for v in verdicts if v["reviewer_id"] == rid]
         row: dict[str, Any] = {"reader": rid, "name": reviewer["display_name"], "role": reviewer["role"],
                                "cases": usable, "corrections": sum(v["supersedes"] is not None for v in mine),
@@ -43,7 +50,12 @@ def reader_progress(store: Store) -> dict[str, Any]:
             row[f"median_s_{phase}"] = _median([v["lead_time_s"] for v in rows
                                                 if v["supersedes"] is None and v["lead_time_s"] is not None])
         readers.append(row)
-    return {"cases": usable, "readers": readers}
+    return {"cases": usable, "readers": readers, "admins_not_reading": admins}
+
+
+def _admins_note(progress: dict[str, Any]) -> str:
+    admins = progress.get("admins_not_reading") or []
+    return f"; admin(s) without a reading queue, not readers: {', '.join(admins)}" if admins else ""
 
 
 def table_rows(progress: dict[str, Any]) -> list[list[Any]]:
@@ -61,7 +73,7 @@ def summary_lines(progress: dict[str, Any]) -> str:
     def seconds(value: float | None) -> str:
         return "–" if value is None else f"{value:g} s"
 
-    lines = [f"**{progress['cases']} usable case(s).**"]
+    lines = [f"**{progress['cases']} usable case(s).**{_admins_note(progress)}"]
     for r in progress["readers"]:
         last = (r["last_activity"] or "never")[:19].replace("T", " ")
         lines.append(f"- **{r['reader']}** ({r['name']}, {r['role']}): unaided {r['unaided_done']}/{r['cases']}, "
@@ -78,4 +90,5 @@ def format_table(progress: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     readers = sum(1 for r in progress["readers"] if r["unaided_done"] or r["aided_done"])
-    return "\n".join([f"{progress['cases']} usable case(s); {readers} reader(s) with verdicts", *lines])
+    return "\n".join([f"{progress['cases']} usable case(s); {readers} reader(s) with verdicts{_admins_note(progress)}",
+                      *lines])

@@ -29,6 +29,10 @@ BUSY_TIMEOUT_S = 30.0
 SESSION_HOURS = 12  # a review session signs itself out after this long
 CASE_COLUMNS = ("id, file_name, source_path, dataset, label_class, reference_label, label_provenance, group_id, "
                 "excluded_reason, width, height, image_sha256, imported_at")
+# Who is a reader (SQL on ``reviewers r``): every reviewer; an admin (study coordinator) only when explicitly
+# given a reading queue (``reads`` = 1: ``add-reviewer --reads``) or once they have verdicts of their own.
+IS_READER_SQL = ("(r.role = 'reviewer' OR r.reads = 1 OR EXISTS "
+                 "(SELECT 1 FROM verdicts v WHERE v.reviewer_id = r.id))")
 
 
 class ClinicalError(ValueError):
@@ -151,8 +155,11 @@ class Store:
 
     # -- reviewers and sessions --------------------------------------------------------------------
     def create_reviewer(self, reviewer_id: str, display_name: str | None = None, role: str = "reviewer",
-                        credential: str | None = None, db: Database | None = None) -> None:
-        """Add a reviewer (credential optional: without one they cannot sign in until it is set)."""
+                        credential: str | None = None, db: Database | None = None, reads: bool = False) -> None:
+        """Add a reviewer (credential optional: without one they cannot sign in until it is set).
+
+        ``reads``: give an admin a reading queue (reviewers always have one; an admin without it is no reader).
+        """
         reviewer_id = reviewer_id.strip()
         if not reviewer_id or len(reviewer_id) > 64:
             raise ClinicalError("A reviewer id must be 1 to 64 characters long.")
@@ -164,7 +171,7 @@ class Store:
             except ValueError as err:
                 raise ClinicalError(str(err)) from None
         row = {"id": reviewer_id, "display_name": (display_name or reviewer_id).strip(), "role": role,
-               "credential_hash": hash_credential(credential) if credential is not None else None,
+               "reads": int(bool(reads)), "credential_hash": hash_credential(credential) if credential is not None else None,
                "created_at": utc_now()}
         try:
             if db is not None:
@@ -188,10 +195,24 @@ class Store:
                 raise ClinicalError(f"No reviewer with id '{reviewer_id}'.")
             signin.clear_failures(db, reviewer_id)  # an admin reset also lifts a sign-in lockout
 
+    def set_reads(self, reviewer_id: str, reads: bool = True) -> None:
+        """Give (or take back) an admin's reading queue; a reviewer always reads, whatever this says."""
+        with self.write() as db:
+            cursor = db.execute("UPDATE reviewers SET reads = ? WHERE id = ?", [int(bool(reads)), reviewer_id])
+            if cursor.rowcount != 1:
+                raise ClinicalError(f"No reviewer with id '{reviewer_id}'.")
+
     def reviewers(self) -> list[dict[str, Any]]:
-        """Reviewer ids, names and roles (never credential hashes)."""
-        return self.query("SELECT id, display_name, role, credential_hash IS NOT NULL AS can_sign_in, created_at "
-                          "FROM reviewers ORDER BY id")
+        """Reviewer ids, names and roles (never credential hashes); ``is_reader``: see :data:`IS_READER_SQL`."""
+        return self.query("SELECT id, display_name, role, credential_hash IS NOT NULL AS can_sign_in, created_at, "
+                          f"reads, {IS_READER_SQL} AS is_reader FROM reviewers r ORDER BY id")
+
+    def is_reader(self, reviewer_id: str, db: Database | None = None) -> bool:
+        """Whether the reviewer reads cases (has a queue): see :data:`IS_READER_SQL`. An unknown id counts as a
+        reader (the queue then fails on its foreign key, as before)."""
+        sql = f"SELECT {IS_READER_SQL} AS is_reader FROM reviewers r WHERE r.id = ?"
+        rows = list(db.query(sql, [reviewer_id])) if db is not None else self.query(sql, [reviewer_id])
+        return not rows or bool(rows[0]["is_reader"])
 
     def sign_in(self, reviewer_id: str, credential: str) -> tuple[str, ReviewSession] | None:
         """Check the credential; on success open a review session and return (token, session); None when
@@ -254,9 +275,12 @@ class Store:
         """The reviewer's randomised reading order, extended with cases imported since it was made.
 
         New cases are shuffled (seeded by reviewer and count) and appended, so positions already read
-        never move and an interrupted session resumes where it stopped.
+        never move and an interrupted session resumes where it stopped. An admin who is not a reader (see
+        :data:`IS_READER_SQL`) has no queue: the list is empty and nothing is written.
         """
         with self.write() as db:
+            if not self.is_reader(reviewer_id, db):
+                return []
             queued = [r["case_id"] for r in db.query(
                 "SELECT case_id FROM queue WHERE reviewer_id = ? ORDER BY position", [reviewer_id])]
             new = [r["id"] for r in db.query(

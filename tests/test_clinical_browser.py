@@ -148,7 +148,9 @@ def test_a_reader_study_in_the_browser(study: Path, detector, tmp_path: Path):
         # -- the coordinator: progress after the import, two reviewers created
         coord = open_review(browser, url, DESKTOP)
         sign_in(coord, "coord", "coord-secret-1")
-        shows(coord, "#review-study-progress", "Study coordinator")
+        # the coordinator reads nothing: no queue, named apart in the progress, never a reader with 0/4
+        shows(coord, "#review-study-summary", "admin(s) without a reading queue, not readers: coord")
+        assert "Study coordinator" not in coord.inner_text("#review-study-progress")
         shot(coord, "01_coordinator_after_import", "#review-admin")
         coord.get_by_text("Admin: create a reviewer").click()
         for reviewer, name in (("ana", "Dr Ana"), ("ben", "Dr Ben")):

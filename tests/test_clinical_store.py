@@ -48,14 +48,14 @@ def test_migrations_from_empty_and_reapplied(tmp_path: Path):
     migrate(db)
     assert TABLES <= set(db.table_names())
     names = ["m001_initial", "m002_session_end", "m003_sign_in_failures", "m004_refs_and_model_shown",
-             "m005_study_settings"]
+             "m005_study_settings", "m006_admin_reads"]
     assert tuple(names) == SCHEMA
     assert [m.name for m in MIGRATIONS.applied(db)] == names
     assert "ended_at" in db["sessions"].columns_dict and db.journal_mode == "wal"
     db["reviewers"].insert({"id": "x", "display_name": "X", "role": "reviewer", "created_at": "now"})
     migrate(db)  # re-applied: nothing runs twice, data kept
     assert [m.name for m in MIGRATIONS.applied(db)] == names and db["reviewers"].count == 1
-    assert MIGRATIONS.pending(db) == [] and db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert MIGRATIONS.pending(db) == [] and db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     db.close()
     Store(path)  # opening through the store is idempotent too
     with Store(path).connect() as conn:
