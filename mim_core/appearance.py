@@ -185,7 +185,7 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
                      f"{config.blocks} blocks on the model view resized to {config.input_size} px, "
                      f"{config.grid}x{config.grid} average-pooled cells, cosine distance to the nearest bank cell, "
                      "mean over cells"),
-        "bank_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
+        "bank_photos": "the mpox train + val split of this card (mpox only)",
         "no_rash": {
             "threshold": round(float(passing.max()), 6), "n_threshold_photos": len(passing),
             "observed_on_calibration": describe(passing),

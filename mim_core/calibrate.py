@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from .baselines.train import classifier_card
 from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
                          sha256_file)
 from .config import MIMConfig
-from .data import decode_image, load_tensor, preprocess, source_group, to_uint8
+from .data import decode_image, load_tensor, locate, preprocess, source_group, to_uint8
 from .detector import MIMDetector
-from .evaluation.protocol import DEV_CLASSES
+from .evaluation.protocol import dev_class_paths
 from .gate import GateThresholds, calibrate_gate, effective_resolution, quality_gate
 from .verdict import MIM_SCORE_DIRECTION, calibrate_threshold, mpox_when
 
@@ -67,14 +67,15 @@ def read_training(weights: str | Path) -> dict[str, Any]:
     return training
 
 
-def score_paths(detector: MIMDetector, data_root: str | Path, paths: list[str]) -> np.ndarray:
-    """MIM scores of data-root-relative paths, in order, without the gates (calibration needs every score)."""
-    root = Path(data_root)
-    images = torch.stack([load_tensor(root / p, detector.config.preprocess) for p in paths])
+def score_paths(detector: MIMDetector, data_roots: str | Path | Sequence[str | Path], paths: list[str]) -> np.ndarray:
+    """MIM scores of root-relative paths (found under the first of ``data_roots`` that has each), in order,
+    without the gates (calibration needs every score)."""
+    roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
+    images = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in paths])
     return np.concatenate([detector.score_tensors(images[i:i + 8]).scores for i in range(0, len(images), 8)])
 
 
-def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, data_root: Path,
+def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, data_roots: list[Path],
                  split: dict[str, list[str]], command: str) -> dict[str, dict[str, Any]]:
     """The calibrated sections of a MIM card, in their order: ``quality_gate``, ``threshold``, ``appearance``.
 
@@ -83,11 +84,11 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
     The appearance bank is written beside ``weights``.
     """
     calibration = split["train"] + split["val"]
-    photos = [decode_image(data_root / p) for p in calibration]
+    photos = [decode_image(locate(data_roots, p)) for p in calibration]
     gate = {**calibrate_gate(photos, config.preprocess), "command": command}
 
     detector = MIMDetector(generator, config, float("nan"), {"quality_gate": gate})
-    val_scores = score_paths(detector, data_root, split["val"])
+    val_scores = score_paths(detector, data_roots, split["val"])
     threshold = calibrate_threshold(val_scores, mpox_when(MIM_SCORE_DIRECTION))
 
     views = torch.stack([preprocess(photo, config.preprocess) for photo in photos])
@@ -95,7 +96,7 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
     judged = [quality_gate(to_uint8(v), limits, effective_resolution(photo, config.preprocess)) is None
               for v, photo in zip(views, photos)]
     groups = [source_group(*Path(p).parts[-3:]) for p in calibration]
-    skin = sorted(p for c in DEV_CLASSES for p in (data_root / "DermNetNZ" / c).iterdir() if p.is_file())
+    skin = dev_class_paths(next((r for r in data_roots if (r / "DermNetNZ").is_dir()), data_roots[0]))
     skin_views = detector.denoised(torch.stack([preprocess(decode_image(p), config.preprocess) for p in skin]))
     bank = weights.with_name(f"{weights.stem}_appearance.pt")
     appearance = {**calibrate_appearance(detector.denoised(views), groups, judged, skin_views, bank,
@@ -103,11 +104,12 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
     return {"quality_gate": gate, "threshold": threshold, "appearance": appearance}
 
 
-def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: str) -> dict[str, Any]:
+def mim_card(weights: Path, training: dict[str, Any], data_roots: list[Path], command: str) -> dict[str, Any]:
     """The whole card of a MIM run (see module doc)."""
     generator, config = load_generator(weights, training["weights_sha256"])
     recipe = training.get("recipe") or {}
-    sections = mim_sections(weights, generator, config, data_root, training["split"], command)
+    sections = mim_sections(weights, generator, config, data_roots, training["split"], command)
+    sources = sorted({path.rpartition("/")[0] for path in training["split"]["train"]})  # e.g. MSLD_v1/Monkeypox
     return {
         "format": CARD_FORMAT,
         "name": training.get("name", "mim-gan"),
@@ -134,12 +136,13 @@ def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: 
             **({"note": training["note"]} if "note" in training else {}),  # what the record alone cannot say
         },
         "data": {
-            "roots": training.get("data_roots", [str(data_root)]),
-            "manifest_sha256": manifest_sha256(data_root),
-            "train_uses": "MSLD_v1/Monkeypox train split only (mpox photos); no non-mpox image is used to "
+            "roots": training.get("data_roots", [str(r) for r in data_roots]),
+            "manifest_sha256": manifest_sha256(data_roots[0]) if len(data_roots) == 1 else
+            {str(r): manifest_sha256(r) for r in data_roots},
+            "train_uses": f"the mpox train split only ({', '.join(sources)}); no non-mpox image is used to "
                           "train the model or to set its threshold",
-            "split_rule": "MSLD mpox split by source photo (file-name prefix before the last '_'), "
-                          "~60/15/25 %, seeded",
+            "split_rule": "each mpox source split on its own by source photo (file-name prefix before the last "
+                          "'_'), ~60/15/25 %, seeded",
         },
         "split": training["split"],
         **sections,
@@ -149,12 +152,12 @@ def mim_card(weights: Path, training: dict[str, Any], data_root: Path, command: 
     }
 
 
-def calibrate(weights: str | Path, data_root: str | Path | None = None, export: str | Path | None = None,
+def calibrate(weights: str | Path, data_roots: Sequence[str | Path] | None = None, export: str | Path | None = None,
               command: str | None = None) -> dict[str, Any]:
     """Calibrate the run's weights and write their card beside them (and to ``export``); returns the card.
 
     Args:
-        data_root: where the photos are; default the root the training run read.
+        data_roots: where the photos are; default the roots the training run read.
         export: a ``.pt`` path to copy the weights, card (and appearance bank) to, renamed after it.
     Raises:
         WeightsError: no training record, or weights that differ from it.
@@ -164,13 +167,12 @@ def calibrate(weights: str | Path, data_root: str | Path | None = None, export: 
     training = read_training(weights)
     if export is not None and Path(export).suffix != ".pt":
         raise ValueError(f"--export wants a .pt path (its card goes beside it), not {export}")
-    roots = training.get("data_roots") or ["../shared/data"]
-    root = Path(data_root or roots[0])
+    roots = [Path(r) for r in (data_roots or training.get("data_roots") or ["../shared/data"])]
     command = command or f"python -m mim_core calibrate {weights}"
     if training.get("kind", "mim") == "classifier":
-        card = classifier_card(weights, training, root, command)
+        card = classifier_card(weights, training, roots[0], command)
     else:
-        card = mim_card(weights, training, root, command)
+        card = mim_card(weights, training, roots, command)
     save_json(card_path(weights), card)
     if export is not None:
         card = export_model(weights, card, Path(export))

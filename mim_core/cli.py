@@ -23,9 +23,9 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join([launcher] + args.argv)
 
 
-def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, str, dict[str, Any]]:
-    """The recipe of a train command, checked to be of ``kind``; its one data root (or ``--data``'s); and
-    the provenance ``training.json`` records for the card."""
+def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The recipe of a train command, checked to be of ``kind``; its data roots (or ``--data``'s: MIM takes
+    several, a classifier one); and the provenance ``training.json`` records for the card."""
     from .config import read_recipe
 
     recipe = read_recipe(args.recipe)
@@ -33,9 +33,9 @@ def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, str, dict[str
         other = "train-classifier" if recipe.kind == "classifier" else "train"
         raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core {other}`.")
     roots = args.data or list(recipe.data_roots)
-    if len(roots) != 1:
-        raise ValueError(f"Training reads one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
-    return recipe, roots[0], {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
+    if kind == "classifier" and len(roots) != 1:
+        raise ValueError(f"A classifier trains on one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
+    return recipe, roots if kind == "mim" else roots[0], {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="write the card of a trained run: gate, threshold, no-rash check (that order)")
     p.add_argument("weights", help="RUN/model.pt of a train or train-classifier run (reads RUN/training.json)")
-    p.add_argument("--data", help="data root of the photos (default: the one the run trained on)")
+    p.add_argument("--data", nargs="+", help="data root(s) of the photos (default: the ones the run trained on)")
     p.add_argument("--export", help="also copy weights, card and appearance bank to this .pt path (e.g. weights/NAME.pt)")
     p.set_defaults(run=_calibrate)
 

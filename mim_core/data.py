@@ -150,23 +150,32 @@ def load_tensor(path: str | os.PathLike, config: PreprocessConfig) -> torch.Tens
 class ImageRecord:
     """One image of a folder dataset ``root/<dataset>/<class>/<file>``.
 
-    ``group`` is the source photo: for MSLD the file-name prefix before the last ``_`` (several crops
-    share it), elsewhere the file itself.
+    ``group`` is the source photo: for MSLD and MSID the file-name prefix before the last ``_`` (several
+    crops or augmentations share it), elsewhere the file itself. ``path`` is relative to ``root`` and, as
+    the datasets of different roots have different names, unique across every root of a run.
     """
 
     path: str  # relative to the data root, with forward slashes
     dataset: str
     label_class: str
     group: str
+    root: str = ""  # the data root the image lies under
 
     @property
     def is_mpox(self) -> bool:
         return self.label_class == MPOX_CLASS
 
+    @property
+    def location(self) -> Path:
+        return Path(self.root) / self.path
+
+
+GROUPED_BY_PREFIX = ("MSLD", "MSID")  # datasets whose file names say their source photo: "<photo>_<n>.jpg"
+
 
 def source_group(dataset: str, label_class: str, file_name: str) -> str:
     stem = Path(file_name).stem
-    if dataset.startswith("MSLD") and "_" in stem:
+    if dataset.startswith(GROUPED_BY_PREFIX) and "_" in stem:
         stem = stem.rsplit("_", 1)[0]
     return f"{dataset}/{label_class}/{stem}"
 
@@ -182,10 +191,41 @@ def scan_dataset(root: str | os.PathLike) -> list[ImageRecord]:
             continue
         dataset, label_class = path.parent.parent.name, path.parent.name
         rel = path.relative_to(root).as_posix()
-        records.append(ImageRecord(rel, dataset, label_class, source_group(dataset, label_class, path.name)))
+        records.append(ImageRecord(rel, dataset, label_class, source_group(dataset, label_class, path.name), str(root)))
     if not records:
         raise FileNotFoundError(f"No images found under {root}/<dataset>/<class>/")
     return records
+
+
+def scan_datasets(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> list[ImageRecord]:
+    """Every image of one or several data roots (each laid out as :func:`scan_dataset` reads), root by root.
+
+    Raises:
+        FileNotFoundError: a root that is missing or holds no images.
+        ValueError: the same ``<dataset>/<class>/<file>`` twice (a root given twice, or two roots with the same
+            dataset folder): a card's root-relative path would be ambiguous.
+    """
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    records = [r for root in roots for r in scan_dataset(root)]
+    seen: dict[str, str] = {}
+    for r in records:
+        if r.path in seen:
+            raise ValueError(f"{r.path} is found twice, under {seen[r.path]} and {r.root}: give each data root once, "
+                             "and no two roots with the same <dataset> folder.")
+        seen[r.path] = r.root
+    return records
+
+
+def locate(roots: Sequence[str | os.PathLike], path: str) -> Path:
+    """The file of a root-relative ``path`` (as a card's split names it) under the first root that has it.
+
+    Raises:
+        FileNotFoundError: no root has it.
+    """
+    for root in roots:
+        if (Path(root) / path).is_file():
+            return Path(root) / path
+    raise FileNotFoundError(f"{path} is under none of the data roots {', '.join(map(str, roots))}.")
 
 
 def group_split(

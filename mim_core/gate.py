@@ -201,7 +201,7 @@ def calibrate_gate(photos: Iterable[Image.Image], config: PreprocessConfig) -> d
     observed = {k: {"min": round(float(v.min()), 5), "max": round(float(v.max()), 5),
                     "median": round(float(np.median(v)), 5)} for k, v in col.items()}
     return {"thresholds": thresholds, "observed_on_calibration": observed, "n_photos": len(rows),
-            "calibration_photos": "MSLD_v1/Monkeypox train + val split of this card (mpox only)",
+            "calibration_photos": "the mpox train + val split of this card (mpox only)",
             "rule": ("noise/clipping limit = largest calibration value x1.5 (clipping at least 0.05); "
                      f"clean_noise = {CLEAN_NOISE_PERCENTILE:.0f}th percentile of the calibration photos' noise; "
                      "sharpness and coarse-sharpness limits = 5th percentile of the calibration photos each "

@@ -9,6 +9,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ROOT = (REPO.parent / "shared" / "data").resolve()
+MSID_ROOT = (REPO.parent / "shared" / "data_msid").resolve()  # a second mpox source, same layout
 SHIPPED_WEIGHTS = REPO / "weights" / "mim_gan.pt"
 
 torch.set_num_threads(2)
@@ -30,6 +31,12 @@ def shipped_copy(folder: Path) -> Path:
 def data_root() -> Path:
     assert (DATA_ROOT / "MANIFEST.csv").is_file(), f"the shared data set is expected at {DATA_ROOT}"
     return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def msid_root() -> Path:
+    assert (MSID_ROOT / "MANIFEST.csv").is_file(), f"the second mpox source is expected at {MSID_ROOT}"
+    return MSID_ROOT
 
 
 @pytest.fixture(scope="session")

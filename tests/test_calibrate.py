@@ -85,3 +85,18 @@ def test_calibrate_needs_the_training_record_and_writes_nothing_on_failure(run: 
     (lone / "training.json").write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
     assert main(["calibrate", str(lone / "model.pt")]) == 2
     assert "sha256" in capsys.readouterr().err and not (lone / "model.json").exists()
+
+
+def test_two_mpox_sources_train_and_calibrate_together(tmp_path: Path, data_root: Path, msid_root: Path):
+    run = tmp_path / "two"
+    assert main(["train", "--recipe", str(REPO / "recipes" / "mim_gan.toml"), "--out", str(run), "--data",
+                 str(data_root), str(msid_root), "--steps", "1", "--batch-size", "2", "--threads", "2"]) == 0
+    assert main(["calibrate", str(run / "model.pt")]) == 0  # the roots come from training.json
+    card = load_card(run / "model.pt")
+    assert card["data"]["roots"] == [str(data_root), str(msid_root)]
+    assert set(card["data"]["manifest_sha256"]) == {str(data_root), str(msid_root)}
+    for part in ("train", "val", "test"):
+        assert {p.split("/")[0] for p in card["split"][part]} == {"MSLD_v1", "MSID"}
+    assert "MSID/Monkeypox" in card["data"]["train_uses"] and "MSLD_v1/Monkeypox" in card["data"]["train_uses"]
+    assert len(card["threshold"]["val_scores"]) == len(card["split"]["val"])
+    assert card["quality_gate"]["n_photos"] == card["appearance"]["n_photos"] == len(card["split"]["train"] + card["split"]["val"])

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from mim_core.config import PreprocessConfig
-from mim_core.data import ImageDecodeError, decode_image, group_split, preprocess, scan_dataset, source_group
+from mim_core.data import (ImageDecodeError, decode_image, group_split, locate, preprocess, scan_dataset, scan_datasets,
+                           source_group)
 
 
 def _jpeg(image: Image.Image, **kwargs) -> bytes:
@@ -101,10 +102,39 @@ def test_preprocess_is_a_central_crop_of_fixed_size():
     assert wider.min() == 0.0  # a wider crop reaches the black border
 
 
-def test_msld_groups_by_source_photo():
+def test_msld_and_msid_group_by_source_photo():
     assert source_group("MSLD_v1", "Monkeypox", "P13_2.jpg") == "MSLD_v1/Monkeypox/P13"
     assert source_group("MSLD_v1", "Others", "58_!.jpg") == "MSLD_v1/Others/58"
+    assert source_group("MSID", "Monkeypox", "msid004_2.png") == "MSID/Monkeypox/msid004"
     assert source_group("DermNetNZ", "Orf", "orf_3.jpg") == "DermNetNZ/Orf/orf_3"
+
+
+def test_two_roots_are_one_list_of_records_each_found_under_its_own_root(data_root: Path, msid_root: Path):
+    records = scan_datasets([data_root, msid_root])
+    msid = [r for r in records if r.dataset == "MSID"]
+    assert len(msid) == 144 and len({r.group for r in msid}) == 119 and all(r.is_mpox for r in msid)
+    assert all(r.location.is_file() and Path(r.root) in (data_root, msid_root) for r in records)
+    assert locate([data_root, msid_root], msid[0].path) == msid_root / msid[0].path
+    with pytest.raises(FileNotFoundError, match="none of the data roots"):
+        locate([data_root], msid[0].path)
+    with pytest.raises(ValueError, match="give each data root once"):
+        scan_datasets([data_root, data_root])
+
+
+def test_mpox_split_splits_each_source_on_its_own(data_root: Path, msid_root: Path):
+    from mim_core.training.train import mpox_split
+
+    both = mpox_split([data_root, msid_root], seed=0)
+    parts = {"train": both.train, "val": both.val, "test": both.test}
+    for source, n in (("MSLD_v1", 102), ("MSID", 144)):
+        mine = {name: [r for r in items if r.dataset == source] for name, items in parts.items()}
+        assert sum(map(len, mine.values())) == n
+        assert 0.5 < len(mine["train"]) / n < 0.7 and 0.1 < len(mine["val"]) / n < 0.2  # each source in each part
+        groups = {name: {r.group for r in items} for name, items in mine.items()}
+        assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
+    # adding a source leaves the split of the first one as it was
+    alone = mpox_split(data_root, seed=0)
+    assert [r.path for r in both.train if r.dataset == "MSLD_v1"] == [r.path for r in alone.train]
 
 
 def test_group_split_never_splits_a_source_photo(data_root: Path):

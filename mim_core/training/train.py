@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import kornia
 import numpy as np
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .augment import augment
 from ..checkpoint import export_weights, save_json, save_torch
 from ..config import MIMConfig, RunConfig
-from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset
+from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_datasets
 from ..masks import grid_mask_bank, random_masks
 from ..model import InpaintGenerator, PatchDiscriminator, autocast, count_parameters, inpaint
 
@@ -41,11 +42,16 @@ class MpoxSplit:
         return {name: [r.path for r in getattr(self, name)] for name in ("train", "val", "test")}
 
 
-def mpox_split(data_root: str | Path, seed: int) -> MpoxSplit:
-    """The fixed protocol: MSLD mpox split by source photo, ~60/15/25 %."""
-    mpox = [r for r in scan_dataset(data_root) if r.is_mpox]
-    parts = group_split(mpox, (0.6, 0.15, 0.25), seed)
-    return MpoxSplit(parts["train"], parts["val"], parts["test"])
+def mpox_split(data_roots: str | Path | Sequence[str | Path], seed: int) -> MpoxSplit:
+    """The fixed protocol: the mpox photos of every source (dataset) of the roots, each source split on its
+    own by source photo, ~60/15/25 %, then joined (so every source is in every part, and no source photo
+    is in two parts)."""
+    mpox = [r for r in scan_datasets(data_roots) if r.is_mpox]
+    parts: dict[str, list[ImageRecord]] = {"train": [], "val": [], "test": []}
+    for source in sorted({r.dataset for r in mpox}):
+        for name, records in group_split([r for r in mpox if r.dataset == source], (0.6, 0.15, 0.25), seed).items():
+            parts[name] += records
+    return MpoxSplit(*(sorted(parts[name], key=lambda r: r.path) for name in ("train", "val", "test")))
 
 
 def _full_tensor(path: Path) -> torch.Tensor:
@@ -127,9 +133,10 @@ def _lead_decides(flag: bool, ranks: Ranks, device: str) -> bool:
     return bool(value.item())
 
 
-def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: RunConfig = RunConfig(),
-          resume: bool = True, provenance: dict | None = None) -> Path:
-    """Train (or resume) and export ``out_dir/model.pt``; returns its path.
+def train(data_roots: str | Path | Sequence[str | Path], out_dir: str | Path, config: MIMConfig,
+          run: RunConfig = RunConfig(), resume: bool = True, provenance: dict | None = None) -> Path:
+    """Train (or resume) on the mpox train split of one or several data roots (:func:`mpox_split`) and export
+    ``out_dir/model.pt``; returns its path.
 
     ``out_dir/last.pt`` holds everything needed to resume: weights, optimisers, EMA, RNG state, step.
     ``run`` says how to execute and never changes the model: ``device`` is where the networks run
@@ -156,10 +163,10 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
     torch.set_num_threads(run.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    split = mpox_split(data_root, cfg.split_seed)
-    root = Path(data_root)
-    train_images = [_full_tensor(root / r.path) for r in split.train]
-    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in split.val]).to(device)
+    roots = [str(data_roots)] if isinstance(data_roots, (str, Path)) else [str(r) for r in data_roots]
+    split = mpox_split(roots, cfg.split_seed)
+    train_images = [_full_tensor(r.location) for r in split.train]
+    val_images = torch.stack([load_tensor(r.location, config.preprocess) for r in split.val]).to(device)
     bank = grid_mask_bank(config.masks, config.preprocess.size)
 
     with torch.random.fork_rng():  # layer init draws from the global RNG: seed it here, leave it untouched
@@ -269,7 +276,7 @@ def train(data_root: str | Path, out_dir: str | Path, config: MIMConfig, run: Ru
         "train_seconds": round(state["seconds"], 1), "history": state["history"], "weights_sha256": sha,
         "generator_parameters": count_parameters(generator), "threads": run.threads, "device": device,
         "steps_done": state["step"], "precision": run.precision, "world_size": ranks.world,
-        "data_roots": [str(data_root)], "kind": "mim", **(provenance or {}),
+        "data_roots": roots, "kind": "mim", **(provenance or {}),
     })
     if ranks.world > 1:
         dist.destroy_process_group()
