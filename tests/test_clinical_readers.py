@@ -5,27 +5,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from clinical.cases import collect_images, import_images
 from clinical.review import next_item, progress_text
 from clinical.status import format_table, reader_progress, summary_lines
 from clinical.store import Store
+from tests.test_clinical_review import real_study
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    rng = np.random.default_rng(0)
-    for label in ("Monkeypox", "Others"):
-        (tmp_path / "ds" / label).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "ds" / label / f"{i}.png")
+def store(tmp_path: Path, data_root: Path) -> Store:
     store = Store(tmp_path / "study.sqlite")
-    import_images(store, collect_images([tmp_path / "ds"]))  # 6 usable cases
+    import_images(store, collect_images([real_study(tmp_path, data_root, 3)]))  # 6 real photos, 6 usable cases
     store.create_reviewer("ana", "Dr Ana", "reviewer", "ana-secret-1")
     store.create_reviewer("coord", "Coordinator", "admin", "coord-secret-1")
     return store
