@@ -10,25 +10,16 @@ from pathlib import Path
 import pytest
 
 from clinical.analysis import current_verdicts, flow_counts
-from clinical.cases import collect_images, import_images
 from clinical.corrections import correct_verdict
 from clinical.review import correctable, my_verdicts
 from clinical.store import ClinicalError, Store
 from tests.conftest import REPO, dump
-from tests.test_clinical_review import real_study
+from tests.clinical_study import signed_in, study_store
 
 
 @pytest.fixture
 def store(tmp_path: Path, data_root: Path) -> Store:
-    store = Store(tmp_path / "study.sqlite")
-    import_images(store, collect_images([real_study(tmp_path, data_root, 2)]))
-    store.create_reviewer("ana", "Dr Ana", "reviewer", "ana-secret-1")
-    store.create_reviewer("ben", "Dr Ben", "reviewer", "ben-secret-1")
-    return store
-
-
-def signed_in(store: Store, reviewer: str):
-    return store.sign_in(reviewer, f"{reviewer}-secret-1")[1]
+    return study_store(tmp_path, data_root, 2, {"ana": ("Dr Ana", "reviewer"), "ben": ("Dr Ben", "reviewer")})
 
 
 def ref_of(store: Store, verdict_id: int) -> str:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from clinical import review
-from clinical.cases import collect_images, import_images
 from clinical.design import set_washout, washout_days
 from clinical.reader_study import design_section
 from clinical.merge import merge
 from clinical.review_ui import SCREEN, ReviewHandlers
 from clinical.store import ClinicalError, Store
 from tests.conftest import REPO
-from tests.test_clinical_review import real_study
+from tests.clinical_study import study_store
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -27,11 +26,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def study(tmp_path: Path, data_root: Path) -> Path:
-    db = tmp_path / "study.sqlite"
-    store = Store(db)
-    import_images(store, collect_images([real_study(tmp_path, data_root, 2)]))
-    store.create_reviewer("ana", "Dr Ana", "reviewer", "ana-secret-1")
-    return db
+    study_store(tmp_path, data_root, 2, {"ana": ("Dr Ana", "reviewer")})
+    return tmp_path / "study.sqlite"
 
 
 def test_the_design_command(study: Path):

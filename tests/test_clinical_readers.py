@@ -7,26 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from clinical.cases import collect_images, import_images
 from clinical.review import next_item, progress_text
 from clinical.status import format_table, reader_progress, summary_lines
 from clinical.store import Store
-from tests.test_clinical_review import real_study
+from tests.clinical_study import signed_in, study_store
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def store(tmp_path: Path, data_root: Path) -> Store:
-    store = Store(tmp_path / "study.sqlite")
-    import_images(store, collect_images([real_study(tmp_path, data_root, 3)]))  # 6 real photos, 6 usable cases
-    store.create_reviewer("ana", "Dr Ana", "reviewer", "ana-secret-1")
-    store.create_reviewer("coord", "Coordinator", "admin", "coord-secret-1")
-    return store
-
-
-def session(store: Store, rid: str):
-    return store.sign_in(rid, f"{rid}-secret-1")[1]
+def store(tmp_path: Path, data_root: Path) -> Store:  # 6 real photos, 6 usable cases
+    return study_store(tmp_path, data_root, 3, {"ana": ("Dr Ana", "reviewer"), "coord": ("Coordinator", "admin")})
 
 
 def queue_rows(store: Store, rid: str) -> int:
@@ -34,7 +25,7 @@ def queue_rows(store: Store, rid: str) -> int:
 
 
 def test_an_admin_who_reads_nothing_gets_no_queue_and_is_no_reader(store: Store):
-    coord = session(store, "coord")
+    coord = signed_in(store, "coord")
     assert next_item(store, coord) is None and store.queue("coord") == []
     assert queue_rows(store, "coord") == 0
     assert "without a reading queue" in progress_text(store, coord, None)
@@ -48,19 +39,19 @@ def test_an_admin_who_reads_nothing_gets_no_queue_and_is_no_reader(store: Store)
 
 
 def test_reviewers_keep_their_queue(store: Store):
-    ana = session(store, "ana")
+    ana = signed_in(store, "ana")
     item = next_item(store, ana)
     assert item is not None and item.total == 6 and queue_rows(store, "ana") == 6
 
 
 def test_an_admin_given_a_queue_or_with_verdicts_is_a_reader(store: Store):
     store.set_reads("coord")
-    coord = session(store, "coord")
+    coord = signed_in(store, "coord")
     assert next_item(store, coord).total == 6 and queue_rows(store, "coord") == 6
     assert [r["reader"] for r in reader_progress(store)["readers"]] == ["ana", "coord"]
 
     store.create_reviewer("boss", "Boss", "admin", "boss-secret-1")  # no queue, but records a verdict anyway
-    boss = session(store, "boss")
+    boss = signed_in(store, "boss")
     store.add_verdict(boss, store.cases()[0]["id"], "unaided", "mpox", 3)
     assert store.is_reader("boss") and len(store.queue("boss")) == 6
     progress = reader_progress(store)

@@ -3,7 +3,6 @@ reveal, aided verdict, resume, isolation; a refused save keeps the form and the 
 once per case; confidence has no default."""
 
 import os
-import shutil
 import socket
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from gradio_client import Client  # noqa: E402
 from clinical.cases import collect_images, import_images  # noqa: E402
 from clinical.review_ui import API_SCREEN, SCREEN, build_review_tab  # noqa: E402
 from clinical.store import Store  # noqa: E402
+from tests.clinical_study import real_study  # noqa: E402
 
 STATUS, PROGRESS, PHOTO, UNAIDED = (API_SCREEN.index(n) for n in ("status", "progress", "photo", "unaided"))
 PANELS = [API_SCREEN.index(n) for n in ("original", "masked", "inpainted", "score_map")]
@@ -40,15 +40,6 @@ class CountingDetector:
     def analyze(self, image):
         self.calls.append(image)
         return self.detector.analyze(image)
-
-
-def real_study(root: Path, data_root: Path, per_class: int) -> Path:
-    """root/MSLD_v1/{Monkeypox,Others} with ``per_class`` real photos each."""
-    for label in ("Monkeypox", "Others"):
-        (root / "MSLD_v1" / label).mkdir(parents=True)
-        for path in sorted((data_root / "MSLD_v1" / label).iterdir())[:per_class]:
-            shutil.copy(path, root / "MSLD_v1" / label)
-    return root / "MSLD_v1"
 
 
 @pytest.fixture(scope="module")
