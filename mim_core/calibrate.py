@@ -71,8 +71,13 @@ def score_paths(detector: MIMDetector, data_roots: str | Path | Sequence[str | P
     """MIM scores of root-relative paths (found under the first of ``data_roots`` that has each), in order,
     without the gates (calibration needs every score)."""
     roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
-    images = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in paths])
-    return np.concatenate([detector.score_tensors(images[i:i + 8]).scores for i in range(0, len(images), 8)])
+    return score_views(detector, torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in paths]))
+
+
+def score_views(detector: MIMDetector, views: torch.Tensor, denoised: bool = False) -> np.ndarray:
+    """(N, 3, H, W) preprocessed views (``denoised``: already through ``detector.denoised``) -> (N,) scores,
+    in batches of 8, without the gates."""
+    return np.concatenate([detector.score_tensors(views[i:i + 8], denoised).scores for i in range(0, len(views), 8)])
 
 
 def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, data_roots: list[Path],
@@ -88,10 +93,11 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
     gate = {**calibrate_gate(photos, config.preprocess), "command": command}
 
     detector = MIMDetector(generator, config, float("nan"), {"quality_gate": gate})
-    val_scores = score_paths(detector, data_roots, split["val"])
+    views = torch.stack([preprocess(photo, config.preprocess) for photo in photos])
+    seen = detector.denoised(views)  # the views the detector's measure and appearance check see
+    val_scores = score_views(detector, seen[len(split["train"]):], denoised=True)
     threshold = calibrate_threshold(val_scores, mpox_when(MIM_SCORE_DIRECTION))
 
-    views = torch.stack([preprocess(photo, config.preprocess) for photo in photos])
     limits = GateThresholds.from_card({"quality_gate": gate})
     judged = [quality_gate(to_uint8(v), limits, effective_resolution(photo, config.preprocess)) is None
               for v, photo in zip(views, photos)]
@@ -99,7 +105,7 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
     skin = dev_class_paths(next((r for r in data_roots if (r / "DermNetNZ").is_dir()), data_roots[0]))
     skin_views = detector.denoised(torch.stack([preprocess(decode_image(p), config.preprocess) for p in skin]))
     bank = weights.with_name(f"{weights.stem}_appearance.pt")
-    appearance = {**calibrate_appearance(detector.denoised(views), groups, judged, skin_views, bank,
+    appearance = {**calibrate_appearance(seen, groups, judged, skin_views, bank,
                                          AppearanceConfig()), "command": command}
     return {"quality_gate": gate, "threshold": threshold, "appearance": appearance}
 
@@ -167,7 +173,7 @@ def calibrate(weights: str | Path, data_roots: Sequence[str | Path] | None = Non
     training = read_training(weights)
     if export is not None and Path(export).suffix != ".pt":
         raise ValueError(f"--export wants a .pt path (its card goes beside it), not {export}")
-    roots = [Path(r) for r in (data_roots or training.get("data_roots") or ["../shared/data"])]
+    roots = [Path(r) for r in (data_roots or training["data_roots"])]
     command = command or f"python -m mim_core calibrate {weights}"
     if training.get("kind", "mim") == "classifier":
         card = classifier_card(weights, training, roots[0], command)

@@ -23,9 +23,9 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join([launcher] + args.argv)
 
 
-def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str, Any]]:
-    """The recipe of a train command, checked to be of ``kind``; its data roots (or ``--data``'s: MIM takes
-    several, a classifier one); and the provenance ``training.json`` records for the card."""
+def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, list[str], dict[str, Any]]:
+    """The recipe of a train command, checked to be of ``kind``; its data roots (or ``--data``'s); and the
+    provenance ``training.json`` records for the card."""
     from .config import read_recipe
 
     recipe = read_recipe(args.recipe)
@@ -33,21 +33,19 @@ def _recipe_run(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str
         other = "train-classifier" if recipe.kind == "classifier" else "train"
         raise ValueError(f"{args.recipe} is a {recipe.kind} recipe; train it with `python -m mim_core {other}`.")
     roots = args.data or list(recipe.data_roots)
-    if kind == "classifier" and len(roots) != 1:
-        raise ValueError(f"A classifier trains on one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
-    return recipe, roots if kind == "mim" else roots[0], {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
+    return recipe, roots, {"name": recipe.name, "recipe": recipe.as_card_entry(), "command": _command_line(args)}
 
 
 def _train(args: argparse.Namespace) -> int:
     from .training.train import train
 
-    recipe, root, provenance = _recipe_run(args, "mim")
+    recipe, roots, provenance = _recipe_run(args, "mim")
     overrides = {f"train__{k}": v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     config = recipe.config.replace(**overrides)
     run = replace(recipe.run, **{k: v for k, v in (("threads", args.threads), ("device", args.device),
                                                    ("precision", args.precision)) if v is not None},
                   time_limit_s=args.time_limit_min * 60 if args.time_limit_min else None)
-    train(root, args.out, config, run, resume=not args.no_resume, provenance=provenance)
+    train(roots, args.out, config, run, resume=not args.no_resume, provenance=provenance)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained; next: python -m mim_core calibrate {Path(args.out) / 'model.pt'}", file=sys.stderr)
     return 0
@@ -102,11 +100,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     from .baselines.train import train_classifier
 
-    recipe, root, provenance = _recipe_run(args, "classifier")
+    recipe, roots, provenance = _recipe_run(args, "classifier")
+    if len(roots) != 1:
+        raise ValueError(f"A classifier trains on one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("threads", args.threads),
                  ("eval_every", args.eval_every)) if v is not None}
     config = replace(recipe.config, **overrides)
-    weights = train_classifier(root, args.out, config, device=args.device or recipe.run.device,
+    weights = train_classifier(roots[0], args.out, config, device=args.device or recipe.run.device,
                                provenance=provenance)
     print(f"trained; next: python -m mim_core calibrate {weights}", file=sys.stderr)
     return 0
