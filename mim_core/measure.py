@@ -24,12 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
+from matplotlib.colors import LinearSegmentedColormap
 from numpy.typing import ArrayLike
 
 MAP_KINDS = ("l1", "ssim", "msgms")
 REFERENCES = ("none", "gauss")
 HEATMAP_COLORMAP = "inferno"  # a measure without reference: 0 = reproduced exactly
-DIVERGING_COLORMAP = "RdBu_r"  # with a reference: white = as well as the reference
+# With a reference: orange = reproduced better than the reference (more mpox-like), white = as well, blue =
+# worse (less mpox-like). ColorBrewer's PuOr orange half and RdBu blue half: the demo's score bar and verdict
+# card take their two colours from this map, so one colour means one direction everywhere.
+DIVERGING_COLORMAP = LinearSegmentedColormap.from_list("mim_orange_white_blue", [
+    "#7f3b08", "#b35806", "#e08214", "#fdb863", "#fee0b6", "#f7f7f7",
+    "#d1e5f0", "#92c5de", "#4393c3", "#2166ac", "#053061"])
 
 
 def _gray(image: torch.Tensor) -> torch.Tensor:
@@ -147,15 +153,15 @@ def score_map(gan_maps: torch.Tensor, reference_maps: torch.Tensor | None) -> to
 def colorize_heatmap(heatmap: np.ndarray, vmax: float, diverging: bool) -> np.ndarray:
     """(H,W) score map on a fixed scale -> (H,W,3) uint8.
 
-    ``diverging`` (a measure with a reference): [-vmax, vmax] on ``RdBu_r``, white at 0 = "reproduced as
-    well as the reference", red = worse (less mpox-like), blue = better. Otherwise [0, vmax] on
+    ``diverging`` (a measure with a reference): [-vmax, vmax] on :data:`DIVERGING_COLORMAP`, white at 0 =
+    "reproduced as well as the reference", blue = worse (less mpox-like), orange = better. Otherwise [0, vmax] on
     ``inferno``. The scale is fixed per model (its card's ``measure.heatmap_max``), never stretched per
     image, so the same colour means the same contribution to the score on every photo.
     """
     vmax = max(vmax, 1e-12)
     if diverging:
         normalised = np.clip(0.5 + heatmap / (2 * vmax), 0.0, 1.0)
-        return (colormaps[DIVERGING_COLORMAP](normalised)[..., :3] * 255).astype(np.uint8)
+        return (DIVERGING_COLORMAP(normalised)[..., :3] * 255).astype(np.uint8)
     normalised = np.clip(heatmap / vmax, 0.0, 1.0)
     return (colormaps[HEATMAP_COLORMAP](normalised)[..., :3] * 255).astype(np.uint8)
 

@@ -34,11 +34,11 @@ def test_heatmap_colour_scale_is_fixed_not_per_image():
                           colorize_heatmap(np.full((2, 2), 0.25), 0.25, False))
 
 
-def test_diverging_scale_is_white_at_zero_red_when_worse_blue_when_better():
+def test_diverging_scale_is_white_at_zero_blue_when_worse_orange_when_better():
     worse, zero, better = (colorize_heatmap(np.full((1, 1), v), 1.0, diverging=True)[0, 0].astype(int)
                            for v in (1.0, 0.0, -1.0))
     assert zero.min() > 240  # "as well reproduced as the reference" is white
-    assert worse[0] > worse[2] + 60 and better[2] > better[0] + 60
+    assert worse[2] > worse[0] + 60 and better[0] > better[2] + 60  # blue: less mpox-like; orange: more
     assert np.array_equal(colorize_heatmap(np.full((1, 1), -5.0), 1.0, True),
                           colorize_heatmap(np.full((1, 1), -1.0), 1.0, True))  # clipped at the fixed ends
 
