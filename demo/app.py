@@ -82,10 +82,11 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
                    delete_cache=(CACHE_EVERY_S, CACHE_AGE_S)) as demo:
         gr.Markdown("# MIM: Mask, Inpainting, and Measure\nSee what the model sees: it hides patches of a skin "
                     "photo, fills them back in the way it learned from mpox photos, and measures how different "
-                    "the fill is. Skin it reproduces as well as mpox is called *mpox-like*.")
-        gr.HTML(views.notice_html(), elem_id="mim-notice")
-        if warning := placeholder_warning(detector.card):
-            gr.HTML(f'<div class="mim-notice mim-warning" role="alert">{warning}</div>')
+                    "the fill is. Skin it reproduces as well as mpox is called *mpox-like*.", elem_id="mim-header")
+        gr.HTML(views.notice_html(), elem_id="mim-notice", padding=False)
+        if warning := placeholder_warning(detector.card, pointer=""):  # above every tab: no "see the Model tab"
+            gr.HTML(f'<div class="mim-notice mim-warning" role="alert">{warning}</div>', elem_id="mim-warning",
+                    padding=False)
         with gr.Tabs():
             analyse_tab(ctx)
             batch_tab(ctx)

@@ -27,9 +27,10 @@ from .views import thumbnail_data_uri
 log = logging.getLogger(__name__)
 
 MAX_BATCH_PHOTOS = 200
-COLUMNS = ["#", "photo", "file", "score", "verdict", "reason"]
+# The verdict comes right after the thumbnail, so a phone (390 px) shows it without sideways scrolling.
+COLUMNS = ["#", "photo", "verdict", "score", "file", "reason"]
 DATATYPES = ["number", "markdown", "str", "number", "str", "str"]
-COLUMN_WIDTHS = ["48px", "88px", "22%", "80px", "150px", "40%"]
+COLUMN_WIDTHS = ["40px", "76px", "132px", "76px", "250px", "540px"]  # the verdict ends ~250 px from the left
 CSV_COLUMNS = ["index", "file", "score", "threshold", "verdict", "reason", "quality"]
 CSV_NAME = "mim_batch_results.csv"
 
@@ -140,8 +141,8 @@ def _analyse_items(detector: MIMDetector, items: list[BatchItem], progress: Prog
 def table(rows: Sequence[BatchRow]) -> pd.DataFrame:
     """The results table; thumbnails are Markdown images with data URIs."""
     return pd.DataFrame(
-        [[r.index, f"![{r.index}]({r.thumbnail})" if r.thumbnail else "", r.name,
-          None if r.score is None else round(r.score, 4), r.verdict, r.reason] for r in rows],
+        [[r.index, f"![{r.index}]({r.thumbnail})" if r.thumbnail else "", r.verdict,
+          None if r.score is None else round(r.score, 4), r.name, r.reason] for r in rows],
         columns=COLUMNS,
     )
 
@@ -150,7 +151,7 @@ def summary(rows: Sequence[BatchRow], skipped: int) -> str:
     if not rows:
         return "No photos received: choose image files or a .zip of photos, then press **Analyse all**."
     counts = {v.value: sum(r.verdict == v.value for r in rows) for v in Verdict}
-    text = f"**{len(rows)} photo(s):** " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+    text = f"**{len(rows)} photo(s):** " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n)
     if skipped:
         text += (f". **{skipped} more were not analysed:** the limit is {MAX_BATCH_PHOTOS} photos per batch; "
                  "send the rest separately")

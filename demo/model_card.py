@@ -1,17 +1,35 @@
-"""The Model tab: the model card (the JSON file shipped beside the weights) rendered as Markdown.
+"""The Model tab: the model card (the JSON file shipped beside the weights) and the code's own facts,
+rendered as Markdown.
 
-Rendered from the card, never hand-copied, so new weights bring their own numbers. Every section
-tolerates missing keys: a card from another training run may carry more or fewer fields.
+Nothing here is hand-copied: every number comes from the card, and the list of answers and refusals from
+the code (:class:`mim_core.Verdict`, :class:`mim_core.gate.GateThresholds`), so new weights or a new gate
+bring their own lines. Every section tolerates missing keys: a card from another training run may carry
+more or fewer fields.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
+
+from mim_core import Verdict
+from mim_core.gate import GateThresholds
 
 # A card from fewer steps than this is a smoke test, not a model; say so loudly.
 PLACEHOLDER_STEPS = 100
-# a detection result counts only this far (AUROC) above the best mpox-agnostic control 
+# a detection result counts only this far (AUROC) above the best mpox-agnostic control
 CONTROL_MARGIN = 0.10
+
+# Which acquisition limits refuse a photo with which answer (mim_core.gate.acquisition_refusal, in its
+# order). tests/test_demo_model_tab.py checks that every limit of GateThresholds and every refusal is here.
+GATE_LIMITS: dict[Verdict, tuple[str, ...]] = {
+    Verdict.TOO_NOISY: ("max_noise",),
+    Verdict.BADLY_EXPOSED: ("min_mean_luma", "max_mean_luma", "max_clipped"),
+    Verdict.TOO_LOW_RESOLUTION: ("min_resolution",),
+    Verdict.TOO_COMPRESSED: ("max_blockiness", "max_photo_blockiness"),
+    Verdict.TOO_BLURRY: ("min_sharpness", "min_coarse_sharpness"),
+    Verdict.UNUSABLE: ("min_detail",),
+}
+NOT_LIMITS = ("clean_noise", "rule")  # GateThresholds fields that refuse nothing (denoising level, provenance)
 
 
 def _md(text: Any) -> str:
@@ -25,25 +43,33 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
-    headers = list(headers)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+def _label(key: Any) -> str:
+    """A card key as words ("specificity_others" -> "specificity others")."""
+    return _md(key).replace("_", " ")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Iterable[Any]], numeric: Sequence[bool] = ()) -> str:
+    """A Markdown table; columns flagged in ``numeric`` are right-aligned (the page keeps them on one line)."""
+    rule = "|" + "".join("---:|" if i < len(numeric) and numeric[i] else "---|" for i in range(len(headers)))
+    lines = ["| " + " | ".join(headers) + " |", rule]
     lines += ["| " + " | ".join(_num(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _auroc_row(label: str, result: Any) -> list[Any] | None:
-    if not isinstance(result, dict) or "auroc" not in result:
-        return None
-    ci = f"{_num(result['ci_low'])} – {_num(result['ci_high'])}" if "ci_low" in result else ""
-    return [label, result["auroc"], ci, result.get("n_pos", ""), result.get("n_neg", "")]
+def steps_run(card: Mapping[str, Any]) -> int | None:
+    """The training steps actually run (a run stopped by a time limit ends before its config's steps)."""
+    training = card.get("training") or {}
+    steps = training.get("steps_done", training.get("steps"))
+    return steps if isinstance(steps, int) else None
 
 
-def placeholder_warning(card: dict[str, Any]) -> str | None:
+def placeholder_warning(card: dict[str, Any], pointer: str = "see the Model tab") -> str | None:
     """A warning when the weights are a smoke-test placeholder, or when the card's own evaluation says
-    the model does not beat the mpox-agnostic controls by ``CONTROL_MARGIN``; else None."""
-    steps = card.get("training", {}).get("steps")
-    if isinstance(steps, int) and steps < PLACEHOLDER_STEPS:
+    the model does not beat the mpox-agnostic controls by ``CONTROL_MARGIN``; else None. ``pointer``
+    says where the evidence is shown (empty: nowhere, for a banner above every tab)."""
+    pointer = f"; {pointer}" if pointer else ""
+    steps = steps_run(card)
+    if steps is not None and steps < PLACEHOLDER_STEPS:
         return (f"These weights were trained for only {steps} steps: a placeholder for testing the software. "
                 "Their scores and verdicts mean nothing.")
     margins = card.get("evaluation", {}).get("margins", {})
@@ -51,118 +77,177 @@ def placeholder_warning(card: dict[str, Any]) -> str | None:
                 default=None)
     if worst is not None and worst <= 0:
         return (f"On our own evaluation this model does not beat simple checks that know nothing of mpox "
-                f"(margin {worst:+.2f} AUROC against the best one; see the Model tab). Treat its verdicts as a "
+                f"(margin {worst:+.2f} AUROC against the best one{pointer}). Treat its verdicts as a "
                 "demonstration of the method, not as evidence about a rash.")
     if worst is not None and worst < CONTROL_MARGIN:
         return (f"On our own evaluation this model beats simple checks that know nothing of mpox by only "
-                f"{worst:+.2f} AUROC (our bar is +{CONTROL_MARGIN:.2f}; see the Model tab). Treat its verdicts as "
+                f"{worst:+.2f} AUROC (our bar is +{CONTROL_MARGIN:.2f}{pointer}). Treat its verdicts as "
                 "a research signal, not as evidence about a rash.")
     return None
+
+
+def _summary_section(card: dict[str, Any], scales: Sequence[int] | None) -> list[str]:
+    data, split, training = card.get("data", {}), card.get("split", {}), card.get("training", {})
+    threshold = card.get("threshold", {})
+    answers = [v.value for v in Verdict if not v.is_refusal]
+    refusals = [v.value for v in Verdict if v.is_refusal]
+    out = ["## In short", "",
+           f"- **Answers:** {', '.join(answers)}; or a refusal ({', '.join(refusals)})."]
+    if card.get("score_direction"):
+        score = card.get("evaluation", {}).get("score")
+        out.append(f"- **Score:** {_md(card['score_direction'])}" + (f"; measure `{_md(score)}`" if score else "")
+                   + (f"; mask scales analysed: {', '.join(f'{s} px' for s in scales)}." if scales else "."))
+    if "value" in threshold:
+        out.append(f"- **Threshold:** **{_num(threshold['value'], 5)}**, a photo scoring at or below it is called "
+                   f"*mpox-like*" + (f"; set as the {_md(threshold['method'])}." if threshold.get("method") else "."))
+    if "train" in split or "train_uses" in data:
+        trained = f"{len(split['train'])} photos, " if "train" in split else ""
+        roots = ", ".join(f"`{_md(r)}`" for r in data.get("roots", []))
+        out.append(f"- **Trained on:** {trained}{_md(data.get('train_uses', ''))}" + (f" (from {roots})." if roots else "."))
+    if split:
+        sizes = ", ".join(f"{_md(k)} {len(v)}" for k, v in split.items())
+        seed = f"; split seed {training['split_seed']}" if "split_seed" in training else ""
+        rule = f": {_md(data['split_rule'])}" if "split_rule" in data else ""
+        out.append(f"- **Split sizes:** {sizes}{rule}{seed}.")
+    steps = steps_run(card)
+    if steps is not None:
+        run = training.get("run_settings", {})
+        parts = [f"{steps} steps run"]
+        if "seed" in training:
+            parts.append(f"seed {training['seed']}")
+        if "best_step_by_val_masked_l1" in training:
+            parts.append(f"best step by validation masked L1: {training['best_step_by_val_masked_l1']}")
+        if "train_seconds" in training:
+            where = ", ".join(str(run[k]) for k in ("device", "precision") if k in run)
+            parts.append(f"{_num(training['train_seconds'])} s" + (f" ({where})" if where else ""))
+        out.append(f"- **Training:** {'; '.join(parts)}.")
+    return out + [""]
+
+
+def _auroc_row(label: str, result: Any) -> list[Any] | None:
+    if not isinstance(result, dict) or "auroc" not in result:
+        return None
+    ci = f"{_num(result['ci_low'])}–{_num(result['ci_high'])}" if "ci_low" in result else ""
+    photos = f"{result['n_pos']} / {result['n_neg']}" if "n_pos" in result and "n_neg" in result else ""
+    return [label, result["auroc"], ci, photos]
 
 
 def _evaluation_section(evaluation: dict[str, Any]) -> list[str]:
     out = ["## Evaluation", ""]
     if not evaluation:
         return out + ["No evaluation recorded in this card.", ""]
-    if "command" in evaluation:
-        out += [f"Command: `{_md(evaluation['command'])}`; score: `{_md(evaluation.get('score', ''))}`; "
-                f"mpox test photos: {evaluation.get('mpox_test_images', '?')}.", ""]
-    headline = [("Mean AUROC over DermNet test classes", "mean_auroc_dermnet_test_classes"),
-                ("AUROC, pooled DermNet test", "auroc_pooled_dermnet_test"),
-                ("AUROC vs MSLD 'Others'", "auroc_vs_msld_others")]
+    headline = [("DermNet test classes, mean", "mean_auroc_dermnet_test_classes"),
+                ("DermNet test, pooled", "auroc_pooled_dermnet_test"),
+                ("MSLD 'Others'", "auroc_vs_msld_others")]
     rows = [r for label, key in headline if (r := _auroc_row(label, evaluation.get(key)))]
     if rows:
-        out += ["AUROC for telling mpox from other conditions (0.5 = chance; 95 % CI):", "",
-                _table(["measure", "AUROC", "95 % CI", "mpox", "other"], rows), ""]
+        out += ["How well the score tells mpox test photos from other conditions (AUROC: 0.5 = chance, "
+                "1 = perfect):", "",
+                _table(["against", "AUROC", "95 % CI", "photos (mpox / other)"], rows, (False, True, True, True)), ""]
     at = evaluation.get("at_threshold")
     if isinstance(at, dict):
-        out += ["At the calibrated threshold:", "", _table(["quantity", "value"], at.items()), ""]
-    per_class = evaluation.get("per_class_auroc")
-    if isinstance(per_class, dict) and per_class:
-        out += ["<details><summary>AUROC per comparison class</summary>", "",
-                _table(["class", "AUROC"], sorted(per_class.items())), "", "</details>", ""]
+        out += ["At the threshold:", "", _table(["quantity", "value"], [(_label(k), v) for k, v in at.items()],
+                                                  (False, True)), ""]
     controls = evaluation.get("controls")
     if isinstance(controls, dict) and controls:
         keys = sorted({k for v in controls.values() if isinstance(v, dict) for k in v})
-        rows = [[name, *(v.get(k, "") for k in keys)] for name, v in controls.items() if isinstance(v, dict)]
-        out += ["Controls (simple scores that know nothing of mpox; MIM should beat them):", "",
-                _table(["control", *keys], rows), ""]
-    shown = {"command", "score", "mpox_test_images", "at_threshold", "per_class_auroc", "controls",
-             *(key for _, key in headline)}
-    for key, value in evaluation.items():
-        if key in shown:
-            continue
-        if isinstance(value, dict):
-            out += [f"**{_md(key)}**", "", _table(["field", "value"], value.items()), ""]
-        else:
-            out += [f"**{_md(key)}**: {_num(value)}", ""]
+        rows = [[name.removeprefix("control:"), *(v.get(k, "") for k in keys)]
+                for name, v in controls.items() if isinstance(v, dict)]
+        out += ["Controls: simple scores that know nothing of mpox (AUROC; the model should beat them):", "",
+                _table(["control", *map(_label, keys)], rows, (False, *[True] * len(keys))), ""]
+    margins = evaluation.get("margins")
+    if isinstance(margins, dict) and margins:  # {"others": 0.148, "best_control_others": "control:...", ...}
+        rows = [[_label(k), f"{v:+.4g}", str(margins.get(f"best_control_{k}", "")).removeprefix("control:")]
+                for k, v in margins.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        out += ["AUROC margin of the model over the best control:", "",
+                _table(["compared on", "margin", "best control"], rows, (False, True, False)), ""]
+    per_class = evaluation.get("per_class_auroc")
+    if isinstance(per_class, dict) and per_class:
+        out += ["<details><summary>AUROC per comparison class</summary>", "",
+                _table(["class", "AUROC"], sorted(per_class.items()), (False, True)), "", "</details>", ""]
+    shown = {"at_threshold", "per_class_auroc", "controls", "margins", *(key for _, key in headline)}
+    rest = [(k, v) for k, v in evaluation.items() if k not in shown]
+    if rest:
+        out += ["<details><summary>Everything else the evaluation recorded</summary>", ""]
+        for key, value in rest:
+            if isinstance(value, dict):
+                out += [f"**{_label(key)}**", "", _table(["field", "value"], value.items(), (False, True)), ""]
+            else:
+                out += [f"**{_label(key)}**: {_num(value)}", ""]
+        out += ["</details>", ""]
     return out
 
 
-def _refusals_section(card: dict[str, Any]) -> list[str]:
-    """The acquisition gate's limits and the no-rash check's, each with the rule that set it."""
-    gate, appearance = card.get("quality_gate") or {}, card.get("appearance") or {}
-    if not gate and not appearance:
-        return []
-    out = ["## When the tool refuses, or says \"no rash visible\"", ""]
-    if gate:
-        out += ["Photos outside these limits get a refusal with a sentence on how to retake them:", "",
-                _table(["limit", "value"], [(k, _num(v, 5)) for k, v in gate.get("thresholds", {}).items()]), "",
-                f"Set from {_md(gate.get('n_photos', '?'))} photos ({_md(gate.get('calibration_photos', ''))}): "
-                f"{_md(gate.get('rule', ''))}.", ""]
-    if appearance:
-        no_rash, not_skin = appearance.get("no_rash", {}), appearance.get("not_skin", {})
-        out += [f"Patch distance: {_md(appearance.get('features', ''))}, to the cells of "
-                f"{_md(appearance.get('n_photos', '?'))} photos ({_md(appearance.get('bank_photos', ''))}).", "",
-                f"- **No rash visible** when the score says mpox-like but the distance is above "
-                f"**{_num(no_rash.get('threshold'), 4)}**: {_md(no_rash.get('rule', ''))}. Design: "
-                f"{_md(no_rash.get('design', ''))}.",
-                f"- **Not a usable skin photo** when the distance is above **{_num(not_skin.get('limit'), 4)}**: "
-                f"{_md(not_skin.get('rule', ''))}.", ""]
-    return out
+def _limit_words(name: str, value: float) -> str:
+    measured = name.split("_", 1)[1].replace("_", " ")
+    return f"{measured} {'above' if name.startswith('max_') else 'below'} {_num(value, 5)}"
 
 
-def card_markdown(card: dict[str, Any]) -> str:
-    """The whole card as Markdown: what the model is, its data and split, how the threshold was set,
-    its measured results and its known limitations."""
-    out = [f"# Model card: {_md(card.get('name', 'unnamed model'))}", ""]
-    if warning := placeholder_warning(card):
-        out += [f"> **Warning.** {warning}", ""]
-    out += [_md(card.get("description", "")), ""]
-    facts = [("Score", card.get("score_direction")), ("Weights file", card.get("weights_file")),
-             ("Weights sha256", card.get("weights_sha256") and f"`{card['weights_sha256']}`"),
-             ("Card format", card.get("format"))]
-    out += [f"- **{label}:** {_md(value)}" for label, value in facts if value] + [""]
-
-    data, split = card.get("data", {}), card.get("split", {})
-    out += ["## Data", ""]
-    for key, label in (("train_uses", "Training uses"), ("split_rule", "Split"),
-                       ("manifest_sha256", "Data manifest sha256")):
-        if key in data:
-            out.append(f"- **{label}:** {_md(data[key])}")
-    if split:
-        out.append("- **Split sizes:** " + ", ".join(f"{_md(k)} {len(v)}" for k, v in split.items()))
-    out.append("")
-
-    out += _evaluation_section(card.get("evaluation", {}))
-
-    threshold = card.get("threshold", {})
-    out += ["## Threshold", ""]
-    if "value" in threshold:
-        out += [f"**{_num(threshold['value'], 5)}**: a photo scoring at or below it is called *mpox-like*.", ""]
-        if threshold.get("method"):
-            out += [f"How it was set: {_md(threshold['method'])}.", ""]
-        scores = threshold.get("val_scores") or []
-        if scores:
-            out += [f"Calibration scores ({len(scores)}): min {min(scores):.3f}, median "
-                    f"{sorted(scores)[len(scores) // 2]:.3f}, max {max(scores):.3f}.", ""]
+def _refusals_section(card: dict[str, Any], gate: GateThresholds) -> list[str]:
+    """Every refusal the code can give, with the limits that trigger it, and the no-rash check."""
+    section, appearance = card.get("quality_gate") or {}, card.get("appearance") or {}
+    no_rash, not_skin = appearance.get("no_rash", {}), appearance.get("not_skin", {})
+    rows = []
+    for verdict in (v for v in Verdict if v.is_refusal):
+        limits = [_limit_words(name, getattr(gate, name)) for name in GATE_LIMITS.get(verdict, ())]
+        if verdict is Verdict.UNUSABLE:
+            limits = ["not an image, or a flat, grayscale or skin-less picture", *limits]
+            if "limit" in not_skin:
+                limits.append(f"patch distance above {_num(not_skin['limit'], 5)} (unlike any skin photo)")
+        rows.append([verdict.value, "; or ".join(limits)])
+    if "threshold" in no_rash:
+        rows.append([f"{Verdict.NO_RASH.value} (an answer)",
+                     f"an mpox-like score, but patch distance above {_num(no_rash['threshold'], 5)}"])
+    out = ["## When it refuses, or says \"no rash visible\"", "",
+           "A refused photo gets no score, only the reason and how to retake it.", "",
+           _table(["answer", "given when"], rows), "", "<details><summary>How these limits were set</summary>", ""]
+    if section:
+        out += [f"Limits set from {_md(section.get('n_photos', '?'))} photos "
+                f"({_md(section.get('calibration_photos', ''))}): {_md(section.get('rule', ''))}.", ""]
     else:
-        out += ["No threshold recorded in this card.", ""]
+        out += [f"Limits: {_md(gate.rule)}.", ""]
+    if appearance:
+        out += [f"Patch distance: {_md(appearance.get('features', ''))}, to the cells of "
+                f"{_md(appearance.get('n_photos', '?'))} photos ({_md(appearance.get('bank_photos', ''))}). "
+                f"No rash visible: {_md(no_rash.get('rule', ''))}. Unlike any skin photo: "
+                f"{_md(not_skin.get('rule', ''))}.", ""]
+    measurements = section.get("measurements") or {}
+    out += [*(f"- **{_md(k.replace('_', ' '))}:** {_md(v)}" for k, v in measurements.items()), "", "</details>", ""]
+    return out
 
-    out += _refusals_section(card)
+
+def _identity_section(card: dict[str, Any]) -> list[str]:
+    training, recipe, data = card.get("training", {}), card.get("recipe", {}), card.get("data", {})
+    facts = [("Weights file", card.get("weights_file")),
+             ("Weights sha256", card.get("weights_sha256") and f"`{card['weights_sha256']}`"),
+             ("Card format", card.get("format")),
+             ("Recipe", recipe.get("file") and f"`{recipe['file']}` (sha256 `{recipe.get('sha256', '?')}`)"),
+             ("Data manifest sha256", data.get("manifest_sha256") and f"`{data['manifest_sha256']}`"),
+             ("Training command", training.get("command") and f"`{training['command']}`"),
+             ("Training note", training.get("note"))]
+    lines = [f"- **{label}:** {_md(value)}" for label, value in facts if value]
+    return ["## Provenance", "", *lines, ""] if lines else []
+
+
+def card_markdown(card: dict[str, Any], gate: GateThresholds | None = None,
+                  scales: Sequence[int] | None = None, warning: bool = True) -> str:
+    """The whole card as Markdown: what the model answers, its data, split and training run, its
+    threshold and measured results, when it refuses, and its known limitations.
+
+    Args:
+        gate: the loaded detector's acquisition limits (default: the card's own, as the detector reads them).
+        scales: the mask scales the loaded detector analyses (not shown when None).
+        warning: include :func:`placeholder_warning` (off where the page already shows it in a banner).
+    """
+    gate = gate or GateThresholds.from_card(card)
+    out = [f"# Model card: {_md(card.get('name', 'unnamed model'))}", ""]
+    if warning and (text := placeholder_warning(card, pointer="see Evaluation below")):
+        out += [f"> **Warning.** {text}", ""]
+    out += [_md(card.get("description", "")), ""]
+    out += _summary_section(card, scales)
+    out += _evaluation_section(card.get("evaluation", {}))
+    out += _refusals_section(card, gate)
     limitations = card.get("limitations") or []
     out += ["## Known limitations", ""] + [f"- {_md(item)}" for item in limitations] + [""]
-    training = card.get("training", {})
-    if training:
-        out += ["## Training", "", _table(["field", "value"], training.items()), ""]
+    out += _identity_section(card)
     return "\n".join(out)

@@ -12,6 +12,7 @@ import gradio as gr
 from mim_core import MIMDetector
 
 from . import batch, handlers, views
+from .measurements import measurements_html, readings
 from .model_card import card_markdown
 
 MODEL_QUEUE = "mim-model"  # every event that runs the model shares one concurrency limit
@@ -36,47 +37,68 @@ class DemoContext:
 
 def _panel(label: str, elem_id: str) -> gr.Image:
     return gr.Image(label=label, elem_id=elem_id, elem_classes=["mim-panel"], interactive=False, type="numpy",
-                    format="png", height=280, buttons=["fullscreen"])
+                    format="png", height=280, min_width=150, buttons=["fullscreen"])
+
+
+def _verdict_card(outcome: handlers.Outcome) -> str:
+    """The verdict, its reason and the next step; the measurements have their own section here."""
+    a = outcome.analysis
+    return views.verdict_html(a.verdict, a.reason) if a is not None else handlers.verdict_card(outcome)
+
+
+def _checks(ctx: DemoContext, outcome: handlers.Outcome) -> str:
+    a, appearance = outcome.analysis, ctx.detector.appearance
+    if a is None:
+        return ""
+    return measurements_html(readings(
+        a.quality, ctx.detector.gate, a.patch_distance,
+        None if appearance is None else appearance.no_rash_threshold,
+        None if appearance is None else appearance.skin_limit))
 
 
 def analyse_tab(ctx: DemoContext) -> None:
+    """Phone first: the photo, then at once the verdict and its next step, then the four panels, the
+    checks in words, and the raw numbers in a closed section. On a desktop the verdict sits beside the photo."""
     scales = ctx.detector.scales
     with gr.Tab("Analyse", id="analyse"):
         state = gr.State(None, time_to_live=STATE_TTL_S)
-        with gr.Row():
-            with gr.Column(scale=2):
+        with gr.Row(elem_id="mim-top"):
+            with gr.Column(scale=2, min_width=300):
                 photo = gr.Image(label="Photo of the skin", sources=["upload", "webcam", "clipboard"],
                                  type="filepath", height=300, elem_id="mim-photo")
+            with gr.Column(scale=3, min_width=300):
+                card = gr.HTML(views.placeholder_html(handlers.EMPTY_MESSAGE), elem_id="mim-verdict-card")
+                bar = gr.HTML("", elem_id="mim-score-bar")
                 if ctx.examples:
                     gr.Examples(examples=[[p] for p in ctx.examples], inputs=[photo], label="Example photos",
                                 example_labels=[Path(p).stem.replace("_", " ") for p in ctx.examples])
-                scale = gr.Radio(handlers.scale_labels(scales), value=handlers.default_scale_label(scales),
-                                 label="Mask scale to inspect",
-                                 info="The score and its map use every scale listed here; the masked and inpainted "
-                                      "panels show one.")
-            with gr.Column(scale=3):
-                card = gr.HTML(views.placeholder_html(handlers.EMPTY_MESSAGE), elem_id="mim-verdict-card")
-                bar = gr.HTML("", elem_id="mim-score-bar")
-                with gr.Accordion("Numbers (as the API returns them)", open=False):
-                    with gr.Row():
-                        score = gr.Number(label="Score", interactive=False)
-                        threshold = gr.Number(label="Threshold", value=ctx.detector.threshold, interactive=False)
-                        verdict = gr.Textbox(label="Verdict", interactive=False)
-                    reason = gr.Textbox(label="Reason", interactive=False)
-                    evidence = gr.JSON(label="Measurements (photo quality; the appearance checks' patch distance)")
-        with gr.Row(equal_height=True):
-            original = _panel("Original (model's view)", "mim-original")
+        gr.HTML(views.legend_html(), elem_id="mim-legend")
+        with gr.Row(equal_height=True, elem_id="mim-panels"):
+            original = _panel("Original", "mim-original")
             masked = _panel("Masked", "mim-masked")
             inpainted = _panel("Inpainted", "mim-inpainted")
             heatmap = _panel("Score map", "mim-heatmap")
-        gr.Markdown("**Original**: the centre crop the model analyses. **Masked**: one of the masks at the chosen "
-                    "scale (grey = hidden). **Inpainted**: every hidden patch filled in by the model. **Score map**: "
-                    "each pixel's share of the score, over the original, on the fixed colour scale below (every "
-                    "analysed scale together; its mean is the score, so a red region is exactly what raised it).",
-                    elem_classes=["mim-caption"])
         measure = ctx.detector.config.measure
-        gr.HTML(views.colour_bar_html(measure.heatmap_max, measure.reference != "none", measure.map))
-        slider = gr.ImageSlider(label="Before / after: original vs inpainted", type="numpy", format="png",
+        gr.HTML(views.colour_bar_html(measure.heatmap_max, measure.reference != "none", measure.map),
+                elem_id="mim-colour-bar")
+        # the masked and inpainted panels show one scale; with a single analysed scale there is no choice
+        scale = gr.Radio(handlers.scale_labels(scales), value=handlers.default_scale_label(scales),
+                         label="Mask scale shown in Masked and Inpainted", visible=len(scales) > 1,
+                         elem_id="mim-scale")
+        checks = gr.HTML("", elem_id="mim-checks")
+        gr.Markdown("**Original**: the centre crop the model analyses. **Masked**: one of its masks (grey = "
+                    "hidden). **Inpainted**: every hidden patch filled in by the model. **Score map**: each "
+                    "pixel's share of the score over the original; a blue region is what made the photo less "
+                    "mpox-like, an orange one what made it more.", elem_classes=["mim-caption"])
+        with gr.Accordion("Details: the raw numbers", open=False, elem_id="mim-details"):
+            with gr.Row():
+                score = gr.Number(label="Score", interactive=False, min_width=100)
+                threshold = gr.Number(label="Threshold", value=ctx.detector.threshold, interactive=False,
+                                      min_width=100)
+                verdict = gr.Textbox(label="Verdict", interactive=False, min_width=140)
+            reason = gr.Textbox(label="Reason", interactive=False)
+            evidence = gr.JSON(label="Measurements (photo quality; the appearance checks' patch distance)")
+        slider = gr.ImageSlider(label="Original vs inpainted", type="numpy", format="png",
                                 max_height=420, elem_id="mim-slider")
         if ctx.attribution:
             with gr.Accordion("Example photo credits", open=False):
@@ -85,9 +107,9 @@ def analyse_tab(ctx: DemoContext) -> None:
         def analyze(upload: Any, scale_label: str | None, previous: handlers.Outcome | None) -> tuple[Any, ...]:
             return handlers.analyze_outputs(ctx.detector, upload, scale_label, ctx.upload_root, ctx.keep, previous)
 
-        def extras(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[str, str, Any]:
+        def extras(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[str, str, str, Any]:
             outcome = outcome or handlers.Outcome()
-            return (handlers.verdict_card(outcome), handlers.score_bar(outcome, ctx.calibration),
+            return (_verdict_card(outcome), handlers.score_bar(outcome, ctx.calibration), _checks(ctx, outcome),
                     handlers.slider(outcome, scale_label))
 
         def rescale(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[Any, ...]:
@@ -104,7 +126,7 @@ def analyse_tab(ctx: DemoContext) -> None:
                             "score map (mean over scales) over the original, then score, threshold, verdict, "
                             "reason and the measurements (refused, photo quality values, patch distance). A photo "
                             "refused by the quality gate has no score (null) and no model panels.",
-        ).then(extras, [state, scale], [card, bar, slider], api_visibility="private", concurrency_limit=None,
+        ).then(extras, [state, scale], [card, bar, checks, slider], api_visibility="private", concurrency_limit=None,
                show_progress="hidden")
         scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
@@ -141,7 +163,9 @@ def batch_tab(ctx: DemoContext) -> None:
 def model_tab(ctx: DemoContext) -> None:
     card = ctx.detector.card
     with gr.Tab("Model", id="model"):
-        gr.Markdown(card_markdown(card), elem_id="mim-model-card")
+        # the model's warning, if any, is already in the banner above the tabs
+        gr.Markdown(card_markdown(card, ctx.detector.gate, ctx.detector.scales, warning=False),
+                    elem_id="mim-model-card")
         with gr.Accordion("The card file as shipped (JSON)", open=False):
             gr.JSON(card)
 

@@ -19,56 +19,49 @@ from mim_core.verdict import MIM_SCORE_DIRECTION, called_mpox, mpox_when
 from mim_core.measure import colorize_heatmap
 
 NOTICE = (
-    "<strong>Research aid, not a diagnosis.</strong> MIM is an experimental screening tool that has not "
-    "been clinically validated. Do not use it to decide about care: anyone worried about a rash should "
-    "see a health professional. Photos are analysed in memory and deleted from the server after use."
+    "<strong>Research aid, not a diagnosis.</strong> MIM is an experimental screening tool, not clinically "
+    "validated: do not use it to decide about care, and see a health professional about any rash that worries "
+    "you. Photos are analysed in memory and deleted from the server after use."
 )
 
-# What a person should do next, per verdict. Worded so no verdict reads as reassurance or diagnosis.
+# What to do next, per verdict: one sentence of action each (the reason above it says the cause). The
+# answers keep their disclaimer, so that no verdict reads as a diagnosis or as reassurance.
 NEXT_STEPS = {
-    Verdict.MPOX_LIKE: (
-        "This is not a diagnosis: other rashes, and some photos of skin with no rash at all, look mpox-like to "
-        "the model. If you have a new rash with spots, blisters or sores, especially after close contact with "
-        "someone who has mpox, contact a health professional or a sexual-health clinic, and avoid close skin "
-        "contact until you are seen."
-    ),
-    Verdict.NOT_MPOX_LIKE: (
-        "This does not rule out mpox: the model misses some mpox photos. If you are worried about a rash, "
-        "or it is spreading, painful or with fever, see a health professional."
-    ),
-    Verdict.NO_RASH: (
-        "The model sees no mpox-like rash in this photo. If there is a rash, take a closer photo with the rash in "
-        "the centre, filling most of the frame. If you are worried about your skin, see a health professional."
-    ),
-    Verdict.UNUSABLE: (
-        "Take a new photo: sharp, in good light (no flash glare), in colour, with the affected skin in the "
-        "centre and filling most of the frame."
-    ),
-    Verdict.TOO_NOISY: (
-        "No verdict was given for this photo. Retake it in brighter light, without digital zoom or night mode; if "
-        "it was already sharp and well lit, fine texture such as hair can look like grain: move the camera closer. "
-        "The tool refuses rather than guess on photos unlike the clean photos it was calibrated on."
-    ),
-    Verdict.TOO_BLURRY: (
-        "No verdict was given for this photo. Hold the camera still, tap the screen on the skin to focus, and retake it in good light. The tool refuses rather than guess on photos "
-        "unlike the clean photos it was calibrated on."
-    ),
-    Verdict.TOO_LOW_RESOLUTION: (
-        "No verdict was given for this photo. Send the original photo from the camera (not a thumbnail, screenshot or a photo of a screen), taken closer to the skin. The tool refuses rather than guess on photos "
-        "unlike the clean photos it was calibrated on."
-    ),
-    Verdict.TOO_COMPRESSED: (
-        "No verdict was given for this photo. Send the original photo from the camera, not a copy a messaging app or website has compressed (or retake it). The tool refuses rather than guess on photos "
-        "unlike the clean photos it was calibrated on."
-    ),
-    Verdict.BADLY_EXPOSED: (
-        "No verdict was given for this photo. Retake it in even daylight, without flash glare or deep shadow. The tool refuses rather than guess on photos "
-        "unlike the clean photos it was calibrated on."
-    ),
+    Verdict.MPOX_LIKE: ("This is not a diagnosis: show this photo to a health worker or a sexual-health clinic, "
+                        "and avoid close skin contact until you are seen."),
+    Verdict.NOT_MPOX_LIKE: ("This does not rule out mpox: if the rash worries you, spreads, hurts or comes with "
+                            "fever, see a health worker."),
+    Verdict.NO_RASH: ("If there is a rash, retake the photo 10–20 cm from the skin with the rash in the centre; "
+                      "if your skin worries you, see a health worker."),
+    Verdict.UNUSABLE: ("Take a new colour photo in daylight, 10–20 cm from the skin, with the affected skin "
+                       "filling the centre of the frame."),
+    Verdict.TOO_NOISY: "Retake the photo in brighter light, 10–20 cm from the skin, without digital zoom or night mode.",
+    Verdict.TOO_BLURRY: "Hold the camera still, tap the screen on the skin to focus, and retake the photo.",
+    Verdict.TOO_LOW_RESOLUTION: ("Send the original photo from the camera, taken 10–20 cm from the skin, not a "
+                                 "thumbnail, screenshot or photo of a screen."),
+    Verdict.TOO_COMPRESSED: ("Send the original photo from the camera, not a copy passed through a messaging app "
+                             "or website."),
+    Verdict.BADLY_EXPOSED: "Retake the photo in even daylight, without flash glare or deep shadow.",
 }
 UNREADABLE_NEXT_STEP = "Send a JPEG, PNG or WebP photo taken with a phone or camera."
 VERDICT_CLASS = {v: "mim-unusable" for v in Verdict} | {Verdict.MPOX_LIKE: "mim-mpox",
                                                          Verdict.NOT_MPOX_LIKE: "mim-not", Verdict.NO_RASH: "mim-not"}
+
+
+def map_colour(value: float, vmax: float = 1.0, diverging: bool = True, lighten: float = 0.0) -> str:
+    """The score map's colour for ``value`` as CSS ``rgb()``, mixed with white by ``lighten`` (0..1).
+
+    The score bar and the verdict card take their colours from here, so "more mpox-like" has one colour
+    on the whole page (the map's negative end) and "less mpox-like" another (its positive end)."""
+    rgb = colorize_heatmap(np.array([[value]], dtype=np.float64), vmax, diverging)[0, 0].astype(float)
+    r, g, b = (round(c + (255 - c) * lighten) for c in rgb)
+    return f"rgb({r},{g},{b})"
+
+
+# (strong, light) colour per direction, at the ends of the shipped diverging scale.
+MPOX_TONE = (map_colour(-0.8), map_colour(-0.6, lighten=0.55))
+OTHER_TONE = (map_colour(0.8), map_colour(0.6, lighten=0.55))
+TONE_OF_CLASS = {"mim-mpox": MPOX_TONE[0], "mim-not": OTHER_TONE[0]}
 
 
 def notice_html() -> str:
@@ -88,14 +81,18 @@ def quality_text(quality: dict[str, float] | None) -> str:
 
 
 def verdict_html(verdict: Verdict, reason: str, quality: dict[str, float] | None = None) -> str:
-    """The verdict in plain words, why, what to do next, and the measured photo quality."""
+    """The verdict in plain words, why, and what to do next. ``quality`` (for screens with no measurements
+    section of their own, such as the clinical review) goes in a closed details box at the bottom."""
     measured = quality_text(quality)
+    css = VERDICT_CLASS[verdict]
+    tone = f' style="border-left-color:{TONE_OF_CLASS[css]}"' if css in TONE_OF_CLASS else ""
     return (
-        f'<div class="mim-card {VERDICT_CLASS[verdict]}" data-verdict="{escape(verdict.value)}">'
+        f'<div class="mim-card {css}" data-verdict="{escape(verdict.value)}"{tone}>'
         f'<div class="mim-verdict">{escape(verdict.value.capitalize())}</div>'
-        f"<p>{escape(reason)}</p>"
+        f'<p class="mim-reason">{escape(reason)}</p>'
         f'<p class="mim-next"><strong>What to do next:</strong> {escape(NEXT_STEPS[verdict])}</p>'
-        + (f'<p class="mim-quality">{escape(measured)}</p>' if measured else "") + "</div>"
+        + (f'<details class="mim-quality"><summary>Photo measurements</summary>{escape(measured)}</details>'
+           if measured else "") + "</div>"
     )
 
 
@@ -117,7 +114,8 @@ def _axis(values: Sequence[float]) -> tuple[float, float]:
 def score_bar_html(score: float, threshold: float, calibration: Sequence[float] = ()) -> str:
     """The score on a horizontal axis against the threshold, with the mpox calibration scores as ticks.
 
-    Left of the threshold (at or below it) is the mpox-like side; higher scores are less mpox-like."""
+    Left of the threshold (at or below it) is the mpox-like side, in the score map's "more mpox-like"
+    colour; the rest in its "less mpox-like" colour. Higher scores are less mpox-like."""
     finite = [v for v in [score, threshold, *calibration] if np.isfinite(v)]
     if not np.isfinite(score) or not np.isfinite(threshold):
         return '<div class="mim-scorebar"><p>No score for this photo.</p></div>'
@@ -129,18 +127,24 @@ def score_bar_html(score: float, threshold: float, calibration: Sequence[float] 
     return f"""<div class="mim-scorebar" data-score="{score:.6f}" data-threshold="{threshold:.6f}">
 <div class="mim-bar-title">Score <strong>{score:.3f}</strong> is {side} the threshold
 <strong>{threshold:.3f}</strong></div>
-<div class="mim-track">
-  <span class="mim-side-mpox" style="width:{pos(threshold)}"></span>
+<div class="mim-track" style="background:{OTHER_TONE[1]}">
+  <span class="mim-side-mpox" style="width:{pos(threshold)};background:{MPOX_TONE[1]}"></span>
   {ticks}
   <span class="mim-threshold" style="left:{pos(threshold)}" title="threshold {threshold:.3f}"></span>
   <span class="mim-marker" style="left:{pos(score)}" title="this photo {score:.3f}"></span>
 </div>
-<div class="mim-bar-legend"><span>&larr; more mpox-like (mpox-like at or below the threshold)</span>
-<span>less mpox-like &rarr;</span></div>
-<div class="mim-bar-note">Thin ticks: the mpox photos the threshold was calibrated on. Score = the mean of the
-score map below: how much worse the model fills hidden patches of this photo than a plain blur fill does
-(0 = as well; higher = less mpox-like).</div>
+<div class="mim-bar-legend"><span>&larr; more mpox-like</span><span>less mpox-like &rarr;</span></div>
+<div class="mim-bar-note">Mpox-like at or below the dashed threshold. Ticks: the mpox photos it was set on.</div>
 </div>"""
+
+
+def legend_html() -> str:
+    """The page's colour language in one line: the same two colours on the score bar, the verdict card
+    and the score map."""
+    swatch = '<span class="mim-swatch" style="background:{}"></span>'
+    return (f'<div class="mim-legend" role="note">{swatch.format(MPOX_TONE[0])}<strong>orange</strong> = more '
+            f'mpox-like &nbsp; {swatch.format(OTHER_TONE[0])}<strong>blue</strong> = less mpox-like '
+            "<span class=\"mim-legend-where\">(score bar and score map alike)</span></div>")
 
 
 def colour_bar_html(vmax: float, diverging: bool, map_kind: str, stops: int = 11) -> str:
@@ -152,18 +156,19 @@ def colour_bar_html(vmax: float, diverging: bool, map_kind: str, stops: int = 11
     colours = colorize_heatmap(np.linspace(lo, vmax, stops)[None, :], vmax, diverging)[0]
     gradient = ", ".join(f"rgb({r},{g},{b}) {100 * i / (stops - 1):.0f}%" for i, (r, g, b) in enumerate(colours))
     if diverging:
-        labels = (f"&le; &minus;{vmax:g}: reproduced better than the reference (more mpox-like)",
+        labels = (f"&minus;{vmax:g}: reproduced better than the reference",
                   "0: as well reproduced as the reference",
-                  f"&ge; +{vmax:g}: reproduced worse than the reference (less mpox-like)")
-        note = (f"Each pixel: how much worse the model fills it than a plain blur fill does ({escape(map_kind)} "
-                "error, in units of the blur fill's mean error). The score is the mean of this map.")
+                  f"+{vmax:g}: reproduced worse than the reference")
+        note = (f"Score map: each pixel's share of the score, how much worse the model fills it than a plain "
+                f"blur fill does ({escape(map_kind)} error over the blur fill's mean error; clipped at "
+                f"&plusmn;{vmax:g}). The score is the mean of this map.")
     else:
-        labels = ("0: reproduced faithfully", "", f"&ge; {vmax:g}: very different (less mpox-like)")
-        note = f"Each pixel: the model's {escape(map_kind)} error. The score is the mean of this map."
+        labels = ("0: reproduced faithfully", "", f"&ge; {vmax:g}: very different")
+        note = f"Score map: each pixel's {escape(map_kind)} error. The score is the mean of this map."
     ends = "".join(f"<span>{label}</span>" for label in labels)
     return f"""<div class="mim-colourbar" data-vmin="{lo:g}" data-vmax="{vmax:g}">
 <div class="mim-gradient" style="background: linear-gradient(to right, {gradient});"></div>
-<div class="mim-bar-legend">{ends}</div>
+<div class="mim-bar-legend mim-three">{ends}</div>
 <div class="mim-bar-note">{note} Fixed scale for every photo.</div>
 </div>"""
 

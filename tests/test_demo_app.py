@@ -31,6 +31,16 @@ def test_endpoints_have_stable_names_and_share_one_model_queue(detector):
     assert _tab_labels(demo) == ["Analyse", "Batch", "Model"]
 
 
+def test_the_verdict_comes_right_after_the_photo_and_the_numbers_stay_closed(detector):
+    demo = build_demo(detector=detector)
+    order = [c["props"].get("elem_id") for c in demo.config["components"]]
+    ids = ["mim-photo", "mim-verdict-card", "mim-score-bar", "mim-legend", "mim-original", "mim-heatmap",
+           "mim-checks", "mim-details", "mim-slider"]
+    assert [order.index(i) for i in ids] == sorted(order.index(i) for i in ids)
+    details = next(c for c in demo.config["components"] if c["props"].get("elem_id") == "mim-details")
+    assert details["props"]["open"] is False
+
+
 def test_extra_tabs_are_built_between_batch_and_model(detector):
     seen: list[DemoContext] = []
 

@@ -57,6 +57,10 @@ def test_files_and_a_zip_give_one_row_per_photo_and_are_deleted(detector, data_r
     assert list(frame.columns) == batch.COLUMNS and len(frame) == 5
     assert frame["photo"][0].startswith("![1](data:image/jpeg;base64,") and frame["photo"][3] == ""
     assert "5 photo(s)" in batch.summary(rows, 0)
+    assert "0 " not in batch.summary(rows, 0)  # only the verdicts that occur are counted
+    # a phone shows the verdict without scrolling sideways: it comes before the file name and the reason
+    assert batch.COLUMNS.index("verdict") < min(batch.COLUMNS.index("file"), batch.COLUMNS.index("reason"))
+    assert list(frame.iloc[3][["verdict", "file"]]) == [UNUSABLE, "photos.zip/visit/readme.txt"]
 
 
 def test_csv_has_every_row_and_defuses_formulas(tmp_path: Path):

@@ -83,14 +83,14 @@ def test_batch_of_two_photos_and_one_bad_file(client, data_root: Path, detector,
     summary, table, csv_path = client.predict([handle_file(str(p)) for p in [*photos, bad]],
                                               api_name="/analyze_batch")
     assert "3 photo(s)" in summary
-    rows = table["data"]
-    assert [r[2] for r in rows] == [photos[0].name, photos[1].name, "broken.jpg"]
+    rows = [dict(zip(table["headers"], r)) for r in table["data"]]  # columns by name: their order is layout
+    assert [r["file"] for r in rows] == [photos[0].name, photos[1].name, "broken.jpg"]
     for row, photo in zip(rows, photos):
-        assert row[3] == pytest.approx(detector.analyze(photo).score, abs=1e-4) and row[4] in VERDICTS
-    assert rows[2][4] == Verdict.UNUSABLE.value and "damaged" in rows[2][5]
+        assert row["score"] == pytest.approx(detector.analyze(photo).score, abs=1e-4) and row["verdict"] in VERDICTS
+    assert rows[2]["verdict"] == Verdict.UNUSABLE.value and "damaged" in rows[2]["reason"]
     with open(csv_path, newline="") as handle:
         records = list(csv.DictReader(handle))
-    assert [r["file"] for r in records] == [r[2] for r in rows]
+    assert [r["file"] for r in records] == [r["file"] for r in rows]
     assert float(records[0]["score"]) == pytest.approx(detector.analyze(photos[0]).score, abs=1e-6)
 
 

@@ -1,0 +1,90 @@
+"""The Model tab states only what the card and the code say: every number shown is one of the card's,
+the steps shown are the steps run, and every gate the code has is listed with the card's limits."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from typing import Any, Iterator
+
+from demo.model_card import GATE_LIMITS, NOT_LIMITS, card_markdown, placeholder_warning, steps_run
+from mim_core import Verdict
+from mim_core.gate import GateThresholds
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])")
+DEFINITIONS = {0.5, 1.0, 95.0}  # "AUROC 0.5 = chance, 1 = perfect", "95 % CI": meanings, not measurements
+
+
+def _card_numbers(value: Any) -> Iterator[float]:
+    """Every number the card holds: numeric fields, numbers inside its texts, and the sizes of its lists."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield float(value)
+    elif isinstance(value, str):
+        yield from (float(m) for m in NUMBER.findall(value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _card_numbers(key)
+            yield from _card_numbers(item)
+    elif isinstance(value, list):
+        yield float(len(value))
+        for item in value:
+            yield from _card_numbers(item)
+
+
+def _unsourced(text: str, allowed: set[float]) -> list[str]:
+    """The numbers in ``text`` that are no rounding of any allowed value."""
+    def sourced(token: str) -> bool:
+        decimals = len(token.split(".")[1]) if "." in token else 0
+        return any(abs(float(token) - v) <= 0.5 * 10 ** -decimals + 1e-9 for v in allowed)
+    return [t for t in NUMBER.findall(text) if not sourced(t)]
+
+
+def test_every_number_on_the_model_tab_comes_from_the_card(detector):
+    card = detector.card
+    text = card_markdown(card, detector.gate, detector.scales)
+    allowed = set(_card_numbers(card)) | {float(s) for s in detector.scales} | DEFINITIONS
+    assert len(NUMBER.findall(text)) > 100
+    assert _unsourced(text, allowed) == []
+    assert _unsourced("made up 0.123 and 4200", allowed) == ["0.123", "4200"]  # the check itself bites
+
+
+def test_the_steps_shown_are_the_steps_run_not_the_configured_ones(detector):
+    assert steps_run(detector.card) == detector.card["training"]["steps"]
+    assert f"{steps_run(detector.card)} steps run" in card_markdown(detector.card)
+    stopped = copy.deepcopy(detector.card)  # a run its time limit stopped before its config's steps
+    stopped["config"]["train"]["steps"] = 30000
+    stopped["training"].update(steps=30000, steps_done=6500)
+    text = card_markdown(stopped)
+    assert "6500 steps run" in text and "30000" not in text
+
+
+def test_every_gate_of_the_code_is_listed_with_the_cards_limits(detector):
+    limits = {f.name for f in dataclasses.fields(GateThresholds)} - set(NOT_LIMITS)
+    assert limits == {name for names in GATE_LIMITS.values() for name in names}  # a new limit must be shown
+    card = detector.card
+    text = card_markdown(card, detector.gate, detector.scales)
+    for verdict in Verdict:
+        assert verdict.value in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    gate = card["quality_gate"]["thresholds"]
+    compressed = rows[Verdict.TOO_COMPRESSED.value]
+    assert f"blockiness above {gate['max_blockiness']:.5g}" in compressed
+    assert f"photo blockiness above {gate['max_photo_blockiness']:.5g}" in compressed
+    assert f"noise above {gate['max_noise']:.5g}" in rows[Verdict.TOO_NOISY.value]
+    assert f"{card['appearance']['no_rash']['threshold']:.5g}" in rows[f"{Verdict.NO_RASH.value} (an answer)"]
+
+
+def test_the_tab_shows_the_cards_data_evaluation_and_limitations_and_never_points_to_itself(detector):
+    card = detector.card
+    text = card_markdown(card, detector.gate, detector.scales, warning=False)
+    evaluation = card["evaluation"]["mean_auroc_dermnet_test_classes"]
+    assert f"| {evaluation['auroc']:.4g} | {evaluation['ci_low']:.4g}–{evaluation['ci_high']:.4g} |" in text
+    assert card["data"]["train_uses"] in text and f"split seed {card['training']['split_seed']}" in text
+    assert "mask scales analysed: " + ", ".join(f"{s} px" for s in detector.scales) in text
+    assert all(item.replace("|", "\\|") in text for item in card["limitations"])
+    assert "Model tab" not in card_markdown(card) and "Warning" not in text
+    banner = placeholder_warning(card, pointer="")
+    assert banner is None or "Model tab" not in banner
