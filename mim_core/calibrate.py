@@ -176,7 +176,7 @@ def calibrate(weights: str | Path, data_roots: Sequence[str | Path] | None = Non
     roots = [Path(r) for r in (data_roots or training["data_roots"])]
     command = command or f"python -m mim_core calibrate {weights}"
     if training.get("kind", "mim") == "classifier":
-        card = classifier_card(weights, training, roots[0], command)
+        card = classifier_card(weights, training, roots, command)
     else:
         card = mim_card(weights, training, roots, command)
     save_json(card_path(weights), card)

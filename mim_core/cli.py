@@ -1,4 +1,4 @@
-"""Command line: ``python -m mim_core {train,calibrate,score,evaluate,train-classifier,benchmark} ...``."""
+"""Command line: ``python -m mim_core {train,calibrate,score,evaluate,cross-source,train-classifier,benchmark} ...``."""
 
 from __future__ import annotations
 
@@ -101,14 +101,24 @@ def _train_classifier(args: argparse.Namespace) -> int:
     from .baselines.train import train_classifier
 
     recipe, roots, provenance = _recipe_run(args, "classifier")
-    if len(roots) != 1:
-        raise ValueError(f"A classifier trains on one data root; the recipe names {len(roots)} ({', '.join(roots)}).")
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("threads", args.threads),
                  ("eval_every", args.eval_every)) if v is not None}
     config = replace(recipe.config, **overrides)
-    weights = train_classifier(roots[0], args.out, config, device=args.device or recipe.run.device,
+    weights = train_classifier(roots, args.out, config, device=args.device or recipe.run.device,
                                provenance=provenance)
     print(f"trained; next: python -m mim_core calibrate {weights}", file=sys.stderr)
+    return 0
+
+
+def _cross_source(args: argparse.Namespace) -> int:
+    from .evaluation.cross_source_run import run_cross_source
+
+    mim = dict(item.split("=", 1) for item in args.mim or [])
+    if any(not w for w in mim.values()) or len(mim) != len(args.mim or []):
+        raise ValueError("--mim takes SOURCE=WEIGHTS pairs, one per source, e.g. MSLD_v1=weights/mim_gan.pt")
+    sides = ["dev", "test"] if args.side == "both" else [args.side]
+    run_cross_source(args.data, args.healthy, mim, args.out, sides, _command_line(args))
+    print((Path(args.out) / "cross_source.md").read_text())
     return 0
 
 
@@ -200,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stress check: shrink DermNet photos to this short side first (224 = MSLD's scale)")
     p.add_argument("--device", default="cpu", help="where the networks run, e.g. cuda (default: cpu)")
     p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("cross-source", help="fit on one mpox source, judge the other: MIM, baselines, control")
+    p.add_argument("--data", nargs="+", default=["../shared/data", "../shared/data_msid"],
+                   help="data roots holding both mpox sources (MSLD_v1 and MSID), DermNet and MSLD Others")
+    p.add_argument("--healthy", default="../shared/healthy_skin_dev", help="folder with Normal/ and MSID_Normal/")
+    p.add_argument("--mim", nargs="*", metavar="SOURCE=WEIGHTS",
+                   help="MIM cards trained on one source each, e.g. MSLD_v1=weights/mim_gan.pt")
+    p.add_argument("--side", choices=["dev", "test", "both"], default="dev",
+                   help="dev for design decisions; test once per shipped model")
+    p.add_argument("--out", required=True, help="folder for cross_source.md and cross_source.json")
+    p.set_defaults(run=_cross_source)
 
     _add_baseline_commands(sub)
     return parser

@@ -99,7 +99,8 @@ class RunConfig:
     time_limit_s: float | None = None  # stop at the first checkpoint past this much training time
 
 
-ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
+PROBE_ARCH = "efficientnet_lite0_probe"  # frozen ImageNet features + a linear head (mim_core/baselines/probe.py)
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small", PROBE_ARCH)
 NEGATIVE_SETS = ("others", "others+dev")
 
 
@@ -108,7 +109,8 @@ class ClassifierConfig:
     """Everything that defines a classifier baseline and how it is trained.
 
     ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
-    (also the 10 DermNet dev classes). Training draws balanced batches (half mpox, half negatives).
+    (also the 10 DermNet dev classes). ``arch`` ``efficientnet_lite0_probe`` fits a linear head on frozen
+    pretrained features in one step (no batches, steps or augmentation: those fields do not apply). Training draws balanced batches (half mpox, half negatives).
     ``load_short_side``: photos with a longer short side are shrunk to it once at load (area
     resampling) to bound memory; the random crops (40-85 % of the short side) still reach the model at
     its input size or above.
@@ -128,6 +130,7 @@ class ClassifierConfig:
     split_seed: int = 0
     threads: int = 1
     load_short_side: int = 320
+    probe_c: float = 1.0  # the probe's L2 penalty (scikit-learn's C); the other architectures ignore it
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -139,7 +142,11 @@ class ClassifierConfig:
             raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields that define this model (``probe_c`` only for the probe)."""
+        values = asdict(self)
+        if self.arch != PROBE_ARCH:
+            del values["probe_c"]
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":

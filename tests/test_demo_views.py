@@ -23,7 +23,7 @@ def test_score_bar_verdict_card_and_score_map_share_one_colour_per_direction():
     assert _rgb(views.MPOX_TONE[0]) == tuple(more) and _rgb(views.OTHER_TONE[0]) == tuple(less)
     assert more[0] > more[2] + 60 and less[2] > less[0] + 60  # orange = more mpox-like, blue = less
     bar = views.score_bar_html(-0.5, -0.2, [-0.3])
-    assert f'class="mim-side-mpox" style="width:' in bar and views.MPOX_TONE[1] in bar and views.OTHER_TONE[1] in bar
+    assert 'class="mim-side-mpox" style="width:' in bar and views.MPOX_TONE[1] in bar and views.OTHER_TONE[1] in bar
     assert views.MPOX_TONE[0] in views.verdict_html(Verdict.MPOX_LIKE, "why")
     assert views.OTHER_TONE[0] in views.verdict_html(Verdict.NOT_MPOX_LIKE, "why")
     legend = views.legend_html()

@@ -24,9 +24,10 @@ import torchvision
 from PIL import Image
 
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
-from ..config import ARCHITECTURES, ClassifierConfig
+from ..config import ARCHITECTURES, PROBE_ARCH, ClassifierConfig
 from ..data import decode_image, preprocess, to_uint8
 from ..verdict import CLASSIFIER_SCORE_DIRECTION, Analysis, Verdict, card_threshold, judge, mpox_when
+from .probe import FrozenFeatureProbe
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
 SCORE_DIRECTION = CLASSIFIER_SCORE_DIRECTION
@@ -53,13 +54,16 @@ class BinaryClassifier(nn.Module):
             self.net = torchvision.models.resnet18(weights=None, num_classes=1)
         elif arch == "mobilenet_v3_small":
             self.net = torchvision.models.mobilenet_v3_small(weights=None, num_classes=1)
+        elif arch == PROBE_ARCH:
+            self.net = FrozenFeatureProbe()
         else:
             raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
         for module in self.net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = bn_momentum
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = ((0.5,) * 3, (0.5,) * 3) if arch == PROBE_ARCH else (MEAN, STD)  # EfficientNet-Lite takes [-1, 1]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net((images - self.mean) / self.std).squeeze(1)

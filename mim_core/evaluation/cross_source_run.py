@@ -1,0 +1,184 @@
+"""``python -m mim_core cross-source``: MIM beside the strongest baselines and a control, across photo sources.
+
+Every photo of the protocol (:mod:`mim_core.evaluation.cross_source`) is decoded once into the model's view
+(the 128 px centre crop every model sees) and measured once: PNG complexity, pooled and per-cell ImageNet
+features (EfficientNet-Lite0 from its wheel), and the score of each MIM card given for a train source. Then,
+per direction, each method is fitted on the train source's train split, its threshold set on that source's
+val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
+
+- ``control:complexity``: PNG bits per pixel, pointing the way that scores higher on the dev side;
+- ``one-class:knn``: cosine distance to the nearest train mpox photo (pooled features);
+- ``one-class:mahalanobis``: Mahalanobis distance (32 principal components, Ledoit-Wolf covariance);
+- ``one-class:patchcore``: largest over the 7x7 cells of the distance to the nearest train mpox cell (the
+  PatchCore statistic, without its coreset: the bank is small);
+- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives. On the dev
+  side each DermNet dev class is scored by a probe fitted without that class, so no dev figure is seen in fit;
+- ``mim``: the given MIM card's score (no gates: the same bare score for every method).
+
+PaDiM is left out: it models each pixel position separately and so assumes aligned objects, which skin
+photos at any framing are not.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
+from tqdm import tqdm
+
+from ..appearance import PatchFeatures
+from ..baselines.probe import FrozenFeatureProbe, fit_probe, view_features
+from ..checkpoint import save_json
+from ..config import PreprocessConfig
+from ..data import decode_image, preprocess, to_uint8
+from ..detector import MIMDetector
+from ..evaluation.evaluate import png_bits_per_pixel
+from .cross_source import Direction, Photo, directions, side_report
+from .protocol import DEV_CLASSES
+
+PROBE_C = 1.0  # chosen on the dev side (docs/ablations.md)
+
+
+@dataclass
+class Measurements:
+    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), cells (N, 49, 80),
+    and each MIM card's score (N,) by train source."""
+
+    index: dict[Path, int]
+    complexity: np.ndarray
+    pooled: np.ndarray
+    cells: np.ndarray
+    mim: dict[str, np.ndarray]
+
+    def rows(self, photos: Sequence[Photo]) -> np.ndarray:
+        return np.array([self.index[p.location] for p in photos], dtype=int)
+
+
+def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
+    """Decode each photo once and measure everything the methods need (see module doc)."""
+    probe, cells = FrozenFeatureProbe(), PatchFeatures()
+    config = PreprocessConfig()
+    for source, detector in mim.items():
+        if detector.config.preprocess != config:
+            raise ValueError(f"The MIM card for {source} sees another view ({detector.config.preprocess}); every "
+                             f"method here uses {config}.")
+    parts: dict[str, list] = {"complexity": [], "pooled": [], "cells": [], **{s: [] for s in mim}}
+    for start in tqdm(range(0, len(photos), batch_size), desc="measure", unit="batch"):
+        views = torch.stack([preprocess(decode_image(p), config) for p in photos[start:start + batch_size]])
+        parts["complexity"] += [png_bits_per_pixel(to_uint8(v)) for v in views]
+        parts["pooled"].append(view_features(probe, views))
+        parts["cells"].append(cells(views).numpy())
+        for source, detector in mim.items():
+            parts[source].append(detector.score_views(views))
+    return Measurements({Path(p): i for i, p in enumerate(photos)}, np.asarray(parts["complexity"]),
+                        np.concatenate(parts["pooled"]), np.concatenate(parts["cells"]),
+                        {s: np.concatenate(parts[s]) for s in mim})
+
+
+def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores of every photo (lower = more like the fit photos) of the one-class baselines."""
+    pooled = m.pooled[fit]
+    nearest = 1 - (m.pooled @ pooled.T).max(axis=1)
+    pca = PCA(min(32, len(fit) - 1), random_state=0).fit(pooled)
+    mahalanobis = LedoitWolf().fit(pca.transform(pooled)).mahalanobis(pca.transform(m.pooled))
+    bank = torch.from_numpy(m.cells[fit]).flatten(0, 1).T  # (C, fit * cells)
+    cells = torch.from_numpy(m.cells)
+    patch = torch.cat([1 - (cells[i:i + 64] @ bank).max(dim=2).values.max(dim=1).values
+                       for i in range(0, len(cells), 64)]).numpy()
+    return {"one-class:knn": nearest, "one-class:mahalanobis": mahalanobis, "one-class:patchcore": patch}
+
+
+def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.ndarray, dict[Path, float]]:
+    """The probe's scores (-logit: lower = more mpox-like) of every photo, and the held-out dev scores of the
+    DermNet dev classes (each from a probe fitted without its class)."""
+    def scores(negatives: Sequence[Photo]) -> np.ndarray:
+        weight, bias = fit_probe(m.pooled[fit], m.pooled[m.rows(negatives)], PROBE_C)
+        return -(m.pooled @ weight + bias)
+
+    full = scores(d.supervised_negatives)
+    held_out: dict[Path, float] = {}
+    for c in DEV_CLASSES:
+        photos = d.dev_negatives[c]
+        left_out = {p.location for p in photos}
+        without = scores([p for p in d.supervised_negatives if p.location not in left_out])
+        held_out.update({p.location: float(without[m.index[p.location]]) for p in photos})
+    return full, held_out
+
+
+def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> dict:
+    """Every method's report (:func:`side_report`) on the requested sides of one direction."""
+    fit, calibration = m.rows(d.fit), m.rows(d.calibration)
+    probe, probe_dev = probe_scores(m, d, fit)
+    methods = {"control:complexity": m.complexity, **one_class_scores(m, fit), "probe": probe}
+    if d.train_source in m.mim:
+        methods["mim"] = m.mim[d.train_source]
+    dev_scores = lambda s: {p: float(s[i]) for p, i in m.index.items()}  # noqa: E731
+    # The control points whichever way separates better on the dev side (it is given every advantage).
+    complexity_dev = side_report(d.dev_mpox, d.dev_negatives, dev_scores(m.complexity), None)
+    if complexity_dev["dermnet_mean"]["auroc"] < 0.5:
+        methods["control:complexity"] = -m.complexity
+    out: dict = {}
+    for name, values in methods.items():
+        score = dev_scores(values)
+        threshold = float(values[calibration].max())
+        out[name] = {"threshold": threshold}
+        for side in sides:
+            if side == "dev":
+                held = {**score, **probe_dev} if name == "probe" else score
+                out[name]["dev"] = side_report(d.dev_mpox, d.dev_negatives, held, threshold)
+            else:
+                out[name]["test"] = side_report(d.test_mpox, d.test_negatives, score, threshold)
+    return out
+
+
+def _cell(r: dict | None) -> str:
+    return "—" if r is None else f"{r['auroc']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
+def markdown(results: dict) -> str:
+    """The tables of a run: one per direction and side, with the margin over the complexity control."""
+    lines = [f"# Cross-source results ({', '.join(results['sides'])} side)", "",
+             f"Command: `{results['command']}`", "",
+             "AUROC for detecting mpox (95 % bootstrap CI over source photos). *called*: share of each set called "
+             "mpox-like at the threshold set on the train source's val split. Margin: DermNet mean minus the "
+             "complexity control's.", ""]
+    for name, direction in results["directions"].items():
+        for side in results["sides"]:
+            control = direction["control:complexity"][side]["dermnet_mean"]["auroc"]
+            lines += [f"## {name}, {side} side", "",
+                      "| method | DermNet mean | healthy | MSLD Others | margin | called: mpox | healthy | DermNet |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for method, result in direction.items():
+                r = result[side]
+                called = r["called_mpox_like"]
+                lines.append(f"| {method} | {_cell(r['dermnet_mean'])} | {_cell(r.get('healthy'))} | "
+                             f"{_cell(r.get('others'))} | {r['dermnet_mean']['auroc'] - control:+.3f} | "
+                             f"{called['mpox']:.2f} | {called['healthy']:.2f} | {called['dermnet']:.2f} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: dict[str, str], out: str | Path,
+                     sides: Sequence[str] = ("dev",), command: str = "") -> dict:
+    """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md``; returns the results."""
+    found = directions(data_roots, healthy_root)
+    unknown = set(mim_weights) - {d.train_source for d in found}
+    if unknown:
+        raise ValueError(f"--mim names the source {', '.join(sorted(unknown))}; the sources are "
+                         f"{', '.join(d.train_source for d in found)}.")
+    photos = sorted({p.location for d in found for p in d.photos()})
+    print(f"{len(photos)} photos", file=sys.stderr)
+    m = measure(photos, {s: MIMDetector.load(w) for s, w in mim_weights.items()})
+    results = {"command": command, "sides": list(sides), "mim_weights": mim_weights,
+               "directions": {d.name: evaluate_direction(m, d, sides) for d in found}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / "cross_source.json", results)
+    (out / "cross_source.md").write_text(markdown(results))
+    return results

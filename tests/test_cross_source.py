@@ -1,0 +1,97 @@
+"""The cross-source protocol: which photos play which role, and the methods' scoring on real photos."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mim_core.evaluation.cross_source import HEALTHY_DESIGN, HEALTHY_TEST, MPOX_SOURCES, directions
+from mim_core.evaluation.cross_source_run import evaluate_direction, measure
+from mim_core.evaluation.protocol import DEV_CLASSES
+
+HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
+
+
+@pytest.fixture(scope="module")
+def both(data_root: Path, msid_root: Path):
+    return directions([data_root, msid_root], HEALTHY_ROOT)
+
+
+def _groups(photos) -> set[str]:
+    return {p.group for p in photos}
+
+
+def test_each_direction_learns_from_one_source_and_meets_the_other(both):
+    assert [(d.train_source, d.test_source) for d in both] == [MPOX_SOURCES, MPOX_SOURCES[::-1]]
+    for d in both:
+        for photos, source in ((d.fit, d.train_source), (d.calibration, d.train_source),
+                               (d.dev_mpox, d.test_source), (d.test_mpox, d.test_source)):
+            assert photos and all(f"/{source}/Monkeypox/" in p.location.as_posix() for p in photos)
+        # no source photo on two sides, within each source
+        assert not _groups(d.fit) & _groups(d.calibration)
+        assert not _groups(d.dev_mpox) & _groups(d.test_mpox)
+
+
+def test_the_two_directions_use_each_source_split_the_same_way(both):
+    forward, backward = both
+    # a source is judged on all its mpox photos: its val split on the dev side, the rest on the test side
+    msld = sorted((Path(forward.fit[0].location).parents[0]).iterdir())
+    assert sorted(p.location for p in backward.dev_mpox + backward.test_mpox) == msld
+    assert {p.location for p in forward.fit} <= {p.location for p in backward.test_mpox}
+    assert _groups(backward.dev_mpox) == _groups(forward.calibration)
+    assert not _groups(backward.test_mpox) & _groups(forward.calibration)
+
+
+def test_negatives_roles_are_fixed_and_disjoint(both):
+    d = both[0]
+    dev_classes = set(d.dev_negatives) - {"healthy"}
+    assert dev_classes == set(DEV_CLASSES)
+    assert not dev_classes & set(d.test_negatives)
+    assert len(set(d.test_negatives) - {"healthy", "others"}) == 21
+    assert {p.location.parent.name for p in d.dev_negatives["healthy"]} == {HEALTHY_DESIGN}
+    assert {p.location.parent.name for p in d.test_negatives["healthy"]} == {HEALTHY_TEST}
+    # baselines that learn from negatives never see a test negative (Others is split by source photo)
+    supervised = {p.location for p in d.supervised_negatives}
+    assert not supervised & {p.location for photos in d.test_negatives.values() for p in photos}
+    assert not _groups(d.supervised_negatives) & _groups(d.test_negatives["others"])
+    assert {p.location for p in d.supervised_negatives} >= {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]}
+
+
+def test_one_source_is_refused_with_a_sentence(data_root: Path):
+    with pytest.raises(ValueError, match="needs mpox photos of MSLD_v1, MSID"):
+        directions([data_root], HEALTHY_ROOT)
+
+
+def _small(d, n: int = 6):
+    """The direction with at most ``n`` photos per set (a fast check of the scoring, not a figure)."""
+    take = lambda photos: photos[:n]  # noqa: E731
+    return replace(d, fit=take(d.fit), calibration=take(d.calibration), dev_mpox=take(d.dev_mpox),
+                   test_mpox=take(d.test_mpox),
+                   dev_negatives={k: take(v) for k, v in d.dev_negatives.items()},
+                   test_negatives={k: take(v) for k, v in list(d.test_negatives.items())[:3] + [
+                       ("others", d.test_negatives["others"]), ("healthy", d.test_negatives["healthy"])]},
+                   supervised_negatives=[p for c in DEV_CLASSES for p in take(d.dev_negatives[c])])
+
+
+def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_like(both, detector):
+    d = _small(both[0])
+    photos = sorted({p.location for p in d.photos()})
+    m = measure(photos, {d.train_source: detector})
+    assert m.pooled.shape == (len(photos), 1280) and m.cells.shape[1:] == (49, 80)
+    results = evaluate_direction(m, d, ["dev", "test"])
+    assert set(results) == {"control:complexity", "one-class:knn", "one-class:mahalanobis", "one-class:patchcore",
+                            "probe", "mim"}
+    for name, r in results.items():
+        scores = {"mim": m.mim[d.train_source]}.get(name)
+        if scores is not None:
+            assert (scores[m.rows(d.calibration)] <= r["threshold"]).all()
+        for side in ("dev", "test"):
+            assert 0 <= r[side]["dermnet_mean"]["auroc"] <= 1
+            assert r[side]["n_mpox"] == len(d.dev_mpox if side == "dev" else d.test_mpox)
+    assert "others" in results["probe"]["test"] and "others" not in results["probe"]["dev"]
+    # a photo the model learned from is the nearest neighbour of itself
+    knn = 1 - (m.pooled @ m.pooled[m.rows(d.fit)].T).max(axis=1)
+    assert np.allclose(knn[m.rows(d.fit)], 0, atol=1e-6)

