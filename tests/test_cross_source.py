@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mim_core.evaluation.cross_source import HEALTHY_DESIGN, HEALTHY_TEST, MPOX_SOURCES, directions
-from mim_core.evaluation.cross_source_run import evaluate_direction, measure
+from mim_core.evaluation.cross_source_run import evaluate_direction, measure, one_class_scores
 from mim_core.evaluation.protocol import DEV_CLASSES
 
 HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
@@ -92,6 +92,10 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
             assert 0 <= r[side]["dermnet_mean"]["auroc"] <= 1
             assert r[side]["n_mpox"] == len(d.dev_mpox if side == "dev" else d.test_mpox)
     assert "others" in results["probe"]["test"] and "others" not in results["probe"]["dev"]
-    # a photo the model learned from is the nearest neighbour of itself
-    knn = 1 - (m.pooled @ m.pooled[m.rows(d.fit)].T).max(axis=1)
-    assert np.allclose(knn[m.rows(d.fit)], 0, atol=1e-6)
+    # a photo the model learned from is the nearest neighbour of itself; the patch score is its worst cell's
+    scores = one_class_scores(m, m.rows(d.fit))
+    assert np.allclose(scores["one-class:knn"][m.rows(d.fit)], 0, atol=1e-5)
+    bank = m.cells[m.rows(d.fit)].reshape(-1, m.cells.shape[2])
+    other = m.rows(d.dev_mpox)[0]
+    worst = (1 - (m.cells[other] @ bank.T).max(axis=1)).max()
+    assert scores["one-class:patchcore"][other] == pytest.approx(worst, abs=1e-5)

@@ -89,7 +89,7 @@ def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
     mahalanobis = LedoitWolf().fit(pca.transform(pooled)).mahalanobis(pca.transform(m.pooled))
     bank = torch.from_numpy(m.cells[fit]).flatten(0, 1).T  # (C, fit * cells)
     cells = torch.from_numpy(m.cells)
-    patch = torch.cat([1 - (cells[i:i + 64] @ bank).max(dim=2).values.max(dim=1).values
+    patch = torch.cat([(1 - (cells[i:i + 64] @ bank).max(dim=2).values).max(dim=1).values  # worst cell's distance
                        for i in range(0, len(cells), 64)]).numpy()
     return {"one-class:knn": nearest, "one-class:mahalanobis": mahalanobis, "one-class:patchcore": patch}
 
