@@ -20,15 +20,24 @@ patch of plain skin sits close to the skin between mpox lesions and stays mpox-l
 - Design (which layer, pooling, statistic, and that the check only overrides a "mpox-like" call) was
   chosen on ``healthy_skin_dev`` and the DermNet dev classes; neither is in the bank or sets the limit.
 
-The same distance also refuses pictures that look like no skin photo at all (text, charts, animals):
-above ``skin_limit``, the largest distance among the photos of the 10 DermNet dev classes (rashes of
-every kind, none of them mpox) and the mpox calibration photos, any verdict becomes "not a usable skin
-photo". That limit is set from skin photos the evaluation never reports on.
+Two checks refuse pictures that look like no skin photo at all (text, charts, animals) as "not a usable
+skin photo":
+
+- the whole view, first: the network's final features (all its blocks, 1280 channels, averaged over
+  the view) against those of skin reference photos of every kind (the bank's mpox photos and the 10
+  DermNet dev classes); the limit is the largest leave-one-source-out distance among them and among
+  copies of them with the acquisition faults the gate refuses (noise, blur, JPEG, light, enlargement).
+  So it runs before the acquisition gate: a cheetah's fur is refused as not skin, not as grain.
+- the same patch distance, on photos the acquisition gate passes: above ``skin_limit``, the largest
+  distance among the photos of the 10 DermNet dev classes (rashes of every kind, none of them mpox) and
+  the mpox calibration photos.
+
+Both limits are set from skin photos the evaluation never reports on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -147,20 +156,44 @@ def nearest_distances(patches: torch.Tensor, bank: torch.Tensor, bank_groups: np
     return (1 - similarity.max(dim=2).values).mean(dim=1).double().numpy()
 
 
-class AppearanceCheck:
-    """The calibrated checks on :meth:`distances`: above ``no_rash_threshold`` no part of the photo looks
-    like an mpox photo (overrides a mpox-like call); above ``skin_limit`` it looks like no skin photo the
-    checks were calibrated on (a refusal)."""
+def nearest_photo_distances(photos: torch.Tensor, reference: torch.Tensor, reference_groups: np.ndarray | None = None,
+                            groups: Sequence[str] | None = None) -> np.ndarray:
+    """1 - cosine similarity of each whole-view feature (B, C) to its nearest reference photo (N, C);
+    with groups, a photo is compared only with reference photos of other source photos. (B,) float64."""
+    similarity = photos.float() @ reference.float().T  # (B, N)
+    if groups is not None:
+        own = torch.from_numpy(np.asarray(groups)[:, None] == np.asarray(reference_groups)[None, :])
+        similarity = similarity.masked_fill(own, -2.0)
+    return (1 - similarity.max(dim=1).values).double().numpy()
 
-    def __init__(self, bank: torch.Tensor, no_rash_threshold: float, skin_limit: float,
-                 config: AppearanceConfig) -> None:
+
+@dataclass(frozen=True)
+class AppearanceDistances:
+    """:meth:`AppearanceCheck.measure` of B views: ``patch`` (B,) distances to the mpox bank; ``photo`` (B,)
+    whole-view distances to the skin reference photos, or None when the card has no such reference."""
+
+    patch: np.ndarray
+    photo: np.ndarray | None
+
+
+class AppearanceCheck:
+    """The calibrated checks on :meth:`measure`: above ``no_rash_threshold`` no part of the photo looks
+    like an mpox photo (overrides a mpox-like call); above ``skin_limit`` (patches) or ``photo_limit``
+    (the whole view, against skin photos of every kind) it looks like no skin photo the checks were
+    calibrated on (a refusal)."""
+
+    def __init__(self, bank: torch.Tensor, no_rash_threshold: float, skin_limit: float, config: AppearanceConfig,
+                 skin_photos: torch.Tensor | None = None, photo_limit: float | None = None) -> None:
         self.bank, self.config = bank.float(), config
         self.no_rash_threshold, self.skin_limit = float(no_rash_threshold), float(skin_limit)
+        self.skin_photos = None if skin_photos is None else skin_photos.float()
+        self.photo_limit = None if photo_limit is None else float(photo_limit)
         self.features = PatchFeatures(config)
 
     @classmethod
     def from_card(cls, card: dict[str, Any], folder: Path) -> AppearanceCheck | None:
-        """The card's ``appearance`` checks (the bank file beside the weights, sha256-verified), or None."""
+        """The card's ``appearance`` checks (the bank file beside the weights, sha256-verified), or None.
+        A card without a ``not_skin_photo`` section (older cards) gets the patch checks only."""
         section = card.get("appearance")
         if not section:
             return None
@@ -171,23 +204,68 @@ class AppearanceCheck:
         if sha256_file(path) != section["bank_sha256"]:
             raise WeightsError(f"{path} does not match its model card (sha256): it is corrupt or was replaced.")
         stored = torch.load(path, map_location="cpu", weights_only=True)
+        photo = section.get("not_skin_photo")
+        if photo and "skin_photos" not in stored:
+            raise WeightsError(f"{path} has no skin reference photos, which its model card's not_skin_photo check "
+                               "needs: run `python -m mim_core calibrate` on the weights.")
         return cls(stored["bank"], section["no_rash"]["threshold"], section["not_skin"]["limit"],
-                   AppearanceConfig(**section["config"]))
+                   AppearanceConfig(**section["config"]), stored["skin_photos"] if photo else None,
+                   photo["limit"] if photo else None)
+
+    def measure(self, views: torch.Tensor) -> AppearanceDistances:
+        """(B, 3, H, W) model views in [0, 1] -> both distances (one pass through the network)."""
+        patches, whole = self.features.both(views, whole=self.skin_photos is not None)
+        return AppearanceDistances(nearest_distances(patches, self.bank),
+                                   None if whole is None else nearest_photo_distances(whole, self.skin_photos))
 
     def distances(self, views: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) model views in [0, 1] -> (B,) distances to the mpox bank."""
         return nearest_distances(self.features(views), self.bank)
 
+    def photo_unlike_skin(self, distances: AppearanceDistances, i: int) -> bool:
+        """Whether view ``i`` as a whole looks like none of the skin reference photos. Its limit covers
+        skin photos with acquisition faults, so it is asked before the acquisition gate."""
+        return distances.photo is not None and float(distances.photo[i]) > self.photo_limit
+
+    def patches_unlike_skin(self, distances: AppearanceDistances, i: int) -> bool:
+        """Whether view ``i``'s patches are further from the mpox bank than any skin photo's. Its limit
+        covers clean skin photos only (noise and blur move patch features), so it is asked of the views
+        the acquisition gate passes."""
+        return float(distances.patch[i]) > self.skin_limit
+
+
+Degraded = Iterable[tuple[torch.Tensor, Sequence[int]]]
+
+
+def _photo_reference(features: PatchFeatures, views: torch.Tensor, groups: Sequence[str], skin_views: torch.Tensor,
+                     degraded: Degraded) -> tuple[torch.Tensor, list[str], np.ndarray, np.ndarray]:
+    """The skin reference photos' whole-view features (fp16, as stored), their groups, their leave-one-
+    source-out distances, and those of the ``degraded`` copies (each against the reference without its
+    own source photo). ``degraded``: batches of (views as the measure sees them, index of the reference
+    photo each was made from; mpox views first, then skin views)."""
+    whole = torch.cat([features.both(batch)[1] for source in (views, skin_views)
+                       for batch in source.split(32)]).half()
+    reference_groups = list(groups) + [f"skin:{i}" for i in range(len(skin_views))]
+    loo = nearest_photo_distances(whole, whole, np.asarray(reference_groups), reference_groups)
+    copies = [nearest_photo_distances(features.both(batch)[1], whole, np.asarray(reference_groups),
+                                      [reference_groups[i] for i in index]) for batch, index in degraded]
+    return whole, reference_groups, loo, np.concatenate(copies) if copies else np.empty(0)
+
 
 def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Sequence[bool], skin_views: torch.Tensor,
-                         bank_path: Path, config: AppearanceConfig = AppearanceConfig()) -> dict[str, Any]:
-    """Build the bank from mpox calibration views, write it to ``bank_path`` and return the card section.
+                         bank_path: Path, config: AppearanceConfig = AppearanceConfig(),
+                         degraded: Degraded = (), degraded_rule: str = "") -> dict[str, Any]:
+    """Build the bank and the skin reference, write them to ``bank_path`` and return the card section.
 
     Args:
         views: (B, 3, H, W) mpox train + val views the model sees; groups: (B,) their source photos.
         judged: (B,) whether the acquisition gate passes each view. Every view goes into the bank; the
             no-rash threshold comes from the passing ones only (a refused photo never reaches the check).
-        skin_views: (N, 3, H, W) views of other skin photos (the DermNet dev classes) for ``skin_limit``.
+        skin_views: (N, 3, H, W) views of other skin photos (the DermNet dev classes) for ``skin_limit``;
+            with ``views``, the skin reference photos of the whole-view check.
+        degraded: batches of (views, index into views + skin_views): copies of the reference photos with
+            acquisition faults, as the measure sees them; the whole-view limit covers them too, since that
+            check runs before the acquisition gate. ``degraded_rule`` says how they were made.
     """
     features = PatchFeatures(config)
     patches = features(views)  # (B, P, C)
@@ -196,7 +274,9 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
     bank = patches.flatten(0, 1)
     loo = nearest_distances(patches, bank, bank_groups, groups)
     passing = loo[np.asarray(judged, dtype=bool)]
-    save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config)})
+    whole, reference_groups, photo_loo, copies = _photo_reference(features, views, groups, skin_views, degraded)
+    save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config),
+                           "skin_photos": whole, "skin_photo_groups": reference_groups})
     skin = np.concatenate([nearest_distances(features(skin_views[i:i + 32]), bank)
                            for i in range(0, len(skin_views), 32)])
     describe = lambda d: {"min": round(float(d.min()), 5), "median": round(float(np.median(d)), 5),  # noqa: E731
@@ -221,8 +301,20 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
             "limit": round(float(max(skin.max(), loo.max())), 6), "n_skin_photos": len(skin),
             "observed_on_skin_photos": describe(skin),
             "rule": ("the largest distance among the photos of the 10 DermNet dev classes (and the leave-one-"
-                     "source-out distances of the bank's photos); above it any verdict becomes 'not a usable "
-                     "skin photo'"),
+                     "source-out distances of the bank's photos); above it a photo the acquisition gate passes "
+                     "becomes 'not a usable skin photo'"),
             "skin_photos": "every photo of the 10 DermNet dev classes (no test class, no mpox)"},
+        "not_skin_photo": {
+            "limit": round(float(max(photo_loo.max(), copies.max(initial=0.0))), 6),
+            "n_reference_photos": len(whole), "n_degraded_copies": len(copies),
+            "observed_leave_one_source_out": describe(photo_loo),
+            **({"observed_on_degraded_copies": describe(copies)} if len(copies) else {}),
+            "features": ("the same network's final 1x1 convolution (1280 channels) after all its blocks, averaged "
+                         "over the view and L2-normalised; cosine distance to the nearest reference photo"),
+            "reference_photos": "the bank's mpox photos and every photo of the 10 DermNet dev classes",
+            "degraded_copies": degraded_rule or "none",
+            "rule": ("the largest leave-one-source-out distance among the reference photos and their degraded "
+                     "copies; above it the picture is 'not a usable skin photo', before the acquisition gate "
+                     "judges noise, light, resolution, compression or blur (so a non-skin picture is never "
+                     "refused as a poor photo of skin)")},
     }
-

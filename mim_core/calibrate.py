@@ -20,13 +20,14 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .appearance import AppearanceConfig, calibrate_appearance
 from .baselines.train import classifier_card
+from .benchmark.corruptions import VIEW_CORRUPTIONS, view_tensor
 from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
                          sha256_file)
 from .config import MIMConfig
@@ -80,12 +81,30 @@ def score_views(detector: MIMDetector, views: torch.Tensor, denoised: bool = Fal
     return np.concatenate([detector.score_tensors(views[i:i + 8], denoised).scores for i in range(0, len(views), 8)])
 
 
+DEGRADE_SEVERITY = 3  # the strongest of the benchmark's default severities (distances grow with severity)
+DEGRADED_RULE = ("every view corruption of the benchmark (" + ", ".join(VIEW_CORRUPTIONS) + f") at severity "
+                 f"{DEGRADE_SEVERITY}, seeded by the photo's index, denoised as the detector does")
+
+
+def degraded_copies(detector: MIMDetector, views: torch.Tensor, batch: int = 32
+                    ) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """Batches of (copies of ``views`` under :data:`DEGRADED_RULE`, index of each copy's view): photos with
+    the acquisition faults the gate refuses, which the whole-view not-skin limit must still call skin.
+    Lazy: a copy of every reference view per corruption would not fit in memory at once."""
+    for corrupt in VIEW_CORRUPTIONS.values():
+        for start in range(0, len(views), batch):
+            index = list(range(start, min(start + batch, len(views))))
+            copies = torch.stack([view_tensor(corrupt(to_uint8(views[i]), DEGRADE_SEVERITY, i)) for i in index])
+            yield detector.denoised(copies), index
+
+
 def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, data_roots: list[Path],
                  split: dict[str, list[str]], command: str) -> dict[str, dict[str, Any]]:
     """The calibrated sections of a MIM card, in their order: ``quality_gate``, ``threshold``, ``appearance``.
 
     The threshold's scores and the appearance bank both come from views denoised with the gate's
-    ``clean_noise``, so the gate comes first; the appearance limits judge only views the gate passes.
+    ``clean_noise``, so the gate comes first; the no-rash and patch limits judge only views the gate passes,
+    the whole-view not-skin limit also degraded copies of its reference photos (:func:`degraded_copies`).
     The appearance bank is written beside ``weights``.
     """
     calibration = split["train"] + split["val"]
@@ -103,10 +122,11 @@ def mim_sections(weights: Path, generator: torch.nn.Module, config: MIMConfig, d
               for v, photo in zip(views, photos)]
     groups = [source_group(*Path(p).parts[-3:]) for p in calibration]
     skin = dev_class_paths(next((r for r in data_roots if (r / "DermNetNZ").is_dir()), data_roots[0]))
-    skin_views = detector.denoised(torch.stack([preprocess(decode_image(p), config.preprocess) for p in skin]))
+    skin_photos = torch.stack([preprocess(decode_image(p), config.preprocess) for p in skin])
     bank = weights.with_name(f"{weights.stem}_appearance.pt")
-    appearance = {**calibrate_appearance(seen, groups, judged, skin_views, bank,
-                                         AppearanceConfig()), "command": command}
+    degraded = degraded_copies(detector, torch.cat([views, skin_photos]))
+    appearance = {**calibrate_appearance(seen, groups, judged, detector.denoised(skin_photos), bank, AppearanceConfig(),
+                                         degraded, DEGRADED_RULE), "command": command}
     return {"quality_gate": gate, "threshold": threshold, "appearance": appearance}
 
 

@@ -37,8 +37,7 @@ REASONS = {
     Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
     Verdict.NOT_MPOX_LIKE: "The model could not reproduce this skin the way it reproduces mpox lesions.",
 }
-NOT_SKIN_REASON = ("Nothing in this picture looks like the skin photos the tool was calibrated on: take a close photo "
-                   "of the skin itself, with the affected area in the centre.")
+NOT_SKIN_REASON = "This picture does not look like a photo of skin."
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class ScoredBatch:
 @dataclass(frozen=True)
 class Judgement:
     """The verdict path for one view: the gate's measurements, the appearance checks' patch distance
-    (when the acquisition gate passed it), then (when no gate refused it) the score."""
+    (when they measured it: not for a view refused for its colours), then (when no gate refused it) the score."""
 
     decision: Decision
     quality: dict[str, float]
@@ -232,29 +231,36 @@ class MIMDetector:
 
     def refusals(self, views: torch.Tensor, resolutions: Sequence[float | None]
                  ) -> tuple[list[Decision | None], list[dict[str, float]], dict[int, float], torch.Tensor]:
-        """The gates, before any inpainting: the usable-skin and acquisition checks, then the appearance
-        check's not-skin limit (a picture unlike every calibration skin photo).
+        """The gates, before any inpainting, in the order that names the right cause: the usable-skin checks
+        (flat, grayscale, skin colour), the appearance check of the whole view (a picture unlike every
+        skin reference photo, even degraded ones: not a skin photo, whatever its noise or blur), the
+        acquisition checks, then the appearance check's patch limit on the views they pass.
 
         Args:
             views: (B, 3, H, W) preprocessed; resolutions: (B,) photo px per model px (None: unknown).
         Returns:
             (per view the refusal or None, per view the acquisition measurements, {view index: patch
-            distance} for the views the acquisition gate passed, the views as the measure sees them
-            (:meth:`denoised`; refused views as they came)).
+            distance} for the views the appearance checks measured, the views as the measure sees them
+            (:meth:`denoised`; views refused for their colours as they came)).
         """
         originals = [to_uint8(t) for t in views]
         qualities = [measure_quality(o, r) for o, r in zip(originals, resolutions)]
-        refusals = [quality_gate(o, None) or acquisition_refusal(q, self.gate) for o, q in zip(originals, qualities)]
-        passing = [i for i, r in enumerate(refusals) if r is None]
+        refusals: list[Decision | None] = [quality_gate(o, None) for o in originals]
+        skin = [i for i, r in enumerate(refusals) if r is None]
+        seen = views.clone() if skin else views
+        if skin:
+            seen[skin] = self.denoised(views[skin], [qualities[i]["noise"] for i in skin])
+        measured = self.appearance.measure(seen[skin]) if self.appearance is not None and skin else None
         distances: dict[int, float] = {}
-        seen = views.clone() if passing else views
-        if passing:
-            seen[passing] = self.denoised(views[passing], [qualities[i]["noise"] for i in passing])
-        if self.appearance is not None and passing:  # on the views the measure sees
-            distances = dict(zip(passing, self.appearance.distances(seen[passing]).tolist()))
-            for i, distance in distances.items():
-                if distance > self.appearance.skin_limit:
+        for row, i in enumerate(skin):
+            if measured is not None and self.appearance.photo_unlike_skin(measured, row):
+                refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)
+            else:
+                refusals[i] = acquisition_refusal(qualities[i], self.gate)
+                if refusals[i] is None and measured is not None and self.appearance.patches_unlike_skin(measured, row):
                     refusals[i] = Decision(Verdict.UNUSABLE, NOT_SKIN_REASON)
+            if measured is not None:
+                distances[i] = float(measured.patch[row])
         return refusals, qualities, distances, seen
 
     def decide_views(self, views: torch.Tensor, resolutions: Sequence[float | None], scores: np.ndarray | None = None

@@ -3,7 +3,7 @@
 Checks run on the preprocessed crop the model would see. The first (:func:`quality_gate`) are deliberately
 loose: they catch flat, blank, grayscale or non-skin pictures. The acquisition checks that follow (noise,
 exposure, effective resolution, JPEG blocks, sharpness: :func:`measure_quality`, :func:`acquisition_refusal`)
-refuse poor photos of skin, each with a sentence saying how to retake it. Their limits are calibrated on mpox
+refuse poor photos of skin, each with a sentence naming the cause. Their limits are calibrated on mpox
 train+val photos only (:func:`calibrate_gate`) and read from the model card's ``quality_gate`` section;
 :data:`DEFAULT_GATE` is used only when a card has none.
 
@@ -241,22 +241,21 @@ def skin_fraction(crop: np.ndarray) -> float:
     return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
 
 
+# Each reason says the cause only, in one short sentence without numbers; what to do next is the demo's
+# (demo/views.py NEXT_STEPS), so the two never repeat each other.
 REFUSALS = {
-    Verdict.TOO_NOISY: "The photo is too grainy (noisy) to judge: retake it in brighter light, without "
-                       "digital zoom or night mode. If it is already sharp and well lit, fine texture (hair, "
-                       "scaly or rough skin) can look like grain: move the camera closer to the skin.",
-    Verdict.BADLY_EXPOSED: "The photo is too dark or too bright to judge: retake it in even daylight, "
-                           "without flash glare or deep shadow.",
-    Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge: send the original photo (not a "
-                                "thumbnail or screenshot), taken closer to the skin.",
-    Verdict.TOO_COMPRESSED: "The photo is too compressed to judge (JPEG blocks): send the original photo from "
-                            "the camera, not a copy shrunk by a messaging app or website, or retake it.",
-    Verdict.TOO_BLURRY: "The photo is too blurred to judge: hold the camera still, tap to focus, and "
-                        "retake it in good light.",
+    Verdict.TOO_NOISY: "The photo is too grainy to judge (fine texture such as hair or scaly skin can also look "
+                       "like grain).",
+    Verdict.BADLY_EXPOSED: "The photo is too dark or too bright to judge.",
+    Verdict.TOO_LOW_RESOLUTION: "The photo has too few pixels to judge.",
+    Verdict.TOO_COMPRESSED: "The photo has been compressed so much that its fine detail is lost in blocks.",
+    Verdict.TOO_BLURRY: "The photo is too blurred to judge.",
 }
 
-NO_DETAIL_REASON = ("The picture has almost no fine detail (a drawing, a gradient or a smooth graphic?); "
-                    "take a sharp, well-lit photo of the skin.")
+NO_DETAIL_REASON = "The picture has almost no fine detail, like a drawing or a graphic rather than a photo."
+FLAT_REASON = "The picture is almost blank."
+NO_COLOUR_REASON = "The picture has no colour (black and white)."
+LITTLE_SKIN_REASON = "Little or no skin is visible in the centre of the picture."
 
 
 def is_compressed(quality: dict[str, float], gate: GateThresholds = DEFAULT_GATE) -> bool:
@@ -298,14 +297,14 @@ def quality_gate(crop: np.ndarray, gate: GateThresholds | None = DEFAULT_GATE,
     Args:
         gate: acquisition limits (the card's; ``None`` runs only the usable-skin checks).
         resolution: photo pixels per model pixel, when the decoded photo is known.
-    The reason says what to do instead."""
+    The reason names the cause (:data:`REFUSALS` and the ``*_REASON`` sentences)."""
     pixels = crop.astype(np.float32) / 255.0
     if pixels.mean(axis=2).std() < MIN_LUMA_STD:
-        reason = "The picture is almost flat (no visible detail); take a sharp, well-lit photo of the skin."
+        reason = FLAT_REASON
     elif (pixels.max(axis=2) - pixels.min(axis=2)).mean() < MIN_MEAN_SATURATION:
-        reason = "The picture has no colour (grayscale?); a colour photo of the skin is needed."
+        reason = NO_COLOUR_REASON
     elif skin_fraction(crop) < MIN_SKIN_FRACTION:
-        reason = "Little or no skin is visible in the centre of the picture; centre the photo on the affected skin."
+        reason = LITTLE_SKIN_REASON
     else:
         return None if gate is None else acquisition_refusal(measure_quality(crop, resolution), gate)
     return Decision(Verdict.UNUSABLE, reason)

@@ -127,8 +127,7 @@ class Decision:
     reason: str
 
 
-NO_RASH_REASON = ("No rash visible: the model reproduces this skin easily, but no part of the photo resembles the "
-                  "mpox photos it was calibrated on (skin without lesions, or a photo taken from too far away).")
+NO_RASH_REASON = "No part of the photo looks like the mpox photos the model was calibrated on."
 
 
 def judge(score: float, threshold: float, when: MpoxWhen, reasons: Mapping[Verdict, str],

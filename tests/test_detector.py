@@ -109,6 +109,6 @@ def test_a_refused_photo_never_reaches_the_model(detector, monkeypatch):
 
     monkeypatch.setattr(detector, "score_tensors", no_model)
     result = detector.analyze(np.full((300, 300, 3), 128, dtype=np.uint8))
-    assert result.verdict is Verdict.UNUSABLE and result.verdict.is_refusal and "photo" in result.reason
+    assert result.verdict is Verdict.UNUSABLE and result.verdict.is_refusal and "blank" in result.reason
     assert np.isnan(result.score) and result.inpainted is None and result.heatmap is None
     assert result.summary()["score"] is None
