@@ -21,7 +21,7 @@ from gradio.utils import get_upload_folder
 
 from mim_core import MIMDetector
 
-from . import gradio_cache, views
+from . import gradio_cache, gradio_files, views
 from .model_card import placeholder_warning
 from .ui import DemoContext, analyse_tab, batch_tab, model_card_api, model_tab
 from .uploads import file_hashes
@@ -75,6 +75,7 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
     """
     detector = detector or MIMDetector.load(weights_path, threads=threads, precision=precision)
     gradio_cache.install()  # no half-written output image can be served (see demo/gradio_cache.py)
+    gradio_files.install()  # an upload deleted while the browser fetches it is no traceback (demo/gradio_files.py)
     examples = example_photos()
     ctx = DemoContext(detector=detector, upload_root=get_upload_folder(), examples=examples,
                       keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,6 +34,11 @@ class Outcome:
     message: str = EMPTY_MESSAGE  # why there is no analysis (shown to the user)
     unreadable: bool = False  # the input never reached the model
     source: str | None = None  # the upload's server path (already deleted), to spot a repeated event
+    clear_photo: bool = False  # the photo box still holds a file that is no photo: empty it (see photo_value)
+
+
+class ScaleError(ValueError):
+    """A mask scale the model does not analyse; ``str(err)`` is a sentence for the user naming those it does."""
 
 
 def scale_labels(scales: Sequence[int]) -> list[str]:
@@ -45,9 +50,25 @@ def default_scale_label(scales: Sequence[int]) -> str:
     return scale_labels(scales)[len(scales) // 2]
 
 
-def scale_index(label: str | None, scales: Sequence[int]) -> int:
+def scale_message(label: str, scales: Sequence[int]) -> str:
+    """Why ``label`` cannot be shown, naming the scales this model analyses."""
     labels = scale_labels(scales)
-    return labels.index(label) if label in labels else len(scales) // 2
+    known = f"only {labels[0]}" if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
+    return f"This model analyses {known}, not '{label[:40]}'."
+
+
+def scale_index(label: str | None, scales: Sequence[int]) -> int:
+    """The index of a mask-scale label among ``scales``; None means the default (middle) scale.
+
+    Raises:
+        ScaleError: a label that is not one of :func:`scale_labels` (never silently another scale).
+    """
+    if label is None:
+        return len(scales) // 2
+    labels = scale_labels(scales)
+    if label not in labels:
+        raise ScaleError(scale_message(str(label), scales))
+    return labels.index(label)
 
 
 def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozenset[str] = frozenset(),
@@ -57,9 +78,12 @@ def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozense
 
     ``previous`` is the session's last outcome: the browser can fire a second change event for the
     same upload (it does when the file is not a displayable image), after the file was deleted;
-    that repeat gets the same answer instead of "no longer on the server"."""
+    that repeat gets the same answer instead of "no longer on the server". Likewise the empty photo
+    box that :func:`photo_value` asked for keeps the answer that asked for it."""
     path = upload_path(upload)
     if path is None:
+        if previous is not None and previous.clear_photo:
+            return replace(previous, clear_photo=False)  # our own clearing, not the user's
         return Outcome()
     if previous is not None and previous.source == path and not os.path.exists(path):
         return previous
@@ -68,24 +92,37 @@ def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozense
         data = read_upload(path)
         return Outcome(analysis=detector.analyze(data), message="", source=path)
     except (UploadError, ImageDecodeError) as err:
-        return Outcome(message=str(err), unreadable=True, source=path)
+        return Outcome(message=str(err), unreadable=True, source=path, clear_photo=True)
     except Exception:  # a bug must not reach the user as a traceback; it goes to the server log
         log.exception("analysis failed")
-        return Outcome(message=INTERNAL_ERROR, unreadable=True, source=path)
+        return Outcome(message=INTERNAL_ERROR, unreadable=True, source=path, clear_photo=True)
     finally:
         discard_upload(path, root, data=data, keep=keep)
 
 
+KEEP_PHOTO = object()  # photo_value's "leave the photo box as it is" (the UI maps it to gr.skip())
+
+
+def photo_value(outcome: Outcome) -> Any:
+    """What the photo box should hold after an analysis: None (empty) when it holds a file that is no
+    photo, which the browser would show as a broken image; otherwise :data:`KEEP_PHOTO`."""
+    return None if outcome.clear_photo else KEEP_PHOTO
+
+
 def panels(outcome: Outcome, scale_label: str | None) -> tuple[RGB | None, RGB | None, RGB | None, RGB | None]:
     """Original; masked and inpainted at the chosen mask scale; the score map (the mean over every scale,
-    whose mean is the score) over the original. Nones where there is no analysis, and for the model
-    panels of a photo the quality gate refused (it never reached the model)."""
+    whose mean is the score) over the original. Nones where there is no analysis, for the model panels
+    of a photo the quality gate refused (it never reached the model), and for the masked and inpainted
+    panels at a scale the model does not analyse."""
     a = outcome.analysis
     if a is None:
         return None, None, None, None
     if a.inpainted is None:
         return a.original, None, None, None
-    i = scale_index(scale_label, a.scales)
+    try:
+        i = scale_index(scale_label, a.scales)
+    except ScaleError:
+        return a.original, None, None, a.heatmap_overlay()
     return a.original, a.masked[i], a.inpainted[i], a.heatmap_overlay()
 
 
@@ -106,8 +143,16 @@ def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float,
 def analyze_outputs(detector: MIMDetector, upload: Any, scale_label: str | None, root: str,
                     keep: frozenset[str] = frozenset(), previous: Outcome | None = None) -> tuple[Any, ...]:
     """The ``analyze`` endpoint: the four panels, score, threshold, verdict, reason, then the Outcome
-    for the session state."""
-    outcome = analyze_upload(detector, upload, root, keep, previous)
+    for the session state. A mask scale the model does not analyse gets no analysis (the upload is still
+    deleted) and a reason naming the scales it does (:class:`ScaleError`)."""
+    try:
+        scale_index(scale_label, detector.scales)
+    except ScaleError as err:
+        path = upload_path(upload)
+        discard_upload(path, root, keep=keep)
+        outcome = Outcome(message=str(err), source=path)
+    else:
+        outcome = analyze_upload(detector, upload, root, keep, previous)
     return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
 
 
@@ -126,7 +171,11 @@ def score_bar(outcome: Outcome, calibration: Sequence[float]) -> str:
 
 
 def slider(outcome: Outcome, scale_label: str | None) -> tuple[RGB, RGB] | None:
-    """(original, inpainted) at the chosen scale for the before/after slider."""
+    """(original, inpainted) at the chosen scale for the before/after slider (None at an unknown scale)."""
     if outcome.analysis is None or outcome.analysis.inpainted is None:
         return None
-    return outcome.analysis.original, outcome.analysis.inpainted[scale_index(scale_label, outcome.analysis.scales)]
+    try:
+        i = scale_index(scale_label, outcome.analysis.scales)
+    except ScaleError:
+        return None
+    return outcome.analysis.original, outcome.analysis.inpainted[i]

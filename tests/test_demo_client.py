@@ -59,6 +59,16 @@ def test_mask_scale_is_an_api_parameter(client, detector):
     assert not np.array_equal(*masked)
 
 
+def test_an_unknown_mask_scale_gets_a_reason_naming_the_scales_not_other_images(client, server, tmp_path: Path):
+    photo = tmp_path / "rash.jpg"  # not an example photo (those are kept on the server on purpose)
+    Image.open(EXAMPLE).rotate(90).save(photo, format="JPEG")
+    *images, score, _threshold, verdict, reason, evidence = client.predict(handle_file(str(photo)), "64 px cells",
+                                                                           api_name="/analyze")
+    assert images == [None] * 4 and score is None and verdict == "" and not evidence["refused"]
+    assert reason == "This model analyses 8 px cells, 16 px cells or 32 px cells, not '64 px cells'."
+    assert files_with_content(server[1], photo.read_bytes()) == []  # the upload is deleted all the same
+
+
 def test_uploaded_photo_is_deleted_from_the_server(client, server, data_root: Path, detector):
     photo = data_root / detector.card["split"]["test"][2]  # not one of the examples
     result = client.predict(handle_file(str(photo)), api_name="/analyze")

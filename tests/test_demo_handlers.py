@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import shutil
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,7 @@ def test_model_card_is_rendered_from_the_card_file(detector):
     short = min(margins["mean_dermnet_test"], margins["others"]) < 0.10
     assert (placeholder_warning(card) is not None) == (card["training"]["steps"] < 100 or short)
     trained = copy.deepcopy(card)
+    trained.pop("cross_source", None)  # its own warning sentence: tests/test_demo_model_tab.py
     trained["training"]["steps"] = 3000
     trained["evaluation"]["margins"].update(mean_dermnet_test=0.12, others=0.11)
     assert placeholder_warning(trained) is None and "Warning" not in card_markdown(trained)
@@ -209,3 +211,39 @@ def test_model_card_is_rendered_from_the_card_file(detector):
     assert "does not beat simple checks" in placeholder_warning(trained)
     # a sparse card still renders
     assert "Known limitations" in card_markdown({"name": "x"})
+
+
+def test_an_unknown_mask_scale_is_an_error_naming_the_scales_not_another_scale(detector, tmp_path: Path):
+    assert detector.scales == (8,)  # the shipped measure analyses the 8 px scale only
+    with pytest.raises(handlers.ScaleError, match="only 8 px cells"):
+        handlers.scale_index("16 px cells", detector.scales)
+    assert handlers.scale_index(None, detector.scales) == 0 and handlers.scale_index("8 px cells", (8,)) == 0
+    upload = _upload(tmp_path, "rash.jpg", EXAMPLE.read_bytes())
+    *images, score, threshold, verdict, reason, evidence, outcome = handlers.analyze_outputs(
+        detector, str(upload), "16 px cells", str(tmp_path))
+    assert images == [None] * 4 and score is None and verdict == "" and outcome.analysis is None
+    assert reason == "This model analyses only 8 px cells, not '16 px cells'." and not evidence["refused"]
+    assert escape(reason) in handlers.verdict_card(outcome) and not upload.exists()  # deleted all the same
+    several = handlers.scale_message("64 px cells", (8, 16, 32))
+    assert several == "This model analyses 8 px cells, 16 px cells or 32 px cells, not '64 px cells'."
+    # the rescale event of an analysed photo: an unknown label shows no masked / inpainted panels
+    done = handlers.analyze_upload(detector, str(_upload(tmp_path, "b.jpg", EXAMPLE.read_bytes())), str(tmp_path))
+    original, masked, inpainted, heatmap = handlers.panels(done, "16 px cells")
+    assert original is not None and heatmap is not None and masked is None and inpainted is None
+    assert handlers.slider(done, "16 px cells") is None
+
+
+@pytest.mark.parametrize("name", ["notes.jpg", "truncated.jpg", "bomb.png"])
+def test_a_bad_upload_empties_the_photo_box_and_keeps_its_message(detector, tmp_path: Path, name: str):
+    """The box would show a file that is no photo as a broken image: the answer asks for it empty, and the
+    change event that emptying fires keeps the answer instead of resetting it."""
+    upload = _upload(tmp_path, name, bad_inputs(EXAMPLE)[name])
+    outcome = handlers.analyze_outputs(detector, str(upload), None, str(tmp_path))[-1]
+    assert outcome.unreadable and handlers.photo_value(outcome) is None
+    emptied = handlers.analyze_upload(detector, None, str(tmp_path), previous=outcome)
+    assert emptied.message == outcome.message and emptied.unreadable
+    assert handlers.photo_value(emptied) is handlers.KEEP_PHOTO  # nothing left to empty
+    cleared = handlers.analyze_upload(detector, None, str(tmp_path), previous=emptied)  # the user empties it
+    assert cleared.message == handlers.EMPTY_MESSAGE and not cleared.unreadable
+    photo = handlers.analyze_upload(detector, str(_upload(tmp_path, "a.jpg", EXAMPLE.read_bytes())), str(tmp_path))
+    assert handlers.photo_value(photo) is handlers.KEEP_PHOTO  # a photo stays in the box
