@@ -79,11 +79,43 @@ def placeholder_warning(card: dict[str, Any], pointer: str = "see the Model tab"
         return (f"On our own evaluation this model does not beat simple checks that know nothing of mpox "
                 f"(margin {worst:+.2f} AUROC against the best one{pointer}). Treat its verdicts as a "
                 "demonstration of the method, not as evidence about a rash.")
+    elsewhere = _cross_source_words(card)
     if worst is not None and worst < CONTROL_MARGIN:
         return (f"On our own evaluation this model beats simple checks that know nothing of mpox by only "
-                f"{worst:+.2f} AUROC (our bar is +{CONTROL_MARGIN:.2f}{pointer}). Treat its verdicts as "
+                f"{worst:+.2f} AUROC (our bar is +{CONTROL_MARGIN:.2f}{pointer}).{elsewhere} Treat its verdicts as "
                 "a research signal, not as evidence about a rash.")
+    if elsewhere:
+        return f"{elsewhere.strip()} Treat its verdicts as a research signal, not as evidence about a rash."
     return None
+
+
+def _cross_source_words(card: Mapping[str, Any]) -> str:
+    """One sentence on photos from a source the model never saw (the card's ``cross_source`` test side), or ''."""
+    mim = ((card.get("cross_source") or {}).get("test") or {}).get("mim") or {}
+    try:
+        diseases, healthy = mim["dermnet_mean"]["auroc"], mim["healthy"]["auroc"]
+    except (KeyError, TypeError):
+        return ""
+    return (f" On photos from a source it never saw, its AUROC is {diseases:.2f} against other skin diseases and "
+            f"{healthy:.2f} against healthy skin (0.50 = chance).")
+
+
+def _cross_source_section(section: Mapping[str, Any]) -> list[str]:
+    """The card's ``cross_source`` test side: the model beside a linear probe and a control fitted on the same photos."""
+    test = section.get("test") if isinstance(section, Mapping) else None
+    if not isinstance(test, Mapping) or not test:
+        return []
+    names = {"mim": "this model", "probe": "linear probe on ImageNet features", "control:complexity":
+             "control: image complexity"}
+    auroc = lambda r, key: (r.get(key) or {}).get("auroc", "")  # noqa: E731
+    rows = [[names.get(method, method), *(auroc(r, key) for key in ("dermnet_mean", "healthy", "others")),
+             (r.get("called_mpox_like") or {}).get("healthy", "")] for method, r in test.items() if isinstance(r, Mapping)]
+    return ["## Photos from a source it never saw", "",
+            f"Fitted on one mpox source and judged on the other ({_md(section.get('direction', ''))}): AUROC against "
+            "other diseases (mean over the DermNet test classes), healthy skin and MSLD Others, and the share of "
+            "healthy photos called mpox-like. Confidence intervals: docs/cross_source.md.", "",
+            _table(["method", "diseases", "healthy", "Others", "healthy called"], rows, (False, True, True, True, True)),
+            "", _md(section.get("note", "")), ""]
 
 
 def _summary_section(card: dict[str, Any], scales: Sequence[int] | None) -> list[str]:
@@ -246,6 +278,7 @@ def card_markdown(card: dict[str, Any], gate: GateThresholds | None = None,
     out += [_md(card.get("description", "")), ""]
     out += _summary_section(card, scales)
     out += _evaluation_section(card.get("evaluation", {}))
+    out += _cross_source_section(card.get("cross_source") or {})
     out += _refusals_section(card, gate)
     limitations = card.get("limitations") or []
     out += ["## Known limitations", ""] + [f"- {_md(item)}" for item in limitations] + [""]

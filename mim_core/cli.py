@@ -113,11 +113,12 @@ def _train_classifier(args: argparse.Namespace) -> int:
 def _cross_source(args: argparse.Namespace) -> int:
     from .evaluation.cross_source_run import run_cross_source
 
-    mim = dict(item.split("=", 1) for item in args.mim or [])
-    if any(not w for w in mim.values()) or len(mim) != len(args.mim or []):
+    pairs = [item.split("=", 1) for item in args.mim or []]
+    mim = {pair[0]: pair[1] for pair in pairs if len(pair) == 2 and all(pair)}
+    if len(mim) != len(pairs):
         raise ValueError("--mim takes SOURCE=WEIGHTS pairs, one per source, e.g. MSLD_v1=weights/mim_gan.pt")
     sides = ["dev", "test"] if args.side == "both" else [args.side]
-    run_cross_source(args.data, args.healthy, mim, args.out, sides, _command_line(args))
+    run_cross_source(args.data, args.healthy, mim, args.out, sides, _command_line(args), args.update_card)
     print((Path(args.out) / "cross_source.md").read_text())
     return 0
 
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", choices=["dev", "test", "both"], default="dev",
                    help="dev for design decisions; test once per shipped model")
     p.add_argument("--out", required=True, help="folder for cross_source.md and cross_source.json")
+    p.add_argument("--update-card", action="store_true", help="record the test side in each --mim card")
     p.set_defaults(run=_cross_source)
 
     _add_baseline_commands(sub)

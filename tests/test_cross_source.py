@@ -99,3 +99,14 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
     other = m.rows(d.dev_mpox)[0]
     worst = (1 - (m.cells[other] @ bank.T).max(axis=1)).max()
     assert scores["one-class:patchcore"][other] == pytest.approx(worst, abs=1e-5)
+
+
+def test_a_card_records_only_the_test_side(tmp_path: Path, capsys):
+    from mim_core.cli import main
+
+    args = ["cross-source", "--mim", "MSLD_v1=weights/mim_gan.pt", "--side", "dev", "--update-card", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "A card records the test side" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    assert main(["cross-source", "--mim", "MSLD_v1", "--out", str(tmp_path)]) == 2
+    assert "SOURCE=WEIGHTS" in capsys.readouterr().err

@@ -88,3 +88,19 @@ def test_the_tab_shows_the_cards_data_evaluation_and_limitations_and_never_point
     assert "Model tab" not in card_markdown(card) and "Warning" not in text
     banner = placeholder_warning(card, pointer="")
     assert banner is None or "Model tab" not in banner
+
+
+def test_figures_from_an_unseen_source_are_shown_and_warned_about(detector):
+    """The card's cross-source test side (written by ``cross-source --update-card``) appears in the Model tab
+    and in the banner, with the card's own numbers; a card without it shows neither."""
+    shipped_card = detector.card
+    assert "cross_source" in shipped_card, "the shipped card records its cross-source figures"
+    mim = shipped_card["cross_source"]["test"]["mim"]
+    text = card_markdown(shipped_card)
+    assert "Photos from a source it never saw" in text and shipped_card["cross_source"]["direction"] in text
+    assert f"{mim['dermnet_mean']['auroc']:.4g}" in text and f"{mim['healthy']['auroc']:.4g}" in text
+    warning = placeholder_warning(shipped_card)
+    assert f"its AUROC is {mim['dermnet_mean']['auroc']:.2f} against other skin diseases" in warning
+    without = {k: v for k, v in shipped_card.items() if k != "cross_source"}
+    assert "Photos from a source it never saw" not in card_markdown(without)
+    assert "source it never saw" not in (placeholder_warning(without) or "")

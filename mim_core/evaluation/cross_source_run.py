@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..appearance import PatchFeatures
 from ..baselines.probe import FrozenFeatureProbe, fit_probe, view_features
-from ..checkpoint import save_json
+from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
 from ..detector import MIMDetector
@@ -164,9 +164,35 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+CARD_METHODS = ("mim", "probe", "control:complexity")  # what a MIM card records, beside its own figures
+
+
+def record_in_cards(results: dict) -> None:
+    """Write each given MIM card's test-side figures, beside the same direction's probe and control, into the
+    card's ``cross_source`` section (outside ``evaluation``, which ``evaluate --update-card`` rewrites)."""
+    if "test" not in results["sides"]:
+        raise ValueError("A card records the test side: run with --side test or --side both.")
+    for source, weights in results["mim_weights"].items():
+        name, direction = next((n, d) for n, d in results["directions"].items() if n.startswith(f"{source} -> "))
+        card = load_card(weights)
+        card["cross_source"] = {
+            "command": results["command"], "direction": name,
+            "test": {method: {k: direction[method]["test"][k] for k in
+                              ("n_mpox", "dermnet_mean", "healthy", "others", "called_mpox_like")}
+                     for method in CARD_METHODS},
+            "note": "Fitted on the train source only and judged on the other source's photos it never saw "
+                    "(docs/cross_source.md); bare scores, no gates; the probe and the control are fitted on the "
+                    "same photos for comparison.",
+        }
+        save_json(card_path(weights), card)
+
+
 def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: dict[str, str], out: str | Path,
-                     sides: Sequence[str] = ("dev",), command: str = "") -> dict:
-    """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md``; returns the results."""
+                     sides: Sequence[str] = ("dev",), command: str = "", update_cards: bool = False) -> dict:
+    """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md`` (and, with
+    ``update_cards``, each MIM card's ``cross_source`` section); returns the results."""
+    if update_cards and "test" not in sides:
+        raise ValueError("A card records the test side: run with --side test or --side both.")
     found = directions(data_roots, healthy_root)
     unknown = set(mim_weights) - {d.train_source for d in found}
     if unknown:
@@ -181,4 +207,6 @@ def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: 
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "cross_source.json", results)
     (out / "cross_source.md").write_text(markdown(results))
+    if update_cards:
+        record_in_cards(results)
     return results
