@@ -112,6 +112,12 @@ def analyse_tab(ctx: DemoContext) -> None:
             return (_verdict_card(outcome), handlers.score_bar(outcome, ctx.calibration), _checks(ctx, outcome),
                     handlers.slider(outcome, scale_label))
 
+        def empty_photo(outcome: handlers.Outcome | None) -> Any:
+            """A file that is no photo leaves the box empty instead of a broken image (the change event this
+            fires keeps the answer: handlers.photo_value)."""
+            value = handlers.photo_value(outcome or handlers.Outcome())
+            return gr.skip() if value is handlers.KEEP_PHOTO else value
+
         def rescale(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[Any, ...]:
             outcome = outcome or handlers.Outcome()
             return (*handlers.panels(outcome, scale_label)[1:], handlers.slider(outcome, scale_label))
@@ -127,7 +133,8 @@ def analyse_tab(ctx: DemoContext) -> None:
                             "reason and the measurements (refused, photo quality values, patch distance). A photo "
                             "refused by the quality gate has no score (null) and no model panels.",
         ).then(extras, [state, scale], [card, bar, checks, slider], api_visibility="private", concurrency_limit=None,
-               show_progress="hidden")
+               show_progress="hidden").then(empty_photo, [state], [photo], api_visibility="private",
+                                           concurrency_limit=None, show_progress="hidden")
         scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
 

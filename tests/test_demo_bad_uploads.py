@@ -107,8 +107,6 @@ def test_a_bad_upload_gets_a_sentence_and_no_server_traceback(page_and_logs, tmp
 BROKEN_IMAGES = "() => [...document.querySelectorAll('#mim-photo img')].filter(i => !(i.complete && i.naturalWidth > 0)).length"
 
 
-@pytest.mark.xfail(strict=True, reason="demo/ui.py does not yet put handlers.photo_value(state) into the photo box "
-                                       "after an analysis (a .then(..., [state], [photo]) step, gr.skip() for KEEP_PHOTO)")
 def test_a_bad_upload_leaves_no_broken_image_in_the_photo_box(page_and_logs, tmp_path: Path):
     page, url, _records = page_and_logs
     page.goto(url)
