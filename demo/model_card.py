@@ -219,11 +219,15 @@ def _refusals_section(card: dict[str, Any], gate: GateThresholds) -> list[str]:
     """Every refusal the code can give, with the limits that trigger it, and the no-rash check."""
     section, appearance = card.get("quality_gate") or {}, card.get("appearance") or {}
     no_rash, not_skin = appearance.get("no_rash", {}), appearance.get("not_skin", {})
+    whole = appearance.get("not_skin_photo", {})
     rows = []
     for verdict in (v for v in Verdict if v.is_refusal):
         limits = [_limit_words(name, getattr(gate, name)) for name in GATE_LIMITS.get(verdict, ())]
         if verdict is Verdict.UNUSABLE:
             limits = ["not an image, or a flat, grayscale or skin-less picture", *limits]
+            if "limit" in whole:
+                limits.append(f"whole-picture distance above {_num(whole['limit'], 5)} (unlike every skin reference "
+                              "photo, checked before noise, light, blur and compression)")
             if "limit" in not_skin:
                 limits.append(f"patch distance above {_num(not_skin['limit'], 5)} (unlike any skin photo)")
         rows.append([verdict.value, "; or ".join(limits)])
