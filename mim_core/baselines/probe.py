@@ -83,18 +83,16 @@ def fit_probe(positives: np.ndarray, negatives: np.ndarray, c: float) -> tuple[n
     return model.coef_[0], float(model.intercept_[0])
 
 
-def train_probe(split: Any, out_dir: Path, config: ClassifierConfig, export: Callable[..., str],
+def train_probe(split: Any, out_dir: Path, config: ClassifierConfig, model: nn.Module, export: Callable[..., str],
                 log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Fit the probe's head on the split's train photos and export it; returns the run's record fields.
 
     Args:
         split: a :class:`mim_core.baselines.train.ClassifierSplit` (positives / negatives per part).
+        model: a fresh :class:`mim_core.baselines.classifier.BinaryClassifier` of the probe architecture.
         export: :func:`mim_core.baselines.classifier.export_classifier` (writes weights, returns sha256).
     """
-    from .classifier import build_model
-
     started = time.time()
-    model = build_model(config, config.seed)
     probe: FrozenFeatureProbe = model.net
     torch.set_num_threads(config.threads)
 

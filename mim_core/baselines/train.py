@@ -126,7 +126,7 @@ def train_classifier(data_roots: str | Path | Sequence[str | Path], out_dir: str
     roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
     split = classifier_split(roots, config.negatives, config.split_seed)
     if config.arch == PROBE_ARCH:
-        record = train_probe(split, out_dir, config, export_classifier, log)
+        record = train_probe(split, out_dir, config, build_model(config, config.seed), export_classifier, log)
     else:
         record = _train_network(split, out_dir, config, device, log)
     save_json(out_dir / "training.json", {
