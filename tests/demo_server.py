@@ -78,3 +78,22 @@ def bad_inputs(photo: Path) -> dict[str, bytes]:
         "one_pixel.png": tiny.getvalue(),
         "bomb.png": png_claiming(30000, 30000),  # 900 megapixels claimed by a few bytes
     }
+
+
+@contextmanager
+def demo_page(detector, upload_dir: Path, **page_options) -> Iterator[object]:
+    """A Playwright page of Debian's Chromium on the served demo (``page_options`` as ``new_page`` takes them:
+    viewport, is_mobile...), loaded up to its photo input; the browser and server close afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+
+    assert CHROMIUM.is_file(), "install Debian's Chromium: apt-get install -y chromium"
+    with running_demo(detector, upload_dir) as (url, _demo), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(**page_options)
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url)
+        page.wait_for_selector("#mim-photo input[type=file]", state="attached")
+        yield page
+        browser.close()

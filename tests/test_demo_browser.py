@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mim_core.detector import Verdict
-from tests.demo_server import EXAMPLES, bad_inputs, running_demo
+from tests.demo_server import EXAMPLES, bad_inputs, demo_page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -28,18 +28,8 @@ def detector(detector):
 
 @pytest.fixture(scope="module")
 def page(detector, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.is_file(), "install Debian's Chromium: apt-get install -y chromium"
-    with running_demo(detector, tmp_path_factory.mktemp("browser_uploads")) as (url, _demo):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1700})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(url)
-            page.wait_for_selector("#mim-photo input[type=file]", state="attached")
-            yield page
-            browser.close()
+    with demo_page(detector, tmp_path_factory.mktemp("browser_uploads"), viewport={"width": 1400, "height": 1700}) as page:
+        yield page
 
 
 LOADED = ("id => { const img = document.querySelector(`#${id} img`);"

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from tests.demo_server import EXAMPLES, running_demo
-from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, LOADED, WAIT_MS
+from tests.demo_server import EXAMPLES, demo_page
+from tests.test_demo_browser import LOADED
 
 PHONE = {"width": 390, "height": 844}
 MPOX = EXAMPLES / "mpox_msld_P18_1.jpg"
@@ -42,18 +42,9 @@ SPLIT_NUMBERS = r"""() => {
 
 @pytest.fixture(scope="module")
 def phone(detector, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.is_file(), "install Debian's Chromium: apt-get install -y chromium"
-    with running_demo(detector, tmp_path_factory.mktemp("phone_uploads")) as (url, _demo):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
-            page.set_default_timeout(WAIT_MS)
-            page.goto(url)
-            page.wait_for_selector("#mim-photo input[type=file]", state="attached")
-            yield page
-            browser.close()
+    with demo_page(detector, tmp_path_factory.mktemp("phone_uploads"), viewport=PHONE, is_mobile=True,
+                   has_touch=True) as page:
+        yield page
 
 
 def test_the_verdict_comes_right_under_the_photo_before_the_panels(phone):
