@@ -31,7 +31,7 @@ from .benchmark.corruptions import VIEW_CORRUPTIONS, view_tensor
 from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
                          sha256_file)
 from .config import MIMConfig
-from .data import decode_image, load_tensor, locate, preprocess, source_group, to_uint8
+from .data import decode_image, load_tensor, locate, preprocess, root_list, source_group, to_uint8
 from .detector import MIMDetector
 from .evaluation.protocol import dev_class_paths
 from .gate import GateThresholds, calibrate_gate, effective_resolution, quality_gate
@@ -71,8 +71,8 @@ def read_training(weights: str | Path) -> dict[str, Any]:
 def score_paths(detector: MIMDetector, data_roots: str | Path | Sequence[str | Path], paths: list[str]) -> np.ndarray:
     """MIM scores of root-relative paths (found under the first of ``data_roots`` that has each), in order,
     without the gates (calibration needs every score)."""
-    roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
-    return score_views(detector, torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in paths]))
+    return score_views(detector, torch.stack([load_tensor(locate(data_roots, p), detector.config.preprocess)
+                                              for p in paths]))
 
 
 def score_views(detector: MIMDetector, views: torch.Tensor, denoised: bool = False) -> np.ndarray:

@@ -150,7 +150,8 @@ def _add_baseline_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="MIM vs every classifier card: unseen classes, noise, abnormal inputs")
     p.add_argument("--out", required=True, help="folder for benchmark.md, benchmark.json, CSVs and PNG plots")
     p.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS_DIR), help="folder of model cards + weights")
-    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--data", nargs="+", default=["../shared/data", "../shared/data_msid"],
+                   help="data roots; every mpox source in them is a positive set of its own")
     p.add_argument("--per-class-limit", type=int, help="unseen classes: first N images per DermNet test class")
     p.add_argument("--noise-per-class", type=int, default=2,
                    help="noise: first N images of each DermNet test class join the corrupted negatives (default 2)")
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="the fixed protocol: MIM vs controls, dev and test classes")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--data", nargs="+", help="data root(s) of the photos (default: the ones in the card)")
     p.add_argument("--out", required=True, help="folder for evaluation.md, results.json, CSVs and roc.png")
     p.add_argument("--update-card", action="store_true", help="record the results in the model card")
     p.add_argument("--per-class-limit", type=int, help="first N images per non-mpox class (quick checks only)")

@@ -197,6 +197,11 @@ def scan_dataset(root: str | os.PathLike) -> list[ImageRecord]:
     return records
 
 
+def root_list(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """One data root or several, as a list of path strings (the form cards and training records keep)."""
+    return [os.fspath(roots)] if isinstance(roots, (str, os.PathLike)) else [os.fspath(r) for r in roots]
+
+
 def scan_datasets(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> list[ImageRecord]:
     """Every image of one or several data roots (each laid out as :func:`scan_dataset` reads), root by root.
 
@@ -205,8 +210,7 @@ def scan_datasets(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         ValueError: the same ``<dataset>/<class>/<file>`` twice (a root given twice, or two roots with the same
             dataset folder): a card's root-relative path would be ambiguous.
     """
-    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
-    records = [r for root in roots for r in scan_dataset(root)]
+    records = [r for root in root_list(roots) for r in scan_dataset(root)]
     seen: dict[str, str] = {}
     for r in records:
         if r.path in seen:
@@ -216,16 +220,16 @@ def scan_datasets(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     return records
 
 
-def locate(roots: Sequence[str | os.PathLike], path: str) -> Path:
+def locate(roots: str | os.PathLike | Sequence[str | os.PathLike], path: str) -> Path:
     """The file of a root-relative ``path`` (as a card's split names it) under the first root that has it.
 
     Raises:
         FileNotFoundError: no root has it.
     """
-    for root in roots:
+    for root in root_list(roots):
         if (Path(root) / path).is_file():
             return Path(root) / path
-    raise FileNotFoundError(f"{path} is under none of the data roots {', '.join(map(str, roots))}.")
+    raise FileNotFoundError(f"{path} is under none of the data roots {', '.join(root_list(roots))}.")
 
 
 def group_split(

@@ -29,9 +29,9 @@ def weights_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bench(weights_dir: Path, data_root: Path, tmp_path_factory) -> tuple[Path, dict]:
+def bench(weights_dir: Path, data_root: Path, msid_root: Path, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
-    return out, run_benchmark(weights_dir, data_root, out, SMALL)
+    return out, run_benchmark(weights_dir, [data_root, msid_root], out, SMALL)
 
 
 def test_benchmark_writes_every_promised_file(bench):
@@ -61,6 +61,23 @@ def test_unseen_part_covers_the_21_test_classes_and_others(bench):
         assert results["unseen"]["summary"][model["name"]]["others"]["auroc"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_every_figure_is_also_given_per_mpox_source(bench):
+    out, results = bench
+    assert results["n"]["mpox_test_per_source"] == {"MSID": 2, "MSLD_v1": 2}  # --limit 2 per source
+    scores = pd.read_csv(out / "unseen_scores.csv")
+    neg = scores["class"] == "MSLD_v1/Others"
+    for model in results["models"]:
+        raw = scores[model["name"]].to_numpy()
+        mpox_like = -raw if model["kind"] == "mim" else raw
+        for source in ("MSLD_v1", "MSID"):
+            pos = (scores["role"] == "mpox_test") & scores["path"].str.startswith(f"{source}/")
+            expected = roc_auc_score(np.r_[np.ones(pos.sum()), np.zeros(neg.sum())],
+                                     np.r_[mpox_like[pos], mpox_like[neg]])
+            got = results["unseen"]["per_source"][source][model["name"]]["others"]["auroc"]
+            assert got == pytest.approx(expected, abs=1e-4)
+    assert "MSID" in (out / "benchmark.md").read_text()
+
+
 def test_noise_and_abnormal_tables(bench):
     out, results = bench
     noise = pd.read_csv(out / "noise.csv")
@@ -84,6 +101,18 @@ def test_benchmark_refuses_a_leaky_split(weights_dir: Path, data_root: Path, tmp
     (leaky / "mobilenet_v3_small_others.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match="trained on MSLD Others test photos"):
         benchmark_table(data_root, load_models(leaky, threads=1), SMALL)
+
+
+def test_benchmark_refuses_a_model_that_saw_an_mpox_test_photo(weights_dir: Path, data_root: Path, msid_root: Path,
+                                                              tmp_path: Path, bench):
+    leaky = tmp_path / "weights"
+    shutil.copytree(weights_dir, leaky)
+    card = json.loads((leaky / "mobilenet_v3_small_others.json").read_text())
+    mpox_test = pd.read_csv(bench[0] / "unseen_scores.csv").query("role == 'mpox_test'")["path"]
+    card["split"]["positives"]["train"].append(mpox_test[mpox_test.str.startswith("MSID/")].iloc[0])
+    (leaky / "mobilenet_v3_small_others.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="trained or calibrated on mpox test photos"):
+        benchmark_table([data_root, msid_root], load_models(leaky, threads=1), SMALL)
 
 
 def test_cli_error_is_a_sentence(tmp_path: Path, capsys, data_root: Path):

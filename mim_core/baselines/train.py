@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
 from ..config import PROBE_ARCH, ClassifierConfig
-from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, scan_datasets, source_group
+from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, root_list, scan_datasets, source_group
 from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..model import count_parameters
@@ -123,7 +123,7 @@ def train_classifier(data_roots: str | Path | Sequence[str | Path], out_dir: str
     torch.set_num_threads(config.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
+    roots = root_list(data_roots)
     split = classifier_split(roots, config.negatives, config.split_seed)
     if config.arch == PROBE_ARCH:
         record = train_probe(split, out_dir, config, build_model(config, config.seed), export_classifier, log)

@@ -43,7 +43,9 @@ def summary_table(results: dict[str, Any]) -> pd.DataFrame:
         rows.append({"model": model["name"], "kind": model["kind"], "negatives_seen": model["trained_on_negatives"],
                      **{f"mean_dermnet_{k}": v for k, v in s["mean_dermnet_test"].items()},
                      **{f"pooled_dermnet_{k}": v for k, v in s["pooled_dermnet_test"].items()},
-                     **{f"others_test_{k}": v for k, v in s["others"].items() if k != "score"}, **t})
+                     **{f"others_test_{k}": v for k, v in s["others"].items() if k != "score"},
+                     **{k: v for k, v in t.items() if k != "sensitivity_per_source"},
+                     **{f"sensitivity_{source}": v for source, v in t.get("sensitivity_per_source", {}).items()}})
     return pd.DataFrame(rows)
 
 
@@ -71,6 +73,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['pooled_dermnet_test'])} | "
                      f"{_fmt(s['others'])} | {_pct(t['sensitivity_mpox_test'])} | "
                      f"{_pct(t['specificity_others_test'])} | {_pct(t['specificity_dermnet_test'])} |")
+    for source, by_model in results["unseen"].get("per_source", {}).items():
+        lines += ["", f"Mpox test photos of `{source}` only ({n['mpox_test_per_source'][source]}), same negatives:", "",
+                  "| model | mean AUROC, DermNet test classes | pooled DermNet test | MSLD Others (test split) | "
+                  "sensitivity |", "|---|---|---|---|---|"]
+        for name in models:
+            s = by_model[name]
+            sensitivity = results["unseen"]["at_threshold"][name]["sensitivity_per_source"][source]
+            lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['pooled_dermnet_test'])} | "
+                         f"{_fmt(s['others'])} | {_pct(sensitivity)} |")
     lines += ["", "Sensitivity and specificities at each card's own threshold (all set on mpox val photos by the "
               "same rule: every val mpox photo called mpox-like).", "", "Per test class (AUROC; CIs in "
               "`unseen_per_class.csv`):", "", "| class | n | " + " | ".join(f"`{m}`" for m in models) + " |",

@@ -3,7 +3,8 @@
 Three parts, every model on exactly the same images and the same model view (the protocol's centre
 crop at model resolution):
 
-(a) **Unseen categories**: mpox test photos vs each of the 21 DermNet *test* classes (no model trained or
+(a) **Unseen categories**: mpox test photos (of every mpox source of the data roots; each figure also per
+    source) vs each of the 21 DermNet *test* classes (no model trained or
     chose anything on them), their mean and the pooled set, plus MSLD Others' *test* split (the
     classifiers trained on Others' train split; MIM on no negative at all). AUROC with the group-bootstrap
     CIs of :mod:`mim_core.evaluation.report` / :mod:`mim_core.evaluation.stats`.
@@ -36,7 +37,7 @@ from .abnormal import abnormal_images
 from ..checkpoint import WeightsError
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
-from ..data import decode_image, scan_dataset
+from ..data import decode_image, locate, root_list, scan_datasets
 from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..gate import effective_resolution
@@ -48,7 +49,7 @@ from .verdicts import mim_judgements, targets, verdict_rows
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """``per_class_limit``: first N photos per DermNet test class in part (a); ``noise_per_class``: first
-    N per DermNet test class among part (b)'s negatives; ``limit``: at most N mpox and N Others test
+    N per DermNet test class among part (b)'s negatives; ``limit``: at most N mpox test photos per source, N Others test
     photos everywhere and N abnormal pictures per category (quick checks only)."""
 
     seed: int = 0
@@ -113,27 +114,31 @@ def load_models(weights_dir: str | Path, threads: int) -> list[BenchModel]:
     return sorted(models, key=lambda m: (m.kind != "mim", m.name))
 
 
-def _model_split(card: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(mpox test paths, every non-mpox path the model trained or calibrated on) from its card."""
+def _seen_paths(card: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(mpox paths, non-mpox paths) the model trained or calibrated on, from its card."""
     split = card.get("split", {})
     if "positives" in split:
-        return split["positives"]["test"], split["negatives"]["train"] + split["negatives"]["val"]
-    return split.get("test", []), []
+        return (split["positives"]["train"] + split["positives"]["val"],
+                split["negatives"]["train"] + split["negatives"]["val"])
+    return split.get("train", []) + split.get("val", []), []
 
 
-def benchmark_table(data_root: str | Path, models: list[BenchModel], config: BenchmarkConfig) -> pd.DataFrame:
+def benchmark_table(data_roots: list[str | Path], models: list[BenchModel], config: BenchmarkConfig) -> pd.DataFrame:
     """One row per image of parts (a) and (b): path, dataset, class, group, role (mpox_test / test), and
-    ``in_noise`` (whether part (b) corrupts it). Refuses models whose split leaks into these images."""
-    split = classifier_split(data_root, "others", config.split_seed)
+    ``in_noise`` (whether part (b) corrupts it). Refuses models that trained or calibrated on any of these
+    images (a model made on fewer mpox sources is welcome: the other sources' test photos are new to it)."""
+    split = classifier_split(data_roots, "others", config.split_seed)
     positives, others = split.positives["test"], split.negatives["test"]
     if config.limit:
-        positives, others = positives[: config.limit], others[: config.limit]
+        positives = [r for source in sorted({r.dataset for r in positives})
+                     for r in [p for p in positives if p.dataset == source][: config.limit]]
+        others = others[: config.limit]
     test_paths = {r.path for r in positives}
     for model in models:
-        mpox_test, seen_negatives = _model_split(model.card)
-        if set(mpox_test) != {r.path for r in split.positives["test"]}:
-            raise ValueError(f"{model.name} was made on another mpox split than the protocol's (seed "
-                             f"{config.split_seed}); its test photos differ.")
+        seen_mpox, seen_negatives = _seen_paths(model.card)
+        if set(seen_mpox) & {r.path for r in split.positives["test"]}:
+            raise ValueError(f"{model.name} trained or calibrated on mpox test photos of the protocol (split seed "
+                             f"{config.split_seed}); retrain it on the protocol's split.")
         if set(seen_negatives) & {r.path for r in others}:
             raise ValueError(f"{model.name} trained on MSLD Others test photos; retrain it on the protocol's split.")
     rows = [{"path": r.path, "dataset": r.dataset, "class": f"{r.dataset}/{r.label_class}", "group": r.group,
@@ -141,7 +146,7 @@ def benchmark_table(data_root: str | Path, models: list[BenchModel], config: Ben
     rows += [{"path": r.path, "dataset": r.dataset, "class": OTHERS, "group": r.group, "role": "test",
               "in_noise": True} for r in others]
     counts: dict[str, int] = {}
-    for r in scan_dataset(data_root):
+    for r in scan_datasets(data_roots):
         if r.dataset != "DermNetNZ" or r.label_class in DEV_CLASSES:
             continue
         n = counts[r.label_class] = counts.get(r.label_class, 0) + 1
@@ -179,6 +184,7 @@ def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.nd
     raw = _score_views(models, views, config.batch_size)
     oriented = pd.DataFrame({m.name: m.oriented(raw[m.name]) for m in models})
     results = report.test_results(oriented, table, [m.name for m in models])
+    results["per_source"] = report.per_source_results(oriented, table, [m.name for m in models])
     scores = table[["path", "class", "role"]].copy()
     for m in models:
         scores[m.name] = raw[m.name]
@@ -187,8 +193,11 @@ def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.nd
     for m in models:
         called = scores[f"{m.name}:called_mpox"].to_numpy()
         dermnet = (table["role"] == "test") & (table["dataset"] == "DermNetNZ")
+        mpox = table["role"] == "mpox_test"
         at_threshold[m.name] = {
-            "sensitivity_mpox_test": round(float(called[table["role"] == "mpox_test"].mean()), 4),
+            "sensitivity_mpox_test": round(float(called[mpox].mean()), 4),
+            "sensitivity_per_source": {source: round(float(called[mpox & (table["dataset"] == source)].mean()), 4)
+                                       for source in sorted(table.loc[mpox, "dataset"].unique())},
             "specificity_others_test": round(float(1 - called[table["class"] == OTHERS].mean()), 4),
             "specificity_dermnet_test": round(float(1 - called[dermnet].mean()), 4) if dermnet.any() else None,
         }
@@ -300,7 +309,7 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
     return per_image, pd.DataFrame(summary)
 
 
-def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str | Path,
+def run_benchmark(weights_dir: str | Path, data_roots: str | Path | list[str | Path], out_dir: str | Path,
                   config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any]:
     """Run parts (a)-(c) and write benchmark.md / .json, CSVs and PNG plots into ``out_dir``."""
     from .report import write_outputs
@@ -308,12 +317,13 @@ def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str |
     torch.set_num_threads(config.threads)
     started = time.time()
     models = load_models(weights_dir, config.threads)
-    table = benchmark_table(data_root, models, config)
-    root, pre = Path(data_root), models[0].detector.config.preprocess
+    data_roots = root_list(data_roots)
+    table = benchmark_table(data_roots, models, config)
+    pre = models[0].detector.config.preprocess
     photos = {}
     views = []
     for row in tqdm(table.itertuples(), total=len(table), desc="decode", file=sys.stderr, mininterval=30):
-        photo = decode_image(root / row.path)
+        photo = decode_image(locate(data_roots, row.path))
         if row.in_noise:
             photos[row.path] = photo
         views.append(to_view(photo, pre))
@@ -327,12 +337,15 @@ def run_benchmark(weights_dir: str | Path, data_root: str | Path, out_dir: str |
     abnormal, abnormal_summary = abnormal_part(models, config)
     timings["total_s"] = round(time.time() - started, 1)
     results = {
+        "data_roots": [str(r) for r in data_roots],
         "config": {**asdict(config), "severities": list(config.severities), "corruptions": list(config.corruptions)},
         "models": [{"name": m.name, "kind": m.kind, "weights_sha256": m.card.get("weights_sha256"),
                     "score_direction": m.card.get("score_direction"), "threshold": m.threshold,
                     "trained_on_negatives": _negatives_text(m.card),
                     "ms_per_image": round(1000 * m.seconds / max(1, m.images), 1)} for m in models],
         "n": {"mpox_test": int((table["role"] == "mpox_test").sum()),
+              "mpox_test_per_source": table.loc[table["role"] == "mpox_test", "dataset"].value_counts().sort_index()
+              .to_dict(),
               "others_test": int((table["class"] == OTHERS).sum()),
               "dermnet_test": int(((table["role"] == "test") & (table["dataset"] == "DermNetNZ")).sum()),
               "noise_images": len(noise_table), "abnormal_images": int(abnormal["image"].nunique()),

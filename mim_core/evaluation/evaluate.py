@@ -29,7 +29,7 @@ from sklearn.covariance import LedoitWolf
 from tqdm import tqdm
 
 from ..checkpoint import card_path, save_json
-from ..data import decode_image, preprocess, scan_dataset, to_uint8
+from ..data import decode_image, locate, preprocess, root_list, scan_datasets, to_uint8
 from ..detector import MIMDetector, mean_errors
 from ..measure import MAP_KINDS, REFERENCES, mim_score
 from ..verdict import lower_is_mpox, mpox_when
@@ -100,7 +100,7 @@ def error_column(fill: str, kind: str, scales: tuple[int, ...] = ()) -> str:
     return f"err_{fill}_{kind}" + "".join(f"@{s}" for s in scales)
 
 
-def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFrame,
+def measure_all(detector: MIMDetector, data_roots: Sequence[str | Path], table: pd.DataFrame,
                 dermnet_short_side: int | None = None) -> pd.DataFrame:
     """Measure every image (and, for DermNet, its watermark-blanked copy). Adds columns
     ``<raw>`` / ``blank_<raw>`` and ``feat_<i>`` (colour/texture statistics).
@@ -108,10 +108,10 @@ def measure_all(detector: MIMDetector, data_root: str | Path, table: pd.DataFram
     ``dermnet_short_side`` first shrinks each DermNet photo to that short side (area resampling): with
     224, DermNet reaches the model at MSLD's scale, so a score cannot ride on the resampling difference.
     """
-    root, pre = Path(data_root), detector.config.preprocess
+    pre = detector.config.preprocess
     rows = []
     for record in tqdm(table.itertuples(), total=len(table), desc="measure", file=sys.stderr, mininterval=10):
-        image = decode_image(root / record.path)
+        image = decode_image(locate(data_roots, record.path))
         if dermnet_short_side and record.dataset == "DermNetNZ":
             factor = dermnet_short_side / min(image.size)
             image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BOX)
@@ -216,13 +216,15 @@ def variant_name(measure: dict) -> str:
             + "".join(f"@{s}" for s in measure.get("scales", ())))
 
 
-def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, update_card: bool = False,
+def evaluate(weights: str | Path, data_roots: Sequence[str | Path] | None, out_dir: str | Path, update_card: bool = False,
              per_class_limit: int | None = None, reuse_measurements: bool = False,
              dermnet_short_side: int | None = None, device: str = "cpu") -> dict:
     """Run the whole protocol and write Markdown, CSV, JSON and ROC PNG into ``out_dir``.
 
     The card's own measure is the reported MIM score; the dev table ranks every other variant beside it
     (a design decision changes the recipe, then the model is retrained and recalibrated).
+    ``data_roots``: where the photos are (default: the roots in the card); with several mpox sources every
+    figure is also given per source (``per_source``).
     ``update_card`` records the results in the card's ``evaluation`` section (nothing else changes).
     ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
     ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
@@ -238,7 +240,8 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, up
     # measured over the whole mask bank whatever scales the card's measure uses (single scales are columns)
     detector = MIMDetector.load(weights, device=device).with_measure(scales=())
     card = detector.card
-    table = assign_roles(scan_dataset(data_root), card["split"])
+    roots = root_list(data_roots or card["data"]["roots"])
+    table = assign_roles(scan_datasets(roots), card["split"])
     if per_class_limit:
         table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
         table = table.reset_index(drop=True)
@@ -252,7 +255,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, up
         if list(measured["path"]) != list(table["path"]):
             raise ValueError(f"{cache} covers other images; run without --reuse-measurements.")
     else:
-        measured = measure_all(detector, data_root, table, dermnet_short_side)
+        measured = measure_all(detector, roots, table, dermnet_short_side)
     raw = compute_scores(measured)
     scores, signs_dev = report.orient(raw, table)
     directions = dict(zip(signs_dev["score"], signs_dev["mpox_when"]))
@@ -279,6 +282,7 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, up
         "model": card.get("name", Path(weights).stem), "weights_sha256": card["weights_sha256"],
         "selected": selected, "controls": controls, "n_mpox_test": int((table["role"] == "mpox_test").sum()),
         "definitions": definitions(scores.columns),
+        "per_source": report.per_source_results(scores, table, [selected] + controls),
         "dev": signs_dev.to_dict("records"), "test": test,
         "margins": {
             "mean_dermnet_test": round(summary[selected]["mean_dermnet_test"]["auroc"]
@@ -303,12 +307,15 @@ def evaluate(weights: str | Path, data_root: str | Path, out_dir: str | Path, up
     report.write_outputs(out_dir, results, scores, measured)
     if update_card:
         card["evaluation"] = {
-            "command": f"python -m mim_core evaluate --weights {weights} --data {data_root} --out {out_dir} --update-card",
+            "command": f"python -m mim_core evaluate --weights {weights} --data {' '.join(roots)} --out {out_dir} --update-card",
             "score": selected,
             "mpox_test_images": results["n_mpox_test"],
             "mean_auroc_dermnet_test_classes": summary[selected]["mean_dermnet_test"],
             "auroc_vs_msld_others": summary[selected]["others"],
             "auroc_pooled_dermnet_test": summary[selected]["pooled_dermnet_test"],
+            "per_source": {source: {"mean_dermnet_test": by_name[selected]["mean_dermnet_test"],
+                                    "others": by_name[selected]["others"]}
+                           for source, by_name in results["per_source"].items()},
             "per_class_auroc": {r["class"]: r["auroc"] for r in test["per_class"] if r["score"] == selected},
             "controls": {c: {"mean_dermnet_test": summary[c]["mean_dermnet_test"]["auroc"],
                              "others": summary[c]["others"]["auroc"]} for c in controls},

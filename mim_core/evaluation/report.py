@@ -88,6 +88,20 @@ def test_results(scores: pd.DataFrame, table: pd.DataFrame, names: list[str], pr
     return out
 
 
+def per_source_results(scores: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`test_results` summaries with the mpox test photos of one source at a time as positives (same
+    negatives), keyed by source; empty when the mpox test photos come from one source (the pooled figure is it)."""
+    mpox = table["role"] == "mpox_test"
+    sources = sorted(table.loc[mpox, "dataset"].unique())
+    if len(sources) < 2:
+        return {}
+    out = {}
+    for source in sources:
+        keep = ~mpox | (table["dataset"] == source)
+        out[source] = test_results(scores[keep], table[keep], names)["summary"]
+    return out
+
+
 def complexity_terciles(scores: pd.DataFrame, table: pd.DataFrame, measured: pd.DataFrame, name: str) -> list[dict]:
     """AUROC of mpox test vs pooled DermNet test within terciles of PNG complexity (cut on the pooled set)."""
     rows = (table["role"] == "mpox_test") | ((table["role"] == "test") & (table["dataset"] == "DermNetNZ"))
@@ -158,6 +172,15 @@ def markdown(results: dict[str, Any]) -> str:
     for name in [mim] + controls:
         s = summary[name]
         lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['others'])} | {_fmt(s['pooled_dermnet_test'])} |")
+    for source, by_name in results.get("per_source", {}).items():
+        n = by_name[mim]["mean_dermnet_test"].get("n_pos", "")
+        lines += ["", f"Mpox test photos of `{source}` only{f' ({n})' if n else ''}:", "",
+                  "| score | mean AUROC, 21 DermNet test classes | AUROC vs MSLD Others | pooled DermNet test |",
+                  "|---|---|---|---|"]
+        for name in [mim] + controls:
+            s = by_name[name]
+            lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['others'])} | "
+                         f"{_fmt(s['pooled_dermnet_test'])} |")
     margins = results["margins"]
     lines += ["", f"MIM's margin over the best control: mean DermNet test {margins['mean_dermnet_test']:+.3f} "
               f"(best `{margins['best_control_mean_dermnet_test']}`), vs Others {margins['others']:+.3f} "

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .augment import augment
 from ..checkpoint import export_weights, save_json, save_torch
 from ..config import MIMConfig, RunConfig
-from ..data import ImageRecord, decode_image, group_split, load_tensor, scan_datasets
+from ..data import ImageRecord, decode_image, group_split, load_tensor, root_list, scan_datasets
 from ..masks import grid_mask_bank, random_masks
 from ..model import InpaintGenerator, PatchDiscriminator, autocast, count_parameters, inpaint
 
@@ -163,7 +163,7 @@ def train(data_roots: str | Path | Sequence[str | Path], out_dir: str | Path, co
     torch.set_num_threads(run.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    roots = [str(data_roots)] if isinstance(data_roots, (str, Path)) else [str(r) for r in data_roots]
+    roots = root_list(data_roots)
     split = mpox_split(roots, cfg.split_seed)
     train_images = [_full_tensor(r.location) for r in split.train]
     val_images = torch.stack([load_tensor(r.location, config.preprocess) for r in split.val]).to(device)
