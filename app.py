@@ -1,7 +1,8 @@
 """Start the MIM web demo: ``python app.py`` serves http://127.0.0.1:7860 (Hugging Face Spaces runs
 this same file, its ``app_file``).
 
-Environment: MIM_WEIGHTS (weights path, card beside it), MIM_THREADS (torch CPU threads, default 2),
+Environment: MIM_WEIGHTS (weights path, card beside it), MIM_VERDICT_WEIGHTS (the classifier card that gives
+the verdict, default weights/effnet_probe.pt; set it empty for MIM's own verdict), MIM_THREADS (torch CPU threads, default 2),
 MIM_PRECISION (fp32, the default and the card's reference, or bf16: faster on CPUs with avx512_bf16),
 MIM_CLINICAL_DB (a clinical study database: adds the clinical module's Review tab; off by default),
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (host and port).
@@ -9,7 +10,7 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (host and port).
 
 import os
 
-from demo.app import DEFAULT_WEIGHTS, build_demo, launch_options
+from demo.app import DEFAULT_VERDICT_WEIGHTS, DEFAULT_WEIGHTS, build_demo, launch_options
 
 
 def _extra_tabs() -> list:
@@ -24,7 +25,8 @@ def _extra_tabs() -> list:
 
 # Module-level `demo`, as Spaces and `gradio app.py` (auto-reload) expect.
 demo = build_demo(os.environ.get("MIM_WEIGHTS", DEFAULT_WEIGHTS), threads=int(os.environ.get("MIM_THREADS", "2")),
-                  precision=os.environ.get("MIM_PRECISION", "fp32"), extra_tabs=_extra_tabs())
+                  precision=os.environ.get("MIM_PRECISION", "fp32"), extra_tabs=_extra_tabs(),
+                  verdict_weights=os.environ.get("MIM_VERDICT_WEIGHTS", str(DEFAULT_VERDICT_WEIGHTS)) or None)
 
 if __name__ == "__main__":
     demo.launch(**launch_options())

@@ -85,8 +85,6 @@ def model_version(card: dict[str, Any]) -> str:
     return str(card.get("version") or f"{card.get('name', 'model')}@sha256:{str(card.get('weights_sha256'))[:12]}")
 
 
-
-
 def discover(weights_dir: str | Path) -> tuple[list[ModelEntry], list[str]]:
     """Cards in ``weights_dir`` that can be scored (:func:`mim_core.detector.find_models` over every kind
     with a registered scorer), and a note for each one that cannot."""

@@ -60,12 +60,15 @@ class ReviewItem:
 
 
 def _model_version(detector: Any) -> str | None:
-    """The detector's model version; :mod:`clinical.models` (and torch) is imported only when there is one."""
+    """The detector's model version (a Screening's: the verdict model's, then MIM's); :mod:`clinical.models` (and
+    torch) is imported only when there is one."""
     if detector is None:
         return None
     from .models import model_version
 
-    return model_version(detector.card)
+    verdict_card = getattr(detector, "verdict_card", None)
+    own = model_version(detector.card)
+    return own if verdict_card is None else f"{model_version(verdict_card)} (verdict) + {own} (panels)"
 
 
 def next_item(store: Store, session: ReviewSession, now: datetime | None = None) -> ReviewItem | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from mim_core import MIMDetector
+from mim_core import Analyser, MIMDetector, Screening
 
 from . import gradio_cache, gradio_files, views
 from .model_card import placeholder_warning
@@ -29,6 +29,8 @@ from .uploads import file_hashes
 DEMO_DIR = Path(__file__).resolve().parent
 REPO = DEMO_DIR.parent
 DEFAULT_WEIGHTS = REPO / "weights" / "mim_gan.pt"
+# The verdict comes from the model that won the cross-source dev protocol (docs/cross_source.md).
+DEFAULT_VERDICT_WEIGHTS = REPO / "weights" / "effnet_probe.pt"
 EXAMPLES_DIR = DEMO_DIR / "examples"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -51,6 +53,15 @@ def _attribution(folder: Path = EXAMPLES_DIR) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
+def _header(detector: Analyser) -> str:
+    """The page's title and what it does, in two sentences (the second names who gives the verdict)."""
+    seen = ("See what the model sees: it hides patches of a skin photo, fills them back in the way it learned from "
+            "mpox photos, and measures how different the fill is.")
+    verdict = (" The verdict comes from a second model that recognises mpox photos from sources it never saw better."
+               if isinstance(detector, Screening) else " Skin it reproduces as well as mpox is called *mpox-like*.")
+    return f"# MIM: Mask, Inpainting, and Measure\n{seen}{verdict}"
+
+
 def _call_builder(builder: TabBuilder, ctx: DemoContext) -> None:
     takes_context = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                         for p in inspect.signature(builder).parameters.values())
@@ -58,12 +69,13 @@ def _call_builder(builder: TabBuilder, ctx: DemoContext) -> None:
 
 
 def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: int = 2, precision: str = "fp32",
-               concurrency: int = 1,
-               extra_tabs: Sequence[TabBuilder] | None = None, detector: MIMDetector | None = None) -> gr.Blocks:
+               concurrency: int = 1, verdict_weights: str | os.PathLike | None = DEFAULT_VERDICT_WEIGHTS,
+               extra_tabs: Sequence[TabBuilder] | None = None, detector: Analyser | None = None) -> gr.Blocks:
     """Build the demo app (not launched).
 
     Args:
         weights_path: the MIM weights; the model card JSON must sit beside them.
+        verdict_weights: the classifier card giving the verdict (MIM keeps its checks and panels); None: MIM's own.
         threads: torch CPU threads for the whole process (set once, here).
         precision: ``fp32`` (the reference the card's numbers come from) or ``bf16`` (~1.7x faster).
         concurrency: analyses run at the same time (Analyse and Batch share the limit); with few cores,
@@ -73,7 +85,9 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
     Raises:
         mim_core.checkpoint.WeightsError: missing weights or card, or a sha256 mismatch.
     """
-    detector = detector or MIMDetector.load(weights_path, threads=threads, precision=precision)
+    if detector is None:
+        detector = (Screening.load(weights_path, verdict_weights, threads=threads, precision=precision)
+                    if verdict_weights else MIMDetector.load(weights_path, threads=threads, precision=precision))
     gradio_cache.install()  # no half-written output image can be served (see demo/gradio_cache.py)
     gradio_files.install()  # an upload deleted while the browser fetches it is no traceback (demo/gradio_files.py)
     examples = example_photos()
@@ -81,11 +95,9 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
                       keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution())
     with gr.Blocks(title="MIM: mpox screening research demo", analytics_enabled=False,
                    delete_cache=(CACHE_EVERY_S, CACHE_AGE_S)) as demo:
-        gr.Markdown("# MIM: Mask, Inpainting, and Measure\nSee what the model sees: it hides patches of a skin "
-                    "photo, fills them back in the way it learned from mpox photos, and measures how different "
-                    "the fill is. Skin it reproduces as well as mpox is called *mpox-like*.", elem_id="mim-header")
+        gr.Markdown(_header(detector), elem_id="mim-header")
         gr.HTML(views.notice_html(), elem_id="mim-notice", padding=False)
-        if warning := placeholder_warning(detector.card, pointer=""):  # above every tab: no "see the Model tab"
+        if warning := placeholder_warning(getattr(detector, "verdict_card", detector.card), pointer=""):  # above every tab: no "see the Model tab"
             gr.HTML(f'<div class="mim-notice mim-warning" role="alert">{warning}</div>', elem_id="mim-warning",
                     padding=False)
         with gr.Tabs():

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from mim_core import ImageDecodeError, MIMDetector, Verdict
+from mim_core import Analyser, ImageDecodeError, Verdict
 
 from .handlers import INTERNAL_ERROR
 from .uploads import MAX_UPLOAD_BYTES, UploadError, discard_upload, read_upload, upload_path
@@ -94,7 +94,7 @@ def expand_uploads(uploads: Sequence[Any], stack: ExitStack) -> list[BatchItem]:
     return items
 
 
-def _analyse_item(detector: MIMDetector, index: int, item: BatchItem) -> BatchRow:
+def _analyse_item(detector: Analyser, index: int, item: BatchItem) -> BatchRow:
     unusable = Verdict.UNUSABLE.value
     if item.read is None:
         return BatchRow(index, item.name, None, unusable, item.error)
@@ -114,7 +114,7 @@ def _analyse_item(detector: MIMDetector, index: int, item: BatchItem) -> BatchRo
                     thumbnail_data_uri(analysis.original), quality)
 
 
-def analyse_batch(detector: MIMDetector, uploads: Sequence[Any], root: str, keep: frozenset[str] = frozenset(),
+def analyse_batch(detector: Analyser, uploads: Sequence[Any], root: str, keep: frozenset[str] = frozenset(),
                   progress: Progress | None = None) -> tuple[list[BatchRow], int]:
     """Analyse every photo of the uploads, one at a time; returns the rows and how many photos were
     left out over :data:`MAX_BATCH_PHOTOS`. The uploaded files are deleted afterwards."""
@@ -126,7 +126,7 @@ def analyse_batch(detector: MIMDetector, uploads: Sequence[Any], root: str, keep
             discard_upload(upload_path(upload), root, keep=keep)
 
 
-def _analyse_items(detector: MIMDetector, items: list[BatchItem], progress: Progress | None
+def _analyse_items(detector: Analyser, items: list[BatchItem], progress: Progress | None
                    ) -> tuple[list[BatchRow], int]:
     skipped = max(0, len(items) - MAX_BATCH_PHOTOS)
     items = items[:MAX_BATCH_PHOTOS]

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mim_core import Analysis, ImageDecodeError, MIMDetector, Verdict
+from mim_core import Analyser, Analysis, ImageDecodeError, Verdict
+from mim_core.verdict import MIM_SCORE_DIRECTION
 
 from . import views
 from .uploads import UploadError, discard_upload, read_upload, upload_path
@@ -71,7 +72,7 @@ def scale_index(label: str | None, scales: Sequence[int]) -> int:
     return labels.index(label)
 
 
-def analyze_upload(detector: MIMDetector, upload: Any, root: str, keep: frozenset[str] = frozenset(),
+def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[str] = frozenset(),
                    previous: Outcome | None = None) -> Outcome:
     """Read the uploaded photo, delete it from the server, analyse it. Never raises: every failure
     becomes an ``Outcome`` whose message says what to do.
@@ -133,14 +134,14 @@ def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float,
     a = outcome.analysis
     if a is not None:
         summary = a.summary()
-        evidence = {k: summary[k] for k in ("refused", "quality", "patch_distance")}
+        evidence = {k: summary[k] for k in ("refused", "quality", "patch_distance", "inpainting_score") if k in summary}
         return (a.score if np.isfinite(a.score) else None), a.threshold, a.verdict.value, a.reason, evidence
     verdict = Verdict.UNUSABLE.value if outcome.unreadable else ""
     return None, threshold, verdict, outcome.message, {"refused": outcome.unreadable, "quality": {},
                                                        "patch_distance": None}
 
 
-def analyze_outputs(detector: MIMDetector, upload: Any, scale_label: str | None, root: str,
+def analyze_outputs(detector: Analyser, upload: Any, scale_label: str | None, root: str,
                     keep: frozenset[str] = frozenset(), previous: Outcome | None = None) -> tuple[Any, ...]:
     """The ``analyze`` endpoint: the four panels, score, threshold, verdict, reason, then the Outcome
     for the session state. A mask scale the model does not analyse gets no analysis (the upload is still
@@ -164,10 +165,10 @@ def verdict_card(outcome: Outcome) -> str:
     return views.placeholder_html(outcome.message)
 
 
-def score_bar(outcome: Outcome, calibration: Sequence[float]) -> str:
+def score_bar(outcome: Outcome, calibration: Sequence[float], direction: str = MIM_SCORE_DIRECTION) -> str:
     if outcome.analysis is None:
         return ""
-    return views.score_bar_html(outcome.analysis.score, outcome.analysis.threshold, calibration)
+    return views.score_bar_html(outcome.analysis.score, outcome.analysis.threshold, calibration, direction)
 
 
 def slider(outcome: Outcome, scale_label: str | None) -> tuple[RGB, RGB] | None:

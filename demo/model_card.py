@@ -89,33 +89,72 @@ def placeholder_warning(card: dict[str, Any], pointer: str = "see the Model tab"
     return None
 
 
+METHOD_NAMES = {"mim": "MIM (inpainting)", "probe": "linear probe on ImageNet features",
+                "control:complexity": "control: image complexity", "one-class:knn": "one-class: nearest neighbour",
+                "one-class:mahalanobis": "one-class: Mahalanobis", "one-class:patchcore": "one-class: worst cell"}
+
+
+def _test_figures(section: Mapping[str, Any], method: str) -> list[tuple[float, float]]:
+    """(diseases, healthy) test-side AUROCs of ``method``, one pair per direction of the card's ``cross_source``."""
+    pairs = []
+    for direction in (section.get("directions") or {}).values():
+        try:
+            r = direction["test"][method]
+            pairs.append((float(r["dermnet_mean"]["auroc"]), float(r["healthy"]["auroc"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return pairs
+
+
+def _span(values: Sequence[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}"
+
+
 def _cross_source_words(card: Mapping[str, Any]) -> str:
-    """One sentence on photos from a source the model never saw (the card's ``cross_source`` test side), or ''."""
-    mim = ((card.get("cross_source") or {}).get("test") or {}).get("mim") or {}
-    try:
-        diseases, healthy = mim["dermnet_mean"]["auroc"], mim["healthy"]["auroc"]
-    except (KeyError, TypeError):
+    """One sentence on photos from a source the model never saw (the card's own method, test side), or ''."""
+    section = card.get("cross_source") or {}
+    pairs = _test_figures(section, str(section.get("this", "")))
+    if not pairs:
         return ""
-    return (f" On photos from a source it never saw, its AUROC is {diseases:.2f} against other skin diseases and "
-            f"{healthy:.2f} against healthy skin (0.50 = chance).")
+    return (f" On photos from a source it never saw, its AUROC is {_span([p[0] for p in pairs])} against other skin "
+            f"diseases and {_span([p[1] for p in pairs])} against healthy skin (0.50 = chance).")
+
+
+def _loss_words(section: Mapping[str, Any], winner: str) -> str:
+    """How far MIM falls behind the winner on the test side (mean over directions), or '' if MIM won."""
+    mim, best = _test_figures(section, "mim"), _test_figures(section, winner)
+    if winner == "mim" or not mim or len(mim) != len(best):
+        return ""
+    gap = [sum(b[k] - m[k] for m, b in zip(mim, best)) / len(mim) for k in (0, 1)]
+    return (f" MIM loses to it by {gap[0]:.2f} AUROC against other diseases and {gap[1]:.2f} against healthy skin "
+            "on the test side (mean over both directions).")
 
 
 def _cross_source_section(section: Mapping[str, Any]) -> list[str]:
-    """The card's ``cross_source`` test side: the model beside a linear probe and a control fitted on the same photos."""
-    test = section.get("test") if isinstance(section, Mapping) else None
-    if not isinstance(test, Mapping) or not test:
+    """Both directions' test side: every method fitted on the same photos, and the dev winner."""
+    directions = section.get("directions") if isinstance(section, Mapping) else None
+    if not isinstance(directions, Mapping) or not directions:
         return []
-    names = {"mim": "this model", "probe": "linear probe on ImageNet features", "control:complexity":
-             "control: image complexity"}
     auroc = lambda r, key: (r.get(key) or {}).get("auroc", "")  # noqa: E731
-    rows = [[names.get(method, method), *(auroc(r, key) for key in ("dermnet_mean", "healthy", "others")),
-             (r.get("called_mpox_like") or {}).get("healthy", "")] for method, r in test.items() if isinstance(r, Mapping)]
-    return ["## Photos from a source it never saw", "",
-            f"Fitted on one mpox source and judged on the other ({_md(section.get('direction', ''))}): AUROC against "
-            "other diseases (mean over the DermNet test classes), healthy skin and MSLD Others, and the share of "
-            "healthy photos called mpox-like. Confidence intervals: docs/cross_source.md.", "",
-            _table(["method", "diseases", "healthy", "Others", "healthy called"], rows, (False, True, True, True, True)),
-            "", _md(section.get("note", "")), ""]
+    out = ["## Photos from a source it never saw", "",
+           "Each method fitted on one mpox source and judged on the other: AUROC against other diseases (mean over "
+           "the DermNet test classes), healthy skin and MSLD Others, and the share of healthy photos called "
+           "mpox-like. Confidence intervals: docs/cross_source.md.", ""]
+    winner = section.get("winner") or {}
+    if winner.get("method"):
+        figures = ", ".join(f"{METHOD_NAMES.get(m, m)} {_num(v, 3)}" for m, v in
+                            sorted((winner.get("dev_figure") or {}).items(), key=lambda kv: -kv[1]))
+        out += [f"**The verdict model is the {METHOD_NAMES.get(winner['method'], winner['method'])}**: it won on the "
+                f"dev side ({_md(winner.get('rule', ''))}: {figures}).{_loss_words(section, winner['method'])}", ""]
+    for name, sides in directions.items():
+        test = (sides or {}).get("test") or {}
+        rows = [[METHOD_NAMES.get(m, m), *(auroc(r, key) for key in ("dermnet_mean", "healthy", "others")),
+                 (r.get("called_mpox_like") or {}).get("healthy", "")] for m, r in test.items() if isinstance(r, Mapping)]
+        out += [f"**{_md(name)}**, test side:", "",
+                _table(["method", "diseases", "healthy", "Others", "healthy called"], rows,
+                       (False, True, True, True, True)), ""]
+    return out + [_md(section.get("note", "")), ""]
 
 
 def _summary_section(card: dict[str, Any], scales: Sequence[int] | None) -> list[str]:
@@ -252,6 +291,26 @@ def _refusals_section(card: dict[str, Any], gate: GateThresholds) -> list[str]:
     return out
 
 
+def _verdict_model_section(card: Mapping[str, Any]) -> list[str]:
+    """Which model gives the verdict when it is not MIM (a :class:`mim_core.Screening`), from its own card."""
+    threshold, data = card.get("threshold") or {}, card.get("data") or {}
+    roots = ", ".join(f"`{_md(r)}`" for r in data.get("roots", []))
+    lines = [f"- **Model:** `{_md(card.get('name', 'unnamed'))}`: {_md(card.get('description', ''))}",
+             f"- **Score:** {_md(card.get('score_direction', ''))}."]
+    if "value" in threshold:
+        lines.append(f"- **Threshold:** **{_num(threshold['value'], 5)}**"
+                     + (f"; set as the {_md(threshold['method'])}." if threshold.get("method") else "."))
+    if data.get("train_uses"):
+        lines.append(f"- **Trained on:** {_md(data['train_uses'])}" + (f" (from {roots})." if roots else "."))
+    if card.get("weights_sha256"):
+        lines.append(f"- **Weights sha256:** `{_md(card['weights_sha256'])}`")
+    return ["## Who gives the verdict", "",
+            "The score, threshold and verdict come from this model, because it transfers to photo sources it never "
+            "saw better than MIM (see *Photos from a source it never saw* below). Everything else on the page comes "
+            "from MIM: the masked, inpainted and score-map panels, every refusal and the no-rash check. MIM's own "
+            "score and threshold below are shown for reference; they do not give the verdict.", "", *lines, ""]
+
+
 def _identity_section(card: dict[str, Any]) -> list[str]:
     training, recipe, data = card.get("training", {}), card.get("recipe", {}), card.get("data", {})
     facts = [("Weights file", card.get("weights_file")),
@@ -266,7 +325,8 @@ def _identity_section(card: dict[str, Any]) -> list[str]:
 
 
 def card_markdown(card: dict[str, Any], gate: GateThresholds | None = None,
-                  scales: Sequence[int] | None = None, warning: bool = True) -> str:
+                  scales: Sequence[int] | None = None, warning: bool = True,
+                  verdict_card: Mapping[str, Any] | None = None) -> str:
     """The whole card as Markdown: what the model answers, its data, split and training run, its
     threshold and measured results, when it refuses, and its known limitations.
 
@@ -274,12 +334,15 @@ def card_markdown(card: dict[str, Any], gate: GateThresholds | None = None,
         gate: the loaded detector's acquisition limits (default: the card's own, as the detector reads them).
         scales: the mask scales the loaded detector analyses (not shown when None).
         warning: include :func:`placeholder_warning` (off where the page already shows it in a banner).
+        verdict_card: the card of the model that gives the verdict when it is not MIM (a Screening's).
     """
     gate = gate or GateThresholds.from_card(card)
     out = [f"# Model card: {_md(card.get('name', 'unnamed model'))}", ""]
     if warning and (text := placeholder_warning(card, pointer="see Evaluation below")):
         out += [f"> **Warning.** {text}", ""]
     out += [_md(card.get("description", "")), ""]
+    if verdict_card is not None:
+        out += _verdict_model_section(verdict_card)
     out += _summary_section(card, scales)
     out += _evaluation_section(card.get("evaluation", {}))
     out += _cross_source_section(card.get("cross_source") or {})

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from mim_core import MIMDetector
+from mim_core import Analyser, Screening
 
 from . import batch, handlers, views
 from .measurements import measurements_html, readings
@@ -23,7 +23,7 @@ STATE_TTL_S = 900  # an idle session's analysis is dropped after this long
 class DemoContext:
     """What tab builders get: the loaded model and the demo's settings (no user data)."""
 
-    detector: MIMDetector
+    detector: Analyser
     upload_root: str  # Gradio's upload/cache folder: uploads inside it are deleted after use
     examples: list[str] = field(default_factory=list)
     keep: frozenset[str] = frozenset()  # sha256 of the example photos, never deleted
@@ -31,8 +31,9 @@ class DemoContext:
     attribution: str = ""  # Markdown crediting the example photos
 
     @property
-    def calibration(self) -> list[float]:
-        return list(self.detector.card.get("threshold", {}).get("val_scores") or [])
+    def verdict_card(self) -> dict[str, Any] | None:
+        """The card of the model giving the verdict when it is not MIM."""
+        return self.detector.verdict_card if isinstance(self.detector, Screening) else None
 
 
 def _panel(label: str, elem_id: str) -> gr.Image:
@@ -109,7 +110,7 @@ def analyse_tab(ctx: DemoContext) -> None:
 
         def extras(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[str, str, str, Any]:
             outcome = outcome or handlers.Outcome()
-            return (_verdict_card(outcome), handlers.score_bar(outcome, ctx.calibration), _checks(ctx, outcome),
+            return (_verdict_card(outcome), handlers.score_bar(outcome, ctx.detector.calibration, ctx.detector.score_direction), _checks(ctx, outcome),
                     handlers.slider(outcome, scale_label))
 
         def empty_photo(outcome: handlers.Outcome | None) -> Any:
@@ -171,7 +172,8 @@ def model_tab(ctx: DemoContext) -> None:
     card = ctx.detector.card
     with gr.Tab("Model", id="model"):
         # the model's warning, if any, is already in the banner above the tabs
-        gr.Markdown(card_markdown(card, ctx.detector.gate, ctx.detector.scales, warning=False),
+        gr.Markdown(card_markdown(card, ctx.detector.gate, ctx.detector.scales, warning=False,
+                                  verdict_card=ctx.verdict_card),
                     elem_id="mim-model-card")
         with gr.Accordion("The card file as shipped (JSON)", open=False):
             gr.JSON(card)
@@ -179,10 +181,11 @@ def model_tab(ctx: DemoContext) -> None:
 
 def model_card_api(ctx: DemoContext) -> None:
     """An API-only endpoint, ``model_card``, returning the card of the loaded weights."""
-    card = ctx.detector.card
+    card = ctx.detector.card if ctx.verdict_card is None else {**ctx.detector.card, "verdict_model": ctx.verdict_card}
 
     def model_card() -> dict:
-        """The model card of the loaded weights."""
+        """The model card of the loaded weights (MIM's; under ``verdict_model`` the card of the model giving the
+        verdict, when it is not MIM)."""
         return card
 
     gr.api(model_card, api_name="model_card")

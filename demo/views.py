@@ -111,19 +111,24 @@ def _axis(values: Sequence[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def score_bar_html(score: float, threshold: float, calibration: Sequence[float] = ()) -> str:
+def score_bar_html(score: float, threshold: float, calibration: Sequence[float] = (),
+                   direction: str = MIM_SCORE_DIRECTION) -> str:
     """The score on a horizontal axis against the threshold, with the mpox calibration scores as ticks.
 
-    Left of the threshold (at or below it) is the mpox-like side, in the score map's "more mpox-like"
-    colour; the rest in its "less mpox-like" colour. Higher scores are less mpox-like."""
+    The mpox-like side is always on the left, in the score map's "more mpox-like" colour; the rest in its
+    "less mpox-like" colour. ``direction`` is the model card's ``score_direction``: for MIM (higher = less
+    mpox-like) the axis grows to the right, for a probability of mpox (higher = more) to the left."""
     finite = [v for v in [score, threshold, *calibration] if np.isfinite(v)]
     if not np.isfinite(score) or not np.isfinite(threshold):
         return '<div class="mim-scorebar"><p>No score for this photo.</p></div>'
+    when = mpox_when(direction)
     lo, hi = _axis(finite)
-    pos = lambda v: f"{100 * (v - lo) / (hi - lo):.2f}%"  # noqa: E731 - tiny local formatter
+    share = (lambda v: (v - lo) / (hi - lo)) if when == "lower" else (lambda v: (hi - v) / (hi - lo))
+    pos = lambda v: f"{100 * share(v):.2f}%"  # noqa: E731 - tiny local formatter
     ticks = "".join(f'<span class="mim-tick" style="left:{pos(v)}"></span>'
                     for v in calibration if np.isfinite(v))
-    side = "at or below" if bool(called_mpox(score, threshold, mpox_when(MIM_SCORE_DIRECTION))) else "above"
+    mpox_side, other_side = ("at or below", "above") if when == "lower" else ("at or above", "below")
+    side = mpox_side if bool(called_mpox(score, threshold, when)) else other_side
     return f"""<div class="mim-scorebar" data-score="{score:.6f}" data-threshold="{threshold:.6f}">
 <div class="mim-bar-title">Score <strong>{score:.3f}</strong> is {side} the threshold
 <strong>{threshold:.3f}</strong></div>
@@ -134,7 +139,7 @@ def score_bar_html(score: float, threshold: float, calibration: Sequence[float] 
   <span class="mim-marker" style="left:{pos(score)}" title="this photo {score:.3f}"></span>
 </div>
 <div class="mim-bar-legend"><span>&larr; more mpox-like</span><span>less mpox-like &rarr;</span></div>
-<div class="mim-bar-note">Mpox-like at or below the dashed threshold. Ticks: the mpox photos it was set on.</div>
+<div class="mim-bar-note">Mpox-like {mpox_side} the dashed threshold. Ticks: the mpox photos it was set on.</div>
 </div>"""
 
 

@@ -31,7 +31,7 @@ from .benchmark.corruptions import VIEW_CORRUPTIONS, view_tensor
 from .checkpoint import (CARD_FORMAT, WeightsError, architecture, card_path, load_generator, manifest_sha256, save_json,
                          sha256_file)
 from .config import MIMConfig
-from .data import decode_image, load_tensor, locate, preprocess, root_list, source_group, to_uint8
+from .data import decode_image, load_tensor, locate, preprocess, source_group, to_uint8
 from .detector import MIMDetector
 from .evaluation.protocol import dev_class_paths
 from .gate import GateThresholds, calibrate_gate, effective_resolution, quality_gate

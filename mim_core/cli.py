@@ -117,8 +117,11 @@ def _cross_source(args: argparse.Namespace) -> int:
     mim = {pair[0]: pair[1] for pair in pairs if len(pair) == 2 and all(pair)}
     if len(mim) != len(pairs):
         raise ValueError("--mim takes SOURCE=WEIGHTS pairs, one per source, e.g. MSLD_v1=weights/mim_gan.pt")
+    record = dict(item.split("=", 1) for item in args.record_in or [] if "=" in item)
+    if len(record) != len(args.record_in or []):
+        raise ValueError("--record-in takes METHOD=WEIGHTS pairs, e.g. mim=weights/mim_gan.pt probe=weights/effnet_probe.pt")
     sides = ["dev", "test"] if args.side == "both" else [args.side]
-    run_cross_source(args.data, args.healthy, mim, args.out, sides, _command_line(args), args.update_card)
+    run_cross_source(args.data, args.healthy, mim, args.out, sides, _command_line(args), record)
     print((Path(args.out) / "cross_source.md").read_text())
     return 0
 
@@ -222,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", choices=["dev", "test", "both"], default="dev",
                    help="dev for design decisions; test once per shipped model")
     p.add_argument("--out", required=True, help="folder for cross_source.md and cross_source.json")
-    p.add_argument("--update-card", action="store_true", help="record the test side in each --mim card")
+    p.add_argument("--record-in", nargs="*", metavar="METHOD=WEIGHTS",
+                   help="record both sides and the dev winner in these cards, each under its own method "
+                        "(e.g. mim=weights/mim_gan.pt probe=weights/effnet_probe.pt); needs --side both")
     p.set_defaults(run=_cross_source)
 
     _add_baseline_commands(sub)

@@ -108,6 +108,8 @@ def gaussian_reference(images: torch.Tensor, masks: torch.Tensor, cells: torch.T
 class MIMDetector:
     """Mask, inpaint, measure. Build with :meth:`load`; thread-safe for concurrent ``analyze`` calls."""
 
+    score_direction = MIM_SCORE_DIRECTION
+
     def __init__(self, generator: torch.nn.Module, config: MIMConfig, threshold: float,
                  card: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32",
                  appearance: AppearanceCheck | None = None) -> None:
@@ -142,6 +144,11 @@ class MIMDetector:
         threshold = card_threshold(card, weights)
         appearance = AppearanceCheck.from_card(card, Path(weights).parent)
         return cls(generator, config, threshold, card, device, precision, appearance)
+
+    @property
+    def calibration(self) -> list[float]:
+        """The mpox val scores the threshold was set on."""
+        return list(self.card.get("threshold", {}).get("val_scores") or [])
 
     def with_measure(self, **fields: Any) -> "MIMDetector":
         """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
@@ -293,9 +300,21 @@ class MIMDetector:
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
         """Analyse several photos; raises ImageDecodeError on the first unreadable one (the CLI and demo
         decode first to report each bad file separately)."""
+        return self.analyze_views(*self.views(images))
+
+    def views(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, list[float | None]]:
+        """Decode and preprocess: ((B, 3, H, W) model views, (B,) photo px per model px).
+
+        Raises:
+            ImageDecodeError: the first input that cannot be read as a photo.
+        """
         pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
-        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
-        judgements, scored, usable = self.decide_views(tensors, [effective_resolution(p, self.config.preprocess) for p in pil])
+        return (torch.stack([preprocess(p, self.config.preprocess) for p in pil]),
+                [effective_resolution(p, self.config.preprocess) for p in pil])
+
+    def analyze_views(self, tensors: torch.Tensor, resolutions: Sequence[float | None]) -> list[Analysis]:
+        """:meth:`analyze_batch` of preprocessed (B, 3, H, W) views."""
+        judgements, scored, usable = self.decide_views(tensors, resolutions)
         grey = torch.full_like(tensors[:1], 0.5)
         first_masks = self.bank[:, 0].cpu()  # (S, 1, H, W)
         measure = self.config.measure

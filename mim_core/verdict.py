@@ -156,7 +156,8 @@ class Analysis:
     resolution; maps float32 (H, W).
 
     For MIM, ``score`` is the mean of ``heatmap``, the score's own per-pixel map (see
-    :mod:`mim_core.measure`); ``scale_heatmaps`` holds it per mask scale, and their mean is ``heatmap``.
+    :mod:`mim_core.measure`; in a :class:`~mim_core.screening.Screening` the score is the verdict model's and
+    ``inpainting_score`` is that mean); ``scale_heatmaps`` holds it per mask scale, and their mean is ``heatmap``.
     A classifier fills only the score, threshold, verdict, reason and ``original``. A photo refused by a
     gate never reaches the model: its score is NaN and the model panels are None.
     """
@@ -174,6 +175,7 @@ class Analysis:
     diverging: bool = False  # True when the map is relative to a reference fill (0 = as well as it)
     quality: dict[str, float] = field(default_factory=dict)  # acquisition measurements (mim_core.gate)
     patch_distance: float | None = None  # appearance checks (mim_core.appearance); None when not measured
+    inpainting_score: float | None = None  # a Screening's verdict model scored: MIM's own score (heatmap's mean)
 
     @property
     def heatmap(self) -> np.ndarray | None:
@@ -191,4 +193,6 @@ class Analysis:
         return {"score": round(self.score, 6) if np.isfinite(self.score) else None,
                 "threshold": round(self.threshold, 6), "verdict": self.verdict.value, "reason": self.reason,
                 "refused": self.verdict.is_refusal, "quality": dict(self.quality),
-                "patch_distance": None if self.patch_distance is None else round(self.patch_distance, 6)}
+                "patch_distance": None if self.patch_distance is None else round(self.patch_distance, 6),
+                **({} if self.inpainting_score is None else
+                   {"inpainting_score": round(self.inpainting_score, 6) if np.isfinite(self.inpainting_score) else None})}

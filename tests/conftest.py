@@ -46,6 +46,15 @@ def detector():
     return MIMDetector.load(SHIPPED_WEIGHTS, threads=2)
 
 
+@pytest.fixture(scope="session")
+def screening(detector):
+    """What the demo runs: the shipped MIM with the shipped probe's verdict."""
+    from mim_core import Screening
+    from mim_core.baselines.classifier import ClassifierDetector
+
+    return Screening(detector, ClassifierDetector.load(REPO / "weights" / "effnet_probe.pt"))
+
+
 def dump(db: Path) -> list[str]:
     """Every statement that recreates the SQLite database ``db``: equal dumps mean nothing changed."""
     import sqlite3

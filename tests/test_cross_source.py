@@ -101,12 +101,33 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
     assert scores["one-class:patchcore"][other] == pytest.approx(worst, abs=1e-5)
 
 
-def test_a_card_records_only_the_test_side(tmp_path: Path, capsys):
+def test_a_card_records_both_sides_or_nothing(tmp_path: Path, capsys):
     from mim_core.cli import main
 
-    args = ["cross-source", "--mim", "MSLD_v1=weights/mim_gan.pt", "--side", "dev", "--update-card", "--out", str(tmp_path)]
+    args = ["cross-source", "--side", "dev", "--record-in", "mim=weights/mim_gan.pt", "--out", str(tmp_path)]
     assert main(args) == 2
-    assert "A card records the test side" in capsys.readouterr().err
+    assert "A card records both sides" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     assert main(["cross-source", "--mim", "MSLD_v1", "--out", str(tmp_path)]) == 2
     assert "SOURCE=WEIGHTS" in capsys.readouterr().err
+    assert main(["cross-source", "--record-in", "weights/mim_gan.pt", "--out", str(tmp_path)]) == 2
+    assert "METHOD=WEIGHTS" in capsys.readouterr().err
+
+
+def test_the_dev_winner_is_chosen_on_dev_figures_only():
+    from mim_core.evaluation.cross_source_run import dev_winner
+
+    def figures(dermnet: float, healthy: float, test: float) -> dict:
+        return {"dev": {"dermnet_mean": {"auroc": dermnet}, "healthy": {"auroc": healthy}},
+                "test": {"dermnet_mean": {"auroc": test}, "healthy": {"auroc": test}}}
+
+    results = {"sides": ["dev", "test"], "directions": {
+        "A -> B": {"control:complexity": figures(1.0, 1.0, 1.0), "mim": figures(0.9, 0.6, 1.0),
+                   "probe": figures(0.8, 0.8, 0.0)},
+        "B -> A": {"control:complexity": figures(1.0, 1.0, 1.0), "mim": figures(0.9, 0.5, 1.0),
+                   "probe": figures(0.9, 0.7, 0.0)}}}
+    winner = dev_winner(results)
+    assert winner["method"] == "probe"  # (0.8 + 0.8 + 0.9 + 0.7) / 4 = 0.8 > MIM's 0.725; test figures ignored
+    assert winner["dev_figure"] == {"mim": 0.725, "probe": 0.8}
+    with pytest.raises(ValueError, match="dev side"):
+        dev_winner({**results, "sides": ["test"]})

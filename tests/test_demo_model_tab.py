@@ -8,6 +8,8 @@ import dataclasses
 import re
 from typing import Any, Iterator
 
+import numpy as np
+
 from demo.model_card import GATE_LIMITS, NOT_LIMITS, card_markdown, placeholder_warning, steps_run
 from mim_core import Verdict
 from mim_core.gate import GateThresholds
@@ -91,16 +93,30 @@ def test_the_tab_shows_the_cards_data_evaluation_and_limitations_and_never_point
 
 
 def test_figures_from_an_unseen_source_are_shown_and_warned_about(detector):
-    """The card's cross-source test side (written by ``cross-source --update-card``) appears in the Model tab
-    and in the banner, with the card's own numbers; a card without it shows neither."""
-    shipped_card = detector.card
-    assert "cross_source" in shipped_card, "the shipped card records its cross-source figures"
-    mim = shipped_card["cross_source"]["test"]["mim"]
-    text = card_markdown(shipped_card)
-    assert "Photos from a source it never saw" in text and shipped_card["cross_source"]["direction"] in text
-    assert f"{mim['dermnet_mean']['auroc']:.4g}" in text and f"{mim['healthy']['auroc']:.4g}" in text
-    warning = placeholder_warning(shipped_card)
-    assert f"its AUROC is {mim['dermnet_mean']['auroc']:.2f} against other skin diseases" in warning
-    without = {k: v for k, v in shipped_card.items() if k != "cross_source"}
+    """The card's cross-source section (written by ``cross-source --record-in``) appears in the Model tab with the
+    card's own numbers, each direction, the dev winner and MIM's loss to it; the banner gives the card's own
+    method's test figures; a card without the section shows neither."""
+    card = detector.card
+    assert "cross_source" in card, "the shipped card records its cross-source figures"
+    section = card["cross_source"]
+    text = card_markdown(card)
+    assert "Photos from a source it never saw" in text
+    tested = [d["test"][section["this"]] for d in section["directions"].values()]
+    for name, direction in section["directions"].items():
+        assert name in text
+        for r in direction["test"].values():
+            assert f"{r['dermnet_mean']['auroc']:.4g}" in text and f"{r['healthy']['auroc']:.4g}" in text
+    winner = section["winner"]["method"]
+    assert "The verdict model is the" in text
+    if winner != "mim":
+        gap = np.mean([d["test"][winner]["dermnet_mean"]["auroc"] - d["test"]["mim"]["dermnet_mean"]["auroc"]
+                       for d in section["directions"].values()])
+        assert f"MIM loses to it by {gap:.2f} AUROC against other diseases" in text
+    warning = placeholder_warning(card)
+    diseases = sorted(f"{r['dermnet_mean']['auroc']:.2f}" for r in tested)
+    assert f"its AUROC is {diseases[0]}" in warning and "against other skin diseases" in warning
+    without = {k: v for k, v in card.items() if k != "cross_source"}
     assert "Photos from a source it never saw" not in card_markdown(without)
     assert "source it never saw" not in (placeholder_warning(without) or "")
+
+

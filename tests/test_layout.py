@@ -1,4 +1,4 @@
-"""The package's shape: the method at the top of ``mim_core`` (at most 12 modules), no import circle
+"""The package's shape: the method at the top of ``mim_core`` (at most 13 modules), no import circle
 (module-level or inside functions), and ``mim_core`` imports nothing from the demo or the clinical module."""
 
 import ast
@@ -29,9 +29,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_at_most_twelve_modules_at_the_top_of_the_package():
+def test_at_most_thirteen_modules_at_the_top_of_the_package():
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__"))
-    assert len(top) <= 12, top
+    assert len(top) <= 13, top
 
 
 def test_no_import_circle_and_no_import_of_the_periphery():

@@ -162,38 +162,53 @@ def markdown(results: dict) -> str:
                              f"{_cell(r.get('others'))} | {r['dermnet_mean']['auroc'] - control:+.3f} | "
                              f"{called['mpox']:.2f} | {called['healthy']:.2f} | {called['dermnet']:.2f} |")
             lines.append("")
+    if "winner" in results:
+        w = results["winner"]
+        lines += [f"**Winner on the dev side: `{w['method']}`** ({w['rule']}): "
+                  + ", ".join(f"`{m}` {v:.3f}" for m, v in sorted(w["dev_figure"].items(), key=lambda kv: -kv[1])) + ".", ""]
     return "\n".join(lines)
 
 
-CARD_METHODS = ("mim", "probe", "control:complexity")  # what a MIM card records, beside its own figures
+WINNER_RULE = ("the highest mean, over both directions, of the dev-side AUROC against the DermNet dev classes and "
+               "against healthy skin (healthy_skin_dev/Normal); controls excluded")
+CARD_FIELDS = ("n_mpox", "dermnet_mean", "healthy", "others", "called_mpox_like")
 
 
-def record_in_cards(results: dict) -> None:
-    """Write each given MIM card's test-side figures, beside the same direction's probe and control, into the
-    card's ``cross_source`` section (outside ``evaluation``, which ``evaluate --update-card`` rewrites)."""
-    if "test" not in results["sides"]:
-        raise ValueError("A card records the test side: run with --side test or --side both.")
-    for source, weights in results["mim_weights"].items():
-        name, direction = next((n, d) for n, d in results["directions"].items() if n.startswith(f"{source} -> "))
+def dev_winner(results: dict) -> dict:
+    """The method that wins the dev side by :data:`WINNER_RULE`, with every method's figure."""
+    if "dev" not in results["sides"]:
+        raise ValueError("The winner is chosen on the dev side: run with --side dev or --side both.")
+    methods = [m for m in next(iter(results["directions"].values())) if not m.startswith("control:")]
+    found = [d for d in results["directions"].values() if all(m in d for m in methods)]
+    figure = {m: round(float(np.mean([(d[m]["dev"]["dermnet_mean"]["auroc"] + d[m]["dev"]["healthy"]["auroc"]) / 2
+                                      for d in found])), 4) for m in methods}
+    return {"method": max(figure, key=figure.get), "rule": WINNER_RULE, "dev_figure": figure}
+
+
+def record_in_cards(results: dict, cards: dict[str, str]) -> None:
+    """Write both directions' figures (dev and test side, every method) and the dev winner into the
+    ``cross_source`` section of each card in ``cards`` (method name -> weights: the card's own method)."""
+    if set(results["sides"]) != {"dev", "test"}:
+        raise ValueError("A card records both sides: run with --side both.")
+    directions = {name: {side: {method: {k: r[side][k] for k in CARD_FIELDS if k in r[side]}
+                                for method, r in direction.items()} for side in ("dev", "test")}
+                  for name, direction in results["directions"].items()}
+    for method, weights in cards.items():
         card = load_card(weights)
         card["cross_source"] = {
-            "command": results["command"], "direction": name,
-            "test": {method: {k: direction[method]["test"][k] for k in
-                              ("n_mpox", "dermnet_mean", "healthy", "others", "called_mpox_like")}
-                     for method in CARD_METHODS},
-            "note": "Fitted on the train source only and judged on the other source's photos it never saw "
-                    "(docs/cross_source.md); bare scores, no gates; the probe and the control are fitted on the "
-                    "same photos for comparison.",
+            "command": results["command"], "this": method, "winner": dev_winner(results), "directions": directions,
+            "note": "Each method fitted on one mpox source (MIM: the same recipe trained on that source alone) and "
+                    "judged on the other source's photos it never saw (docs/cross_source.md); bare scores, no gates.",
         }
         save_json(card_path(weights), card)
 
 
 def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: dict[str, str], out: str | Path,
-                     sides: Sequence[str] = ("dev",), command: str = "", update_cards: bool = False) -> dict:
-    """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md`` (and, with
-    ``update_cards``, each MIM card's ``cross_source`` section); returns the results."""
-    if update_cards and "test" not in sides:
-        raise ValueError("A card records the test side: run with --side test or --side both.")
+                     sides: Sequence[str] = ("dev",), command: str = "", record_in: dict[str, str] | None = None) -> dict:
+    """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md`` (and the ``cross_source``
+    section of each card in ``record_in``, method name -> weights); returns the results."""
+    if record_in and set(sides) != {"dev", "test"}:
+        raise ValueError("A card records both sides: run with --side both.")
     found = directions(data_roots, healthy_root)
     unknown = set(mim_weights) - {d.train_source for d in found}
     if unknown:
@@ -204,10 +219,12 @@ def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: 
     m = measure(photos, {s: MIMDetector.load(w) for s, w in mim_weights.items()})
     results = {"command": command, "sides": list(sides), "mim_weights": mim_weights,
                "directions": {d.name: evaluate_direction(m, d, sides) for d in found}}
+    if "dev" in sides:
+        results["winner"] = dev_winner(results)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "cross_source.json", results)
     (out / "cross_source.md").write_text(markdown(results))
-    if update_cards:
-        record_in_cards(results)
+    if record_in:
+        record_in_cards(results, record_in)
     return results

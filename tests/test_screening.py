@@ -1,0 +1,95 @@
+"""The demo's verdict path: MIM's checks and panels, the verdict model's score and verdict."""
+
+import json
+
+import numpy as np
+import pytest
+
+from demo import handlers, views
+from demo.app import DEFAULT_VERDICT_WEIGHTS, build_demo
+from demo.model_card import card_markdown
+from mim_core import Screening, Verdict
+from mim_core.baselines.classifier import ClassifierDetector
+from tests.conftest import MSID_ROOT, REPO, SHIPPED_WEIGHTS
+
+HEALTHY = REPO.parent / "shared" / "healthy_skin_dev" / "Normal"
+
+
+@pytest.fixture(scope="module")
+def photos(data_root) -> list:
+    """Mpox of both sources, DermNet, healthy skin, and a flat picture the gates refuse."""
+    mpox = sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[:2] + sorted((MSID_ROOT / "MSID" / "Monkeypox").iterdir())[:2]
+    others = sorted((data_root / "DermNetNZ" / "Scabies").iterdir())[:2] + sorted(HEALTHY.iterdir())[:3]
+    return [*mpox, *others, np.full((200, 200, 3), 128, np.uint8)]
+
+
+def test_the_verdict_is_the_verdict_models_and_the_panels_are_mims(screening, detector, photos):
+    analyses = screening.analyze_batch(photos)
+    alone = detector.analyze_batch(photos)
+    views_, _ = detector.views(photos)
+    probe = screening.verdict_model.score_views(views_)
+    assert analyses[-1].verdict is Verdict.UNUSABLE and analyses[-1].verdict is alone[-1].verdict
+    judged = 0
+    for a, m, p in zip(analyses, alone, probe):
+        assert a.verdict.is_refusal == m.verdict.is_refusal  # the same gates refuse the same photos
+        if a.verdict.is_refusal:
+            assert not np.isfinite(a.score) and a.inpainted is None
+            continue
+        judged += 1
+        assert a.score == pytest.approx(p, abs=1e-6) and a.threshold == screening.threshold
+        assert a.inpainting_score == pytest.approx(m.score, abs=1e-6)
+        assert a.heatmap.mean() == pytest.approx(a.inpainting_score, abs=1e-4)  # the panels are MIM's
+        assert np.array_equal(a.inpainted, m.inpainted)
+        expected = Verdict.MPOX_LIKE if p >= screening.threshold else Verdict.NOT_MPOX_LIKE
+        if expected is Verdict.MPOX_LIKE and a.patch_distance > screening.appearance.no_rash_threshold:
+            expected = Verdict.NO_RASH
+        assert a.verdict is expected
+        assert a.summary()["inpainting_score"] == pytest.approx(m.score, abs=1e-5)
+    assert judged >= 6
+
+
+def test_a_verdict_model_must_see_the_same_view(detector):
+    probe = ClassifierDetector.load(DEFAULT_VERDICT_WEIGHTS)
+    other = ClassifierDetector(probe.model, probe.config.__class__(**{
+        **probe.config.__dict__, "preprocess": probe.config.preprocess.__class__(crop_fraction=1.0, size=128)}),
+        probe.threshold, probe.card)
+    with pytest.raises(ValueError, match="same view"):
+        Screening(detector, other)
+
+
+def test_the_score_bar_puts_the_mpox_side_left_in_either_direction():
+    probability = views.score_bar_html(0.8, 0.3, [0.5, 0.9], direction="higher = more mpox-like")
+    assert "at or above the threshold" in probability and "Mpox-like at or above" in probability
+    assert "below the threshold" in views.score_bar_html(0.1, 0.3, [], direction="higher = more mpox-like")
+    # the marker of a very mpox-like probability sits left of the threshold, like a low MIM score
+    def left(html: str, cls: str) -> float:
+        return float(html.split(f'class="{cls}" style="left:')[1].split("%")[0])
+    assert left(probability, "mim-marker") < left(probability, "mim-threshold")
+    mim = views.score_bar_html(-0.5, -0.2, [], direction="higher = less mpox-like")
+    assert left(mim, "mim-marker") < left(mim, "mim-threshold")
+
+
+def test_the_demo_runs_the_screening_and_says_who_gives_the_verdict(screening, data_root, tmp_path):
+    demo = build_demo(detector=screening)
+    photo = sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[0]
+    outputs = handlers.analyze_outputs(screening, str(photo), None, str(tmp_path))
+    score, threshold, verdict, reason, evidence = outputs[4:9]
+    assert threshold == screening.threshold and 0 <= score <= 1 and evidence["inpainting_score"] is not None
+    assert reason in {"Its features resemble those of the mpox photos the verdict model learned from.",
+                      "Its features resemble those of the other skin conditions the verdict model learned from.",
+                      } or verdict == Verdict.NO_RASH.value
+    text = card_markdown(screening.card, screening.gate, screening.scales, verdict_card=screening.verdict_card)
+    assert "## Who gives the verdict" in text and screening.verdict_card["weights_sha256"] in text
+    assert f"{screening.threshold:.5g}" in text
+    assert "Who gives the verdict" not in card_markdown(screening.card)
+    api = next(fn for fn in demo.fns.values() if fn.api_name == "model_card")
+    assert api.fn()["verdict_model"]["name"] == screening.verdict_card["name"]
+
+
+def test_the_shipped_app_gives_the_probes_verdict_by_default():
+    source = (REPO / "app.py").read_text()
+    assert "MIM_VERDICT_WEIGHTS" in source and DEFAULT_VERDICT_WEIGHTS.is_file()
+    card = json.loads(DEFAULT_VERDICT_WEIGHTS.with_suffix(".json").read_text())
+    assert card["kind"] == "classifier" and SHIPPED_WEIGHTS.is_file()
+    winner = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())["cross_source"]["winner"]["method"]
+    assert card["config"]["arch"].endswith("_probe") and winner == "probe"  # the default follows the dev winner
