@@ -1,13 +1,15 @@
 """Time one full MIM analysis (decode, preprocess, quality gate, every mask of the bank, measure, verdict)
 per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop measured in the same run.
 
-Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issue #13);
+Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issues #13, #26),
+for MIM alone and for what the demo runs (``Screening``: MIM's checks and panels + the probe's verdict);
 the gates add <= 10 % (issue #12): the "overhead" rows compare the full analysis with the analysis as it
 was before issue 12 (decode, preprocess, the usable-skin checks, score, verdict and the result's images;
 no acquisition measurements, no denoising, no appearance checks), per precision; ``score_only`` (decode,
 preprocess, score) is shown beside it.
 
-    .venv/bin/python -m bench.bench_analysis [--weights weights/mim_gan.pt] [--n 30] [--threads 2]
+    .venv/bin/python -m bench.bench_analysis [--weights weights/mim_gan.pt] [--verdict-weights weights/effnet_probe.pt]
+                                             [--n 30] [--threads 2]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import torch
 import torchvision
 
-from mim_core import MIMDetector
+from mim_core import MIMDetector, Screening
+from mim_core.baselines.classifier import ClassifierDetector
 from mim_core.data import decode_image, preprocess, to_uint8
 from mim_core.gate import quality_gate
 
@@ -39,6 +42,7 @@ class BeforeIssue12(MIMDetector):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(REPO / "weights" / "mim_gan.pt"))
+    parser.add_argument("--verdict-weights", default=str(REPO / "weights" / "effnet_probe.pt"))
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
@@ -58,12 +62,15 @@ def main() -> None:
         view = preprocess(decode_image(sets["MSLD 224x224"][0]), detector.config.preprocess).unsqueeze(0)
         resnet(view)
         report["resnet18_forward_ms"] = round(_median_ms(lambda: resnet(view), args.n), 1)
-    for precision, mim in detectors.items():
+    probe = ClassifierDetector.load(args.verdict_weights)
+    analysers = {**detectors,
+                 **{f"{p}, screening (the demo)": Screening(d, probe) for p, d in detectors.items()}}
+    for label, mim in analysers.items():
         mim.analyze(sets["MSLD 224x224"][0])  # warm-up: first call allocates
         for name, paths in sets.items():
             times = sorted(_time_ms(lambda path=path: mim.analyze(path)) for path in paths)
             median = statistics.median(times)
-            report[f"{name}, {precision}"] = {
+            report[f"{name}, {label}"] = {
                 "n": len(times), "median_ms": round(median, 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
                 "max_ms": round(times[-1], 1), "x_resnet18": round(median / report["resnet18_forward_ms"], 2)}
     for (name, paths), (precision, mim) in itertools.product(sets.items(), detectors.items()):
