@@ -131,7 +131,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     config = BenchmarkConfig(seed=args.seed, per_class_limit=args.per_class_limit, limit=args.limit,
                              noise_per_class=args.noise_per_class, severities=tuple(args.severities),
-                             threads=args.threads, healthy_dir=args.healthy)
+                             threads=args.threads, healthy_dirs=tuple(args.healthy))
     run_benchmark(args.weights_dir, args.data, args.out, config)
     print((Path(args.out) / "benchmark.md").read_text())
     return 0
@@ -161,8 +161,9 @@ def _add_baseline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int,
                    help="quick checks only: at most N mpox and N Others test photos, N abnormal pictures per category")
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3, 4, 5])
-    p.add_argument("--healthy", default="../shared/healthy_skin_dev/Normal",
-                   help="folder of healthy-skin photos for part (d)'s healthy row (skipped when absent)")
+    p.add_argument("--healthy", nargs="*", default=["../shared/healthy_skin_dev/Normal",
+                                                    "../shared/healthy_skin_dev/MSID_Normal"],
+                   help="folders of healthy-skin photos for part (d), one row each (missing ones skipped)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(run=_benchmark)

@@ -16,7 +16,9 @@ from mim_core.benchmark.corruptions import CORRUPTIONS
 from tests.conftest import shipped_copy
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severities=(1,), n_boot=200)
+HEALTHY = Path(__file__).resolve().parent.parent.parent / "shared" / "healthy_skin_dev" / "Normal"
+SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severities=(1,), n_boot=200,
+                        healthy_dirs=(str(HEALTHY), str(HEALTHY.parent / "absent")))
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,16 @@ def test_every_figure_is_also_given_per_mpox_source(bench):
             got = results["unseen"]["per_source"][source][model["name"]]["others"]["auroc"]
             assert got == pytest.approx(expected, abs=1e-4)
     assert "MSID" in (out / "benchmark.md").read_text()
+
+
+def test_each_healthy_folder_gets_its_own_row(bench):
+    out, results = bench
+    assert results["n"]["healthy"] == {str(HEALTHY): len(list(HEALTHY.iterdir()))}  # the absent folder is skipped
+    rows = pd.DataFrame(results["healthy"])
+    assert set(rows["model"]) == {m["name"] for m in results["models"]} and rows["mpox_like"].between(0, 1).all()
+    targets = [t["target"] for t in results["targets"][results["models"][0]["name"]]]
+    assert "healthy-skin photos (Normal) called mpox-like ≤ 10 %" in targets
+    assert "| `Normal` (" in (out / "benchmark.md").read_text()
 
 
 def test_noise_and_abnormal_tables(bench):

@@ -174,12 +174,14 @@ def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
         lines.append("")
     healthy = pd.DataFrame(results.get("healthy", []))
     if not healthy.empty:
-        lines += [f"**Healthy skin** ({int(healthy['n'].iloc[0])} photos, `{healthy['description'].iloc[0]}`: a "
-                  "development class; MIM's no-rash check was designed on it): share called mpox-like / refused",
-                  "", "| " + " | ".join(f"`{m}`" for m in models) + " |", "|" + "---|" * len(models),
-                  "| " + " | ".join(f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}"
-                                    for r in healthy.set_index("model").loc[models].reset_index().to_dict("records"))
-                  + " |", ""]
+        lines += ["**Healthy skin** (development photos; MIM's no-rash check was designed on `Normal`, and "
+                  "`MSID_Normal` shares a collection with the MSID mpox photos): share called mpox-like / refused",
+                  "", "| photos | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|" + "---|" * len(models)]
+        for folder, rows in healthy.groupby("description", sort=False):
+            by_model = rows.set_index("model").loc[models].reset_index().to_dict("records")
+            lines.append(f"| `{Path(folder).name}` ({int(rows['n'].iloc[0])}) | "
+                         + " | ".join(f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}" for r in by_model) + " |")
+        lines.append("")
     lines += ["**Robustness targets**", "", "| target | " + " | ".join(f"`{m}`" for m in models) + " |",
               "|---|" + "---|" * len(models)]
     targets = results["targets"]

@@ -62,7 +62,7 @@ class BenchmarkConfig:
     threads: int = 1
     batch_size: int = 16
     n_boot: int = 2000
-    healthy_dir: str | None = None  # photos of skin without rash (part (d)); None: no healthy row
+    healthy_dirs: tuple[str, ...] = ()  # folders of photos of skin without rash (part (d)), one row each
 
 
 @dataclass
@@ -249,11 +249,17 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
     return pd.DataFrame(rows), pd.DataFrame(verdicts)
 
 
-def healthy_part(models: list[BenchModel], folder: str | None, config: BenchmarkConfig) -> pd.DataFrame:
-    """Part (d)'s healthy-skin row: clean photos of skin without rash, every model behind the same gate."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.is_file()) if folder and Path(folder).is_dir() else []
+def healthy_part(models: list[BenchModel], folders: tuple[str, ...], config: BenchmarkConfig) -> pd.DataFrame:
+    """Part (d)'s healthy-skin rows, one per folder (missing ones skipped): clean photos of skin without rash,
+    every model behind the same gate."""
+    rows = [row for folder in folders if Path(folder).is_dir() for row in _healthy_rows(models, folder, config)]
+    return pd.DataFrame(rows)
+
+
+def _healthy_rows(models: list[BenchModel], folder: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
+    paths = sorted(p for p in Path(folder).iterdir() if p.is_file())
     if not paths:
-        return pd.DataFrame()
+        return []
     pre = models[0].detector.config.preprocess
     photos = [decode_image(p) for p in paths]
     views = [to_view(p, pre) for p in photos]
@@ -262,7 +268,7 @@ def healthy_part(models: list[BenchModel], folder: str | None, config: Benchmark
                                 [effective_resolution(p, pre) for p in photos])
     rows, _ = verdict_rows(models, judgements, raw, {"healthy": np.ones(len(views), bool)}, {"healthy": "healthy"},
                            {"corruption": "clean", "severity": 0, "description": str(folder)})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -333,12 +339,13 @@ def run_benchmark(weights_dir: str | Path, data_roots: str | Path | list[str | P
     noise_table = table[table["in_noise"]].reset_index(drop=True)
     noise, verdicts = noise_part(models, noise_table, [photos[p] for p in noise_table["path"]], config)
     timings["noise_s"] = round(time.time() - started - timings["unseen_s"], 1)
-    healthy = healthy_part(models, config.healthy_dir, config)
+    healthy = healthy_part(models, config.healthy_dirs, config)
     abnormal, abnormal_summary = abnormal_part(models, config)
     timings["total_s"] = round(time.time() - started, 1)
     results = {
         "data_roots": [str(r) for r in data_roots],
-        "config": {**asdict(config), "severities": list(config.severities), "corruptions": list(config.corruptions)},
+        "config": {**asdict(config), "severities": list(config.severities), "corruptions": list(config.corruptions),
+                   "healthy_dirs": list(config.healthy_dirs)},
         "models": [{"name": m.name, "kind": m.kind, "weights_sha256": m.card.get("weights_sha256"),
                     "score_direction": m.card.get("score_direction"), "threshold": m.threshold,
                     "trained_on_negatives": _negatives_text(m.card),
@@ -349,7 +356,8 @@ def run_benchmark(weights_dir: str | Path, data_roots: str | Path | list[str | P
               "others_test": int((table["class"] == OTHERS).sum()),
               "dermnet_test": int(((table["role"] == "test") & (table["dataset"] == "DermNetNZ")).sum()),
               "noise_images": len(noise_table), "abnormal_images": int(abnormal["image"].nunique()),
-              "healthy": int(healthy["n"].iloc[0]) if len(healthy) else 0},
+              "healthy": {d: int(n) for d, n in healthy.groupby("description")["n"].first().items()}
+              if len(healthy) else {}},
         "unseen": unseen,
         "noise": noise.to_dict("records"),
         "abnormal": abnormal_summary.to_dict("records"),

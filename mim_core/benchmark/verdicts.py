@@ -19,6 +19,7 @@ Outcomes per photo:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,8 +125,11 @@ def targets(verdicts: pd.DataFrame, noise: pd.DataFrame, healthy: pd.DataFrame, 
     add("clean DermNet test refused ≤ 20 %", *share("dermnet_test", "clean", 0, "refused"), 0.20)
     add("mpox test sensitivity (called mpox-like) ≥ 0.85", *share("mpox_test", "clean", 0, "right"), 0.85, False)
     mine = healthy[healthy["model"] == model] if not healthy.empty else healthy
-    add("healthy-skin photos called mpox-like ≤ 10 %", *((float(mine["mpox_like"].iloc[0]), int(mine["n"].iloc[0]))
-                                                       if len(mine) else (None, 0)), 0.10)
+    for row in mine.to_dict("records"):
+        add(f"healthy-skin photos ({Path(row['description']).name}) called mpox-like ≤ 10 %", float(row["mpox_like"]),
+            int(row["n"]), 0.10)
+    if mine.empty:
+        add("healthy-skin photos called mpox-like ≤ 10 %", None, 0, 0.10)
     ab = abnormal[(abnormal["model"] == model) & (abnormal["category"] == "all")]
     add("abnormal inputs given a verdict ≤ 5 %", *((float(ab["judged"].iloc[0]), int(ab["n"].iloc[0]))
                                                    if len(ab) else (None, 0)), 0.05)
