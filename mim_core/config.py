@@ -100,7 +100,10 @@ class RunConfig:
 
 
 PROBE_ARCH = "efficientnet_lite0_probe"  # frozen ImageNet features + a linear head (mim_core/baselines/probe.py)
-ARCHITECTURES = ("resnet18", "mobilenet_v3_small", PROBE_ARCH)
+# frozen ImageNet features + a bank of mpox train features, one-class (mim_core/baselines/one_class.py)
+ONE_CLASS_ARCHS = ("efficientnet_lite0_knn", "efficientnet_lite0_patchcore")
+FROZEN_ARCHS = (PROBE_ARCH, *ONE_CLASS_ARCHS)  # fitted in one step on frozen features: no steps, batches or history
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small", *FROZEN_ARCHS)
 NEGATIVE_SETS = ("others", "others+dev")
 
 
@@ -110,7 +113,9 @@ class ClassifierConfig:
 
     ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
     (also the 10 DermNet dev classes). ``arch`` ``efficientnet_lite0_probe`` fits a linear head on frozen
-    pretrained features in one step (no batches, steps or augmentation: those fields do not apply). Training draws balanced batches (half mpox, half negatives).
+    pretrained features in one step (no batches, steps or augmentation: those fields do not apply); the one-class
+    ``efficientnet_lite0_knn`` / ``_patchcore`` keep the mpox train photos' features and use no negative at all
+    (``negatives`` then only names the photos of the card's val and test figures). Training draws balanced batches (half mpox, half negatives).
     ``load_short_side``: photos with a longer short side are shrunk to it once at load (area
     resampling) to bound memory; the random crops (40-85 % of the short side) still reach the model at
     its input size or above.

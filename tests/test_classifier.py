@@ -16,7 +16,7 @@ from mim_core.baselines.train import classifier_split, groups_of, train_classifi
 from mim_core.calibrate import calibrate
 from mim_core.cli import main
 from mim_core.config import ClassifierConfig, read_recipe
-from mim_core.data import load_tensor
+from mim_core.data import load_tensor, locate
 from mim_core.evaluation.protocol import DEV_CLASSES
 from mim_core.training.train import mpox_split
 
@@ -129,12 +129,12 @@ def test_bad_config_is_a_sentence():
 
 @pytest.mark.parametrize("card_path", sorted(p for p in WEIGHTS.glob("*.json")
                                              if json.loads(p.read_text()).get("kind") == "classifier"))
-def test_shipped_classifier_cards_match_their_weights(card_path: Path, data_root: Path):
+def test_shipped_classifier_cards_match_their_weights(card_path: Path, data_root: Path, msid_root: Path):
     card = json.loads(card_path.read_text())
     detector = ClassifierDetector.load(card_path.parent / card["weights_file"])
-    split = card["split"]
-    pos = torch.stack([load_tensor(data_root / p, detector.config.preprocess) for p in split["positives"]["val"]])
-    neg = torch.stack([load_tensor(data_root / p, detector.config.preprocess) for p in split["negatives"]["val"]])
+    split, roots = card["split"], [data_root, msid_root]
+    pos = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["positives"]["val"]])
+    neg = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["negatives"]["val"]])
     pos_p, neg_p = detector.score_views(pos), detector.score_views(neg)
     assert card["threshold"]["value"] == pytest.approx(pos_p.min(), abs=1e-5)
     labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]

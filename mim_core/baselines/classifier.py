@@ -24,9 +24,10 @@ import torchvision
 from PIL import Image
 
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
-from ..config import ARCHITECTURES, PROBE_ARCH, ClassifierConfig
+from ..config import ARCHITECTURES, FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
 from ..data import decode_image, preprocess, to_uint8
 from ..verdict import CLASSIFIER_SCORE_DIRECTION, Analysis, Verdict, card_threshold, judge, mpox_when
+from .one_class import FeatureBank
 from .probe import FrozenFeatureProbe
 
 WEIGHTS_FORMAT = "mim-classifier-v1"
@@ -34,6 +35,10 @@ SCORE_DIRECTION = CLASSIFIER_SCORE_DIRECTION
 REASONS = {
     Verdict.MPOX_LIKE: "The classifier gives this photo an mpox probability of {score:.2f}, at or above its threshold.",
     Verdict.NOT_MPOX_LIKE: "The classifier gives this photo an mpox probability of {score:.2f}, below its threshold.",
+}
+ONE_CLASS_REASONS = {  # their score is sigmoid(-distance to the mpox photos), not a probability
+    Verdict.MPOX_LIKE: "Its features are as close to the mpox photos the model keeps as those of mpox photos.",
+    Verdict.NOT_MPOX_LIKE: "Its features are farther from the mpox photos the model keeps than those of mpox photos.",
 }
 # Fixed input normalisation (inputs are [0, 1] RGB); ImageNet statistics, a convention, not pretraining.
 MEAN = (0.485, 0.456, 0.406)
@@ -56,12 +61,14 @@ class BinaryClassifier(nn.Module):
             self.net = torchvision.models.mobilenet_v3_small(weights=None, num_classes=1)
         elif arch == PROBE_ARCH:
             self.net = FrozenFeatureProbe()
+        elif arch in ONE_CLASS_ARCHS:
+            self.net = FeatureBank(arch)
         else:
             raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
         for module in self.net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = bn_momentum
-        mean, std = ((0.0,) * 3, (1.0,) * 3) if arch == PROBE_ARCH else (MEAN, STD)  # the probe scales its own input
+        mean, std = ((0.0,) * 3, (1.0,) * 3) if arch in FROZEN_ARCHS else (MEAN, STD)  # those scale their own input
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -163,7 +170,8 @@ class ClassifierDetector:
         tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
         results = []
         when = mpox_when(SCORE_DIRECTION)
+        reasons = ONE_CLASS_REASONS if self.config.arch in ONE_CLASS_ARCHS else REASONS
         for tensor, prob in zip(tensors, self.score_views(tensors)):
-            decision = judge(float(prob), self.threshold, when, REASONS)
+            decision = judge(float(prob), self.threshold, when, reasons)
             results.append(Analysis(float(prob), self.threshold, decision.verdict, decision.reason, to_uint8(tensor)))
         return results

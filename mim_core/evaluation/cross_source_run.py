@@ -7,7 +7,9 @@ per direction, each method is fitted on the train source's train split, its thre
 val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
 
 - ``control:complexity``: PNG bits per pixel, pointing the way that scores higher on the dev side;
-- ``one-class:knn``: cosine distance to the nearest train mpox photo (pooled features);
+- ``one-class:knn``: cosine distance to the nearest train mpox photo (pooled features; shipped as a card by
+  ``recipes/effnet_knn.toml``, and the patch statistic by ``recipes/effnet_patchcore.toml``: both in
+  :mod:`mim_core.baselines.one_class`);
 - ``one-class:mahalanobis``: Mahalanobis distance (32 principal components, Ledoit-Wolf covariance);
 - ``one-class:patchcore``: largest over the 7x7 cells of the distance to the nearest train mpox cell (the
   PatchCore statistic, without its coreset: the bank is small);
@@ -33,6 +35,7 @@ from sklearn.decomposition import PCA
 from tqdm import tqdm
 
 from ..appearance import PatchFeatures
+from ..baselines.one_class import nearest_distance, worst_cell_distance
 from ..baselines.probe import fit_probe
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
@@ -85,13 +88,11 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
 def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
     """Scores of every photo (lower = more like the fit photos) of the one-class baselines."""
     pooled = m.pooled[fit]
-    nearest = 1 - (m.pooled @ pooled.T).max(axis=1)
+    nearest = nearest_distance(torch.from_numpy(m.pooled), torch.from_numpy(pooled)).double().numpy()
     pca = PCA(min(32, len(fit) - 1), random_state=0).fit(pooled)
     mahalanobis = LedoitWolf().fit(pca.transform(pooled)).mahalanobis(pca.transform(m.pooled))
-    bank = torch.from_numpy(m.cells[fit]).flatten(0, 1).T  # (C, fit * cells)
-    cells = torch.from_numpy(m.cells)
-    patch = torch.cat([(1 - (cells[i:i + 64] @ bank).max(dim=2).values).max(dim=1).values  # worst cell's distance
-                       for i in range(0, len(cells), 64)]).numpy()
+    bank = torch.from_numpy(m.cells[fit]).flatten(0, 1)  # (fit * cells, C)
+    patch = worst_cell_distance(torch.from_numpy(m.cells), bank).double().numpy()
     return {"one-class:knn": nearest, "one-class:mahalanobis": mahalanobis, "one-class:patchcore": patch}
 
 
