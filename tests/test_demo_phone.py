@@ -41,8 +41,9 @@ SPLIT_NUMBERS = r"""() => {
 
 
 @pytest.fixture(scope="module")
-def phone(detector, tmp_path_factory):
-    with demo_page(detector, tmp_path_factory.mktemp("phone_uploads"), viewport=PHONE, is_mobile=True,
+def phone(screening, tmp_path_factory):
+    """The page as app.py serves it: MIM's checks and panels, the probe's verdict."""
+    with demo_page(screening, tmp_path_factory.mktemp("phone_uploads"), viewport=PHONE, is_mobile=True,
                    has_touch=True) as page:
         yield page
 
@@ -75,7 +76,7 @@ def test_the_verdict_comes_right_under_the_photo_before_the_panels(phone):
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
-def test_the_model_tab_never_splits_a_number(phone, detector):
+def test_the_model_tab_never_splits_a_number(phone):
     phone.get_by_role("tab", name="Model").click()
     phone.wait_for_selector("#mim-model-card :text('Known limitations')")
     numbers = [n for n in phone.evaluate(SPLIT_NUMBERS) if n["visible"]]
@@ -86,6 +87,7 @@ def test_the_model_tab_never_splits_a_number(phone, detector):
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     text = phone.inner_text("#mim-model-card")
     assert "see the Model tab" not in text and "too compressed to judge" in text
+    assert "Who gives the verdict" in text
 
 
 def test_the_batch_verdicts_fit_a_phone_screen(phone):

@@ -3,19 +3,22 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from mim_core.evaluation.evaluate import evaluate
 from mim_core.evaluation.protocol import DEV_CLASSES
 from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
 
 
-def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Path, detector):
+def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Path, msid_root: Path, detector):
     weights = shipped_copy(tmp_path / "model")
     card = json.loads(weights.with_suffix(".json").read_text())
     card["config"]["measure"] = {"map": "l1", "reference": "none", "heatmap_max": 0.25}  # a worse measure
     weights.with_suffix(".json").write_text(json.dumps(card))
-    results = evaluate(weights, data_root, tmp_path, per_class_limit=2)
+    results = evaluate(weights, [data_root, msid_root], tmp_path, per_class_limit=2)
     for name in ("evaluation.md", "results.json", "per_class_auroc.csv", "scores.csv", "roc.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "results.json").read_text())["selected"] == results["selected"] == "mim:l1"
@@ -34,6 +37,17 @@ def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Pa
     text = (tmp_path / "evaluation.md").read_text()
     assert "margin over the best control" in text and "Watermark check" in text
 
+    # both mpox sources: every figure also per source, with the same negatives
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    others = scores["class"] == "MSLD_v1/Others"
+    for source in ("MSLD_v1", "MSID"):
+        mpox = (scores["role"] == "mpox_test") & (scores["dataset"] == source)
+        assert mpox.any() and f"Mpox test photos of `{source}` only" in text
+        oriented = -scores["mim:l1"]  # lower = more mpox-like in scores.csv; AUROC for "mpox scores higher"
+        expected = roc_auc_score(np.r_[np.ones(mpox.sum()), np.zeros(others.sum())],
+                                 np.r_[oriented[mpox], oriented[others]])
+        assert results["per_source"][source]["mim:l1"]["others"]["auroc"] == pytest.approx(expected, abs=1e-4)
+
     # the card's own measure is reported and the card is left alone; every variant is ranked on dev beside it
     assert json.loads(weights.with_suffix(".json").read_text()) == card
     dev = {row["score"]: row for row in results["dev"]}
@@ -43,13 +57,13 @@ def test_evaluate_writes_every_table_with_controls(tmp_path: Path, data_root: Pa
     assert all(dev[s]["dev_mean_auroc"] >= 0.5 for s in dev if s.startswith("control:"))
 
     # --reuse-measurements: the same tables from measurements.csv, without the model
-    reused = evaluate(weights, data_root, tmp_path, per_class_limit=2, reuse_measurements=True)
+    reused = evaluate(weights, [data_root, msid_root], tmp_path, per_class_limit=2, reuse_measurements=True)
     assert reused["test"]["summary"] == results["test"]["summary"]
     assert reused["dev"] == results["dev"]
     stale = json.loads((tmp_path / "results.json").read_text())
     (tmp_path / "results.json").write_text(json.dumps({**stale, "weights_sha256": "0" * 64}))
     with pytest.raises(ValueError, match="measured with other weights"):  # never mixes two models' numbers
-        evaluate(weights, data_root, tmp_path, per_class_limit=2, reuse_measurements=True)
+        evaluate(weights, [data_root, msid_root], tmp_path, per_class_limit=2, reuse_measurements=True)
 
 
 def test_dermnet_resampling_stress_check(tmp_path: Path, data_root: Path, detector):
