@@ -39,9 +39,11 @@ from .verdict import MIM_SCORE_DIRECTION, calibrate_threshold, mpox_when
 
 MIM_LIMITATIONS = [
     "Research and screening aid only: it does not diagnose mpox or any other disease.",
-    "Trained on about 60 web-scraped mpox photos (MSLD v1, 224 px crops); skin tones, body sites, cameras "
-    "and lesion stages outside that set are poorly covered, and on photos from sources it never saw its "
-    "verdict carries little signal.",
+    "Trained on a few dozen to about 150 web-scraped mpox photos (the train split named in this card); skin "
+    "tones, body sites, cameras and lesion stages outside them are poorly covered, and on photos from sources it "
+    "never saw its verdict carries little signal (see the cross-source section).",
+    "It calls most photos of healthy skin mpox-like: healthy skin inpaints about as easily as the skin between "
+    "mpox lesions.",
     "A low score means 'reproduced as well as mpox', not 'mpox': other rashes may look mpox-like.",
     "Scores depend on image scale and sharpness; see the controls in the evaluation table before trusting a number.",
     "The acquisition gate refuses noisy, blurred, compressed and enlarged photos rather than judging them; it "
