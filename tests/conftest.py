@@ -15,6 +15,13 @@ SHIPPED_WEIGHTS = REPO / "weights" / "mim_gan.pt"
 torch.set_num_threads(2)
 
 
+def located(path: str) -> Path:
+    """A card's root-relative photo path under whichever data root holds it (the shipped model has two)."""
+    from mim_core.data import locate
+
+    return locate([DATA_ROOT, MSID_ROOT], path)
+
+
 def shipped_copy(folder: Path) -> Path:
     """The shipped weights, card and appearance bank copied into ``folder``; returns the weights path."""
     import json

@@ -16,6 +16,7 @@ from mim_core.config import PreprocessConfig
 from mim_core.data import decode_image
 from mim_core.gate import NO_DETAIL_REASON, REFUSALS, quality_gate
 from mim_core.verdict import Verdict
+from tests.conftest import located
 
 CARD = json.loads((Path(__file__).parents[1] / "weights" / "mim_gan.json").read_text())
 CONFIG = PreprocessConfig(**CARD["config"]["preprocess"])
@@ -24,7 +25,7 @@ GATE = GateThresholds.from_card(CARD)
 
 @pytest.fixture(scope="module")
 def mpox_photo(data_root) -> Image.Image:
-    return decode_image(data_root / CARD["split"]["val"][0])
+    return decode_image(located(CARD["split"]["val"][0]))
 
 
 def test_card_holds_every_limit_and_its_rule():
@@ -45,7 +46,7 @@ def test_clean_mpox_train_and_val_photos_pass(data_root):
     paths = CARD["split"]["train"] + CARD["split"]["val"]
     refused = []
     for p in paths:
-        photo = decode_image(data_root / p)
+        photo = decode_image(located(p))
         decision = quality_gate(to_view(photo, CONFIG), GATE, effective_resolution(photo, CONFIG))
         if decision is not None and decision.verdict is not Verdict.UNUSABLE:
             refused.append((p, decision.verdict))

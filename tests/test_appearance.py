@@ -17,7 +17,7 @@ from mim_core.data import decode_image, preprocess, source_group
 from mim_core.detector import NOT_SKIN_REASON, MIMDetector
 from mim_core.evaluation.protocol import DEV_CLASSES
 from mim_core.verdict import NO_RASH_REASON, Verdict
-from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
+from tests.conftest import SHIPPED_WEIGHTS, located, shipped_copy
 
 CARD = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
 SECTION = CARD["appearance"]
@@ -66,7 +66,7 @@ def test_every_dermnet_dev_photo_is_within_the_skin_limit(detector, data_root: P
 
 def test_calibration_writes_a_bank_and_sets_both_limits(tmp_path: Path, data_root: Path, detector):
     paths = CARD["split"]["train"][:6]
-    views = torch.stack([preprocess(decode_image(data_root / p), detector.config.preprocess) for p in paths])
+    views = torch.stack([preprocess(decode_image(located(p)), detector.config.preprocess) for p in paths])
     skin = torch.stack([preprocess(decode_image(sorted((data_root / "DermNetNZ" / c).iterdir())[0]),
                                    detector.config.preprocess) for c in DEV_CLASSES[:3]])
     groups = [source_group(*Path(p).parts[-3:]) for p in paths]
@@ -117,7 +117,7 @@ def test_a_card_without_the_whole_view_check_keeps_the_patch_checks(tmp_path: Pa
 
 
 def test_held_out_mpox_photos_are_never_called_no_rash_or_not_skin(detector, data_root: Path):
-    analyses = detector.analyze_batch([data_root / p for p in CARD["split"]["test"]])
+    analyses = detector.analyze_batch([located(p) for p in CARD["split"]["test"]])
     mpox_like = [a for a in analyses if a.verdict is Verdict.MPOX_LIKE]
     assert len(mpox_like) >= 0.85 * len(analyses)
     assert all(a.patch_distance <= detector.appearance.no_rash_threshold for a in mpox_like)
@@ -127,7 +127,7 @@ def test_held_out_mpox_photos_are_never_called_no_rash_or_not_skin(detector, dat
 def test_no_rash_only_overrides_mpox_like_calls(detector, data_root: Path):
     """With a no-rash limit of 0 every mpox-like photo is 'no rash visible', and nothing else changes."""
     strict = _with_limits(detector, 0.0, detector.appearance.skin_limit)
-    photos = [data_root / p for p in CARD["split"]["test"][:6]] + \
+    photos = [located(p) for p in CARD["split"]["test"][:6]] + \
              [sorted((data_root / "DermNetNZ" / c).iterdir())[0] for c in ("Scabies", "Orf", "Melanoma")]
     for plain, overridden in zip(detector.analyze_batch(photos), strict.analyze_batch(photos)):
         if plain.verdict is Verdict.MPOX_LIKE:
@@ -140,8 +140,8 @@ def test_no_rash_only_overrides_mpox_like_calls(detector, data_root: Path):
 
 def test_a_picture_unlike_any_skin_photo_is_refused_before_the_model(detector, data_root: Path):
     """Limit 0: a held-out mpox photo (not in the bank) is refused as not skin, with no inpainting."""
-    photo = next(data_root / p for p in CARD["split"]["test"]
-                 if detector.analyze(data_root / p).verdict is Verdict.MPOX_LIKE)
+    photo = next(located(p) for p in CARD["split"]["test"]
+                 if detector.analyze(located(p)).verdict is Verdict.MPOX_LIKE)
     analysis = _with_limits(detector, detector.appearance.no_rash_threshold, 0.0).analyze(photo)
     assert analysis.verdict is Verdict.UNUSABLE and analysis.reason == NOT_SKIN_REASON
     assert np.isnan(analysis.score) and analysis.inpainted is None and analysis.patch_distance > 0

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, located
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detector, data_root: Path):
-    good = [data_root / p for p in detector.card["split"]["test"][:2]]
+    good = [located(p) for p in detector.card["split"]["test"][:2]]
     bad = tmp_path / "holiday.jpg"
     bad.write_bytes(b"this is not a jpeg")
     result = _run("score", "--json", str(good[0]), str(bad), str(good[1]))
@@ -30,7 +30,7 @@ def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detect
 
 
 def test_score_all_good_exits_zero_and_missing_weights_is_one_sentence(detector, data_root: Path):
-    good = data_root / detector.card["split"]["test"][0]
+    good = located(detector.card["split"]["test"][0])
     ok = _run("score", str(good))
     assert ok.returncode == 0 and "threshold" in ok.stdout
     missing = _run("score", "--weights", "nowhere/none.pt", str(good))

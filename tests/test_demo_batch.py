@@ -11,6 +11,7 @@ import pytest
 from demo import batch
 from mim_core.detector import Verdict
 from tests.demo_server import EXAMPLE, bad_inputs
+from tests.conftest import located
 
 UNUSABLE = Verdict.UNUSABLE.value
 
@@ -23,7 +24,7 @@ def _upload(root: Path, name: str, data: bytes) -> str:
 
 
 def test_files_and_a_zip_give_one_row_per_photo_and_are_deleted(detector, data_root: Path, tmp_path: Path):
-    photos = [data_root / p for p in detector.card["split"]["test"][:3]]
+    photos = [located(p) for p in detector.card["split"]["test"][:3]]
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(photos[1], "visit/left_arm.jpg")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from mim_core.detector import Verdict
 from tests.demo_server import EXAMPLE, bad_inputs, files_with_content, running_demo
+from tests.conftest import located
 
 VERDICTS = {v.value for v in Verdict}
 
@@ -70,7 +71,7 @@ def test_an_unknown_mask_scale_gets_a_reason_naming_the_scales_not_other_images(
 
 
 def test_uploaded_photo_is_deleted_from_the_server(client, server, data_root: Path, detector):
-    photo = data_root / detector.card["split"]["test"][2]  # not one of the examples
+    photo = located(detector.card["split"]["test"][2])  # not one of the examples
     result = client.predict(handle_file(str(photo)), api_name="/analyze")
     assert result[6] in VERDICTS
     assert files_with_content(server[1], photo.read_bytes()) == []
@@ -87,7 +88,7 @@ def test_bad_file_gets_a_message_and_the_app_keeps_serving(client, tmp_path: Pat
 
 
 def test_batch_of_two_photos_and_one_bad_file(client, data_root: Path, detector, tmp_path: Path):
-    photos = [data_root / p for p in detector.card["split"]["test"][3:5]]
+    photos = [located(p) for p in detector.card["split"]["test"][3:5]]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(bad_inputs(EXAMPLE)["truncated.jpg"])
     summary, table, csv_path = client.predict([handle_file(str(p)) for p in [*photos, bad]],

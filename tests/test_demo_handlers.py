@@ -17,6 +17,7 @@ from demo.model_card import card_markdown, placeholder_warning
 from demo.uploads import discard_upload, file_hashes
 from mim_core.detector import Verdict
 from tests.demo_server import EXAMPLE, bad_inputs
+from tests.conftest import located
 
 VERDICTS = {v.value for v in Verdict}
 
@@ -31,8 +32,8 @@ def _upload(root: Path, name: str, data: bytes) -> Path:
 
 def test_analysis_shows_four_panels_and_matches_the_engine(detector, data_root: Path, tmp_path: Path):
     # the first mpox test photo after test[0] that the acquisition gate passes (test[1] is refused as blurred)
-    photo = next(data_root / p for p in detector.card["split"]["test"][1:]
-                 if not detector.analyze(data_root / p).verdict.is_refusal)
+    photo = next(located(p) for p in detector.card["split"]["test"][1:]
+                 if not detector.analyze(located(p)).verdict.is_refusal)
     upload = _upload(tmp_path, "rash.jpg", photo.read_bytes())
     out = handlers.analyze_outputs(detector, str(upload), None, str(tmp_path))
     *images, score, threshold, verdict, reason, evidence, outcome = out
@@ -50,7 +51,7 @@ def test_analysis_shows_four_panels_and_matches_the_engine(detector, data_root: 
 def test_a_refused_photo_returns_its_quality_values(detector, data_root: Path, tmp_path: Path):
     from mim_core.benchmark.corruptions import gaussian_noise
 
-    photo = np.asarray(Image.open(data_root / detector.card["split"]["val"][0]).convert("RGB"))
+    photo = np.asarray(Image.open(located(detector.card["split"]["val"][0])).convert("RGB"))
     upload = tmp_path / "night.png"
     Image.fromarray(gaussian_noise(photo, 3, seed=4)).save(upload)
     *images, score, threshold, verdict, reason, evidence, outcome = handlers.analyze_outputs(

@@ -11,6 +11,7 @@ from mim_core.gate import channel_noise_sigma, view_noise
 from mim_core.benchmark.corruptions import add_noise, to_view, view_tensor
 from mim_core.data import decode_image, to_uint8
 from mim_core.measure import wiener_denoise
+from tests.conftest import located
 
 
 def _noisy(views: list[np.ndarray], std: float, seed: int) -> torch.Tensor:
@@ -20,7 +21,7 @@ def _noisy(views: list[np.ndarray], std: float, seed: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def val_views(detector, data_root) -> list[np.ndarray]:
-    return [to_view(decode_image(data_root / p), detector.config.preprocess) for p in detector.card["split"]["val"]]
+    return [to_view(decode_image(located(p)), detector.config.preprocess) for p in detector.card["split"]["val"]]
 
 
 def test_wiener_removes_noise_keeps_edges_and_survives_flat_views():

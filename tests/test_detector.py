@@ -9,13 +9,13 @@ from PIL import Image
 
 from mim_core.checkpoint import WeightsError
 from mim_core.detector import MIMDetector, Verdict
-from tests.conftest import SHIPPED_WEIGHTS, shipped_copy
+from tests.conftest import SHIPPED_WEIGHTS, located, shipped_copy
 
 MPOX = "MSLD_v1/Monkeypox"
 
 
 def _test_split_image(detector, data_root: Path) -> Path:
-    return data_root / detector.card["split"]["test"][0]
+    return located(detector.card["split"]["test"][0])
 
 
 def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
@@ -35,7 +35,7 @@ def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
 
 
 def test_same_photo_same_score_across_detectors_and_batching(detector, data_root: Path):
-    paths = [data_root / p for p in detector.card["split"]["val"][:2]]
+    paths = [located(p) for p in detector.card["split"]["val"][:2]]
     first = [detector.analyze(p).score for p in paths]
     again = MIMDetector.load(SHIPPED_WEIGHTS)
     assert [again.analyze(p).score for p in paths] == first
@@ -45,7 +45,7 @@ def test_same_photo_same_score_across_detectors_and_batching(detector, data_root
 
 def test_val_mpox_photos_fall_at_or_under_the_threshold(detector, data_root: Path):
     # the threshold was set as the max MIM score over the mpox val split: re-derive it
-    scores = [detector.analyze(data_root / p).score for p in detector.card["split"]["val"]]
+    scores = [detector.analyze(located(p)).score for p in detector.card["split"]["val"]]
     assert max(scores) == pytest.approx(detector.threshold, abs=1e-6)
 
 

@@ -13,7 +13,7 @@ from mim_core import MIMDetector
 from mim_core.config import MIMConfig, RunConfig
 from mim_core.data import load_tensor
 from mim_core.training.train import train
-from tests.conftest import REPO, SHIPPED_WEIGHTS
+from tests.conftest import REPO, SHIPPED_WEIGHTS, located
 
 BF16_SCORE_TOLERANCE = 0.01  # score units; the shipped scores span about 0.5 and the bf16 error is ~0.003
 
@@ -49,7 +49,7 @@ def test_bf16_training_step_runs_and_is_recorded(tmp_path: Path, data_root: Path
 
 def test_bf16_analysis_agrees_with_fp32(detector, data_root: Path):
     bf16 = MIMDetector.load(SHIPPED_WEIGHTS, precision="bf16")
-    paths = [data_root / p for p in detector.card["split"]["val"][:6]]
+    paths = [located(p) for p in detector.card["split"]["val"][:6]]
     paths += sorted((data_root / "DermNetNZ" / "Orf").iterdir())[:4]
     images = torch.stack([load_tensor(p, detector.config.preprocess) for p in paths])
     reference, fast = detector.score_tensors(images), bf16.score_tensors(images)

@@ -20,6 +20,7 @@ from mim_core.data import decode_image, preprocess, to_uint8
 from mim_core.detector import NOT_SKIN_REASON
 from mim_core.gate import REFUSALS, acquisition_refusal, effective_resolution, measure_quality, quality_gate
 from mim_core.verdict import Verdict
+from tests.conftest import located
 
 NON_SKIN = [("gradio", "media_assets/images/cheetah.jpg"), ("gradio", "test_data/cheetah2.jpg"),
             ("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg")]
@@ -59,7 +60,7 @@ def test_not_skin_wins_over_the_noise_its_fur_shows(detector):
 def test_grainy_skin_is_still_too_noisy(detector, data_root: Path):
     """Noise added to an mpox photo, and sharp DermNet dev photos whose scaly texture reads as grain: skin
     photos with a photo fault keep that fault as their reason."""
-    photo = np.asarray(decode_image(data_root / detector.card["split"]["val"][0]))
+    photo = np.asarray(decode_image(located(detector.card["split"]["val"][0])))
     noisy = [Image.fromarray(gaussian_noise(photo, severity, seed=5)) for severity in (2, 3, 4, 5)]
     textured = sorted((data_root / "DermNetNZ" / "Basal_cell_carcinoma").iterdir())
     grainy = [p for p in noisy + textured if (d := _gate_alone(detector, p)) is not None

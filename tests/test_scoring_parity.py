@@ -11,6 +11,7 @@ import pytest
 from mim_core.config import MeasureConfig
 from mim_core.detector import MIMDetector
 from mim_core.evaluation.evaluate import compute_scores, measure_all, measure_config_for, mim_variants
+from tests.conftest import located
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_every_evaluated_variant_is_the_detectors_score(whole_bank, photos, data
     # 3 maps x 2 references, over the whole bank and over each of its 3 scales alone
     assert len(variants) == 24
     assert {"mim:ssim/gauss", "mim:l1", "mim:msgms/gauss@32", "mim:ssim/gauss@8"} <= set(variants)
-    paths = [data_root / p for p in photos["path"]]
+    paths = [located(p) for p in photos["path"]]
     for name in variants:
         # the variant's measure on the same (denoised) views: the card's denoise step and its gate's clean level
         measure = MeasureConfig(**measure_config_for(name), denoise=whole_bank.config.measure.denoise)
@@ -68,7 +69,7 @@ def test_shipped_score_is_the_mean_of_the_shown_map(detector, data_root: Path):
     from demo.app import example_photos
 
     examples = [Path(p) for p in example_photos()]
-    data = [data_root / p for p in detector.card["split"]["test"][:6]]
+    data = [located(p) for p in detector.card["split"]["test"][:6]]
     data += [sorted((data_root / "DermNetNZ" / c).iterdir())[0] for c in ("Orf", "Scabies", "Impetigo")]
     analyses = dict(zip(examples + data, detector.analyze_batch(examples + data)))
     assert not any(analyses[p].verdict.is_refusal for p in examples)  # the demo's examples all pass the gate
