@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mim_core import MIMDetector, Verdict
+from mim_core import Screening, Verdict
 from tests.demo_server import EXAMPLES, running_demo
 from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, LOADED
 
@@ -90,7 +90,7 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    detector = MIMDetector.load(REPO / "weights" / "mim_gan.pt", threads=2)
+    detector = Screening.load(REPO / "weights" / "mim_gan.pt", REPO / "weights" / "effnet_probe.pt", threads=2)
     with tempfile.TemporaryDirectory() as uploads, tempfile.TemporaryDirectory() as scratch, \
             running_demo(detector, Path(uploads)) as (url, _demo):
         refused = compressed_copy(EXAMPLES / "mpox_msld_P18_1.jpg", Path(scratch))
