@@ -105,6 +105,9 @@ ONE_CLASS_ARCHS = ("efficientnet_lite0_knn", "efficientnet_lite0_patchcore")
 FROZEN_ARCHS = (PROBE_ARCH, *ONE_CLASS_ARCHS)  # fitted in one step on frozen features: no steps, batches or history
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", *FROZEN_ARCHS)
 NEGATIVE_SETS = ("others", "others+dev")
+# How a classifier card's threshold is set, on the val split only: every val mpox photo called mpox-like (MIM's
+# rule, no negative used), or Youden's J over the val mpox and val negative photos (for a model giving verdicts).
+THRESHOLD_RULES = ("every-val-mpox", "youden-val")
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class ClassifierConfig:
     threads: int = 1
     load_short_side: int = 320
     probe_c: float = 1.0  # the probe's L2 penalty (scikit-learn's C); the other architectures ignore it
+    threshold_rule: str = "every-val-mpox"  # one of THRESHOLD_RULES
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -143,14 +147,19 @@ class ClassifierConfig:
             raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
         if self.negatives not in NEGATIVE_SETS:
             raise ValueError(f"Unknown negative set {self.negatives!r}; choose one of {', '.join(NEGATIVE_SETS)}.")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"Unknown threshold rule {self.threshold_rule!r}; choose one of {', '.join(THRESHOLD_RULES)}.")
         if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1:
             raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields that define this model (``probe_c`` only for the probe)."""
+        """The fields that define this model (``probe_c`` only for the probe; ``threshold_rule`` when not the
+        default, so files written before it existed keep their bytes' meaning)."""
         values = asdict(self)
         if self.arch != PROBE_ARCH:
             del values["probe_c"]
+        if self.threshold_rule == THRESHOLD_RULES[0]:
+            del values["threshold_rule"]
         return values
 
     @classmethod

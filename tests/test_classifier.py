@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from mim_core.checkpoint import WeightsError, load_card
 from mim_core.baselines.classifier import ClassifierDetector, load_classifier, predict_proba
@@ -125,6 +125,9 @@ def test_recipe_then_calibrate_make_a_card_and_export_it(tmp_path: Path, data_ro
 def test_bad_config_is_a_sentence():
     with pytest.raises(ValueError, match="Unknown architecture"):
         ClassifierConfig(arch="vgg")
+    with pytest.raises(ValueError, match="Unknown threshold rule"):
+        ClassifierConfig(threshold_rule="median")
+    assert "threshold_rule" not in ClassifierConfig().to_dict()  # older files keep their meaning
 
 
 @pytest.mark.parametrize("card_path", sorted(p for p in WEIGHTS.glob("*.json")
@@ -136,7 +139,12 @@ def test_shipped_classifier_cards_match_their_weights(card_path: Path, data_root
     pos = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["positives"]["val"]])
     neg = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["negatives"]["val"]])
     pos_p, neg_p = detector.score_views(pos), detector.score_views(neg)
-    assert card["threshold"]["value"] == pytest.approx(pos_p.min(), abs=1e-5)
+    every_val = card["threshold"].get("every_val_mpox", card["threshold"]["value"])  # the youden-val rule keeps it
+    assert every_val == pytest.approx(pos_p.min(), abs=1e-5)
+    if card["config"].get("threshold_rule") == "youden-val":
+        labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]
+        fpr, tpr, cuts = roc_curve(labels, np.r_[pos_p, neg_p])
+        assert card["threshold"]["value"] == pytest.approx(cuts[1:][np.argmax((tpr - fpr)[1:])], abs=1e-5)
     labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]
     assert card["evaluation"]["val"]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[pos_p, neg_p]), abs=1e-3)
     assert not set(split["positives"]["test"]) & set(split["positives"]["train"] + split["positives"]["val"])

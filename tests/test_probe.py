@@ -41,7 +41,8 @@ def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msi
     val = card["split"]["positives"]["val"]
     views = torch.stack([load_tensor(locate([data_root, msid_root], p), detector.config.preprocess) for p in val])
     probabilities = detector.score_views(views)
-    assert probabilities.min() == pytest.approx(card["threshold"]["value"], abs=1e-5)
+    assert probabilities.min() == pytest.approx(card["threshold"]["every_val_mpox"], abs=1e-5)
+    assert card["config"]["threshold_rule"] == "youden-val" and detector.threshold == card["threshold"]["value"]
 
 
 def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():

@@ -235,10 +235,16 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
     pos_test, neg_test = probs(split["positives"]["test"]), probs(split["negatives"]["test"])
     when = mpox_when(SCORE_DIRECTION)
     calibrated = calibrate_threshold(pos_val, when)
-    threshold = calibrated["value"]
     labels = np.r_[np.ones(len(pos_val)), np.zeros(len(neg_val))]
     fpr, tpr, cuts = roc_curve(labels, np.r_[pos_val, neg_val])
     youden = float(cuts[1:][int(np.argmax((tpr - fpr)[1:]))])  # cuts[0] is +inf (nothing called mpox)
+    if config.threshold_rule == "youden-val":
+        every_val = calibrated["value"]
+        calibrated = {**calibrated, "value": youden, "every_val_mpox": every_val,
+                      "method": f"Youden's J on the val split ({len(pos_val)} mpox, {len(neg_val)} negative photos: "
+                                f"the cut that maximises sensitivity + specificity there); the every-val-mpox rule "
+                                f"would give {every_val:.4f}"}
+    threshold = calibrated["value"]
     test_auroc = auroc_ci(lower_is_mpox(pos_test, when), lower_is_mpox(neg_test, when), groups_of(split["positives"]["test"]),
                           groups_of(split["negatives"]["test"]))
     negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
