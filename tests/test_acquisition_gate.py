@@ -50,16 +50,19 @@ def test_clean_mpox_train_and_val_photos_pass(data_root):
         decision = quality_gate(to_view(photo, CONFIG), GATE, effective_resolution(photo, CONFIG))
         if decision is not None and decision.verdict is not Verdict.UNUSABLE:
             refused.append((p, decision.verdict))
-    # the two sharpness limits are each the 5th percentile of these very photos: at most ~10 % refused
+    # the two sharpness limits are each the 5th percentile of these very photos: at most ~10 % refused; any
+    # other limit sits beyond the 1st / 99th percentile, so it refuses at most the one or two most extreme photos
     assert len(refused) <= int(np.ceil(0.10 * len(paths))), refused
-    assert all(v is Verdict.TOO_BLURRY for _, v in refused)
+    assert sum(v is not Verdict.TOO_BLURRY for _, v in refused) <= int(np.ceil(0.01 * len(paths))), refused
 
 
 @pytest.mark.parametrize("make, verdict", [
     (lambda v: gaussian_noise(v, 3, seed=1), Verdict.TOO_NOISY),
     (lambda v: gaussian_blur(v, 3, seed=1), Verdict.TOO_BLURRY),
     (lambda v: downscale(v, 3, seed=1), Verdict.TOO_BLURRY),  # x4 enlarged: caught by the coarse sharpness
-    (lambda v: (v * 0.25).astype(np.uint8), Verdict.BADLY_EXPOSED),
+    # overexposed x2: mostly clipped (MSID holds mpox photos as dark as mean luma 0.12, so no plain darkening
+    # of a typical photo is refused before it becomes "almost blank")
+    (lambda v: np.clip(v.astype(np.float64) * 2, 0, 255).astype(np.uint8), Verdict.BADLY_EXPOSED),
     (lambda v: jpeg(v, 2, seed=1), Verdict.TOO_COMPRESSED),  # quality 20: 8 px blocks on the view's grid
 ])
 def test_corrupted_view_is_refused_with_its_sentence(mpox_photo, make, verdict):
