@@ -82,8 +82,9 @@ def markdown(results: dict[str, Any]) -> str:
             sensitivity = results["unseen"]["at_threshold"][name]["sensitivity_per_source"][source]
             lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['pooled_dermnet_test'])} | "
                          f"{_fmt(s['others'])} | {_pct(sensitivity)} |")
-    lines += ["", "Sensitivity and specificities at each card's own threshold (all set on mpox val photos by the "
-              "same rule: every val mpox photo called mpox-like).", "", "Per test class (AUROC; CIs in "
+    lines += ["", "Sensitivity and specificities at each card's own threshold (set on the val split: every val mpox photo "
+              "called mpox-like, or, for a card whose recipe says `youden-val`, Youden's J over val mpox and val "
+              "negatives).", "", "Per test class (AUROC; CIs in "
               "`unseen_per_class.csv`):", "", "| class | n | " + " | ".join(f"`{m}`" for m in models) + " |",
               "|---|---|" + "---|" * len(models)]
     per_class = pd.DataFrame(results["unseen"]["per_class"])
