@@ -13,7 +13,7 @@ from mim_core.checkpoint import load_card, sha256_file
 from mim_core.cli import main
 from mim_core.detector import MIMDetector, load_detector
 from mim_core.verdict import Verdict
-from tests.conftest import REPO, SHIPPED_WEIGHTS
+from tests.conftest import REPO, SHIPPED_WEIGHTS, located
 
 # what may differ between a rebuilt card and the shipped one: hashes, measured numbers, and the run's own words
 RUN_SPECIFIC = {"weights_sha256", "bank_sha256", "command", "rule", "manifest_sha256", "run_settings", "evaluation",
@@ -23,10 +23,10 @@ RUN_SPECIFIC = {"weights_sha256", "bank_sha256", "command", "rule", "manifest_sh
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_root: Path) -> Path:
-    """``train --recipe recipes/mim_gan.toml`` for 2 steps, then ``calibrate --export``."""
+    """``train --recipe recipes/mim_gan.toml`` (its roots: both mpox sources) for 2 steps, then ``calibrate --export``."""
     out = tmp_path_factory.mktemp("recipe")
     assert main(["train", "--recipe", str(REPO / "recipes" / "mim_gan.toml"), "--out", str(out / "run"),
-                 "--data", str(data_root), "--steps", "2", "--batch-size", "2", "--threads", "2"]) == 0
+                 "--steps", "2", "--batch-size", "2", "--threads", "2"]) == 0
     assert main(["calibrate", str(out / "run" / "model.pt"), "--export", str(out / "weights" / "mim_gan.pt")]) == 0
     return out
 
@@ -63,11 +63,11 @@ def test_the_threshold_was_set_after_the_gate_on_the_views_the_detector_sees(run
     card = load_card(weights)
     detector = MIMDetector.load(weights)
     assert detector.gate.clean_noise == card["quality_gate"]["thresholds"]["clean_noise"] > 0
-    scores = score_paths(detector, data_root, card["split"]["val"])
+    scores = score_paths(detector, card["data"]["roots"], card["split"]["val"])
     assert np.allclose(scores, card["threshold"]["val_scores"], atol=1e-5)
     assert card["threshold"]["value"] == pytest.approx(scores.max(), abs=1e-6)
     # every val photo the gates pass is at or under the threshold: mpox-like unless "no rash" overrides
-    verdicts = [a.verdict for a in detector.analyze_batch([data_root / p for p in card["split"]["val"]])]
+    verdicts = [a.verdict for a in detector.analyze_batch([located(p) for p in card["split"]["val"]])]
     assert Verdict.NOT_MPOX_LIKE not in verdicts
 
 
@@ -88,16 +88,22 @@ def test_calibrate_needs_the_training_record_and_writes_nothing_on_failure(run: 
     assert "sha256" in capsys.readouterr().err and not (lone / "model.json").exists()
 
 
-def test_two_mpox_sources_train_and_calibrate_together(tmp_path: Path, data_root: Path, msid_root: Path):
-    run = tmp_path / "two"
-    assert main(["train", "--recipe", str(REPO / "recipes" / "mim_gan.toml"), "--out", str(run), "--data",
-                 str(data_root), str(msid_root), "--steps", "1", "--batch-size", "2", "--threads", "2"]) == 0
-    assert main(["calibrate", str(run / "model.pt")]) == 0  # the roots come from training.json
-    card = load_card(run / "model.pt")
-    assert card["data"]["roots"] == [str(data_root), str(msid_root)]
-    assert set(card["data"]["manifest_sha256"]) == {str(data_root), str(msid_root)}
+def test_two_mpox_sources_train_and_calibrate_together(run: Path):
+    card = load_card(run / "run" / "model.pt")  # the roots came from the recipe, then from training.json
+    assert card["data"]["roots"] == ["../shared/data", "../shared/data_msid"]
+    assert set(card["data"]["manifest_sha256"]) == set(card["data"]["roots"])
     for part in ("train", "val", "test"):
         assert {p.split("/")[0] for p in card["split"][part]} == {"MSLD_v1", "MSID"}
     assert "MSID/Monkeypox" in card["data"]["train_uses"] and "MSLD_v1/Monkeypox" in card["data"]["train_uses"]
     assert len(card["threshold"]["val_scores"]) == len(card["split"]["val"])
     assert card["quality_gate"]["n_photos"] == card["appearance"]["n_photos"] == len(card["split"]["train"] + card["split"]["val"])
+
+
+def test_data_overrides_the_recipes_roots(tmp_path: Path, data_root: Path):
+    one = tmp_path / "one"
+    assert main(["train", "--recipe", str(REPO / "recipes" / "mim_gan.toml"), "--out", str(one), "--data",
+                 str(data_root), "--steps", "1", "--batch-size", "2", "--threads", "2"]) == 0
+    assert main(["calibrate", str(one / "model.pt")]) == 0
+    card = load_card(one / "model.pt")
+    assert card["data"]["roots"] == [str(data_root)] and isinstance(card["data"]["manifest_sha256"], str)
+    assert {p.split("/")[0] for part in ("train", "val", "test") for p in card["split"][part]} == {"MSLD_v1"}

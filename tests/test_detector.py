@@ -35,8 +35,9 @@ def test_analysis_has_everything_a_person_needs(detector, data_root: Path):
 
 
 def test_same_photo_same_score_across_detectors_and_batching(detector, data_root: Path):
-    paths = [located(p) for p in detector.card["split"]["val"][:2]]
+    paths = [located(p) for p in detector.card["split"]["val"][-2:]]  # MSLD photos the gates pass
     first = [detector.analyze(p).score for p in paths]
+    assert np.isfinite(first).all()
     again = MIMDetector.load(SHIPPED_WEIGHTS)
     assert [again.analyze(p).score for p in paths] == first
     batched = [a.score for a in detector.analyze_batch(paths)]

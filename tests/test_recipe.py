@@ -18,7 +18,8 @@ def test_the_shipped_model_is_its_recipe_and_the_defaults_are_the_shipped_model(
     assert json.loads(json.dumps(recipe.config.to_dict())) == card["config"]
     assert recipe.config == MIMConfig()  # a newcomer's MIMConfig() is the shipped model's
     assert card["recipe"] == {"file": "recipes/mim_gan.toml", "sha256": sha256_file(MIM_RECIPE)}
-    assert (recipe.name, recipe.kind, recipe.data_roots) == (card["name"], "mim", ("../shared/data",))
+    assert (recipe.name, recipe.kind, recipe.data_roots) == (card["name"], "mim", ("../shared/data", "../shared/data_msid"))
+    assert list(recipe.data_roots) == card["data"]["roots"]
     assert card["training"]["steps"] == card["config"]["train"]["steps"]  # the steps run, not a plan
 
 
