@@ -91,7 +91,7 @@ def placeholder_warning(card: dict[str, Any], pointer: str = "see the Model tab"
 
 METHOD_NAMES = {"mim": "MIM (inpainting)", "probe": "linear probe on ImageNet features",
                 "control:complexity": "control: image complexity", "one-class:knn": "one-class: nearest neighbour",
-                "one-class:mahalanobis": "one-class: Mahalanobis", "one-class:patchcore": "one-class: worst cell"}
+                "one-class:mahalanobis": "one-class: Mahalanobis", "one-class:patchcore": "one-class: PatchCore statistic"}
 
 
 def _test_figures(section: Mapping[str, Any], method: str) -> list[tuple[float, float]]:
