@@ -211,6 +211,11 @@ def _evaluation_section(evaluation: dict[str, Any]) -> list[str]:
                 ("DermNet test, pooled", "auroc_pooled_dermnet_test"),
                 ("MSLD 'Others'", "auroc_vs_msld_others")]
     rows = [r for label, key in headline if (r := _auroc_row(label, evaluation.get(key)))]
+    per_source = evaluation.get("per_source")
+    for source, figures in (per_source.items() if isinstance(per_source, dict) else []):
+        for label, key in (("DermNet test classes, mean", "mean_dermnet_test"), ("MSLD 'Others'", "others")):
+            if row := _auroc_row(f"{label}: {source} mpox only", (figures or {}).get(key)):
+                rows.append(row)
     if rows:
         out += ["How well the score tells mpox test photos from other conditions (AUROC: 0.5 = chance, "
                 "1 = perfect):", "",
@@ -236,7 +241,7 @@ def _evaluation_section(evaluation: dict[str, Any]) -> list[str]:
     if isinstance(per_class, dict) and per_class:
         out += ["<details><summary>AUROC per comparison class</summary>", "",
                 _table(["class", "AUROC"], sorted(per_class.items()), (False, True)), "", "</details>", ""]
-    shown = {"at_threshold", "per_class_auroc", "controls", "margins", *(key for _, key in headline)}
+    shown = {"at_threshold", "per_class_auroc", "controls", "margins", "per_source", *(key for _, key in headline)}
     rest = [(k, v) for k, v in evaluation.items() if k not in shown]
     if rest:
         out += ["<details><summary>Everything else the evaluation recorded</summary>", ""]
