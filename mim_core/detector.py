@@ -150,6 +150,12 @@ class MIMDetector:
         """The mpox val scores the threshold was set on."""
         return list(self.card.get("threshold", {}).get("val_scores") or [])
 
+    def no_rash(self, patch_distance: float | None) -> bool:
+        """Whether the appearance check finds no part of the photo like the mpox photos (a mpox-like call then
+        becomes "no rash visible"); False without the check or its distance."""
+        return self.appearance is not None and patch_distance is not None and \
+            patch_distance > self.appearance.no_rash_threshold
+
     def with_measure(self, **fields: Any) -> "MIMDetector":
         """The same networks with other ``MeasureConfig`` fields (e.g. ``scales=()`` for the whole bank)."""
         config = self.config.replace(**{f"measure__{k}": v for k, v in fields.items()})
@@ -292,7 +298,7 @@ class MIMDetector:
                       for i, (refusal, quality) in enumerate(zip(refusals, qualities))]
         when = mpox_when(MIM_SCORE_DIRECTION)
         for i, score in zip(usable, usable_scores.tolist()):
-            no_rash = self.appearance is not None and distances[i] > self.appearance.no_rash_threshold
+            no_rash = self.no_rash(distances.get(i))
             judgements[i] = Judgement(judge(score, self.threshold, when, REASONS, no_rash=no_rash), qualities[i], score,
                                       distances.get(i))
         return judgements, scored, usable

@@ -83,9 +83,7 @@ class Screening:
         out = list(analyses)
         for i, score in zip(usable, scores.tolist()):
             a = analyses[i]
-            no_rash = self.appearance is not None and a.patch_distance is not None and \
-                a.patch_distance > self.appearance.no_rash_threshold
-            decision = judge(score, self.threshold, when, REASONS, no_rash=no_rash)
+            decision = judge(score, self.threshold, when, REASONS, no_rash=self.mim.no_rash(a.patch_distance))
             out[i] = replace(a, score=score, threshold=self.threshold, verdict=decision.verdict,
                              reason=decision.reason, inpainting_score=a.score)
         return [a if not a.verdict.is_refusal else replace(a, threshold=self.threshold) for a in out]
