@@ -2,7 +2,7 @@
 
 Every ``weights/*.json`` with a ``kind`` is a model card; the weights file beside it (``weights_file``,
 else the card's stem + ``.pt``) is the model. The card's ``kind`` picks a scorer factory from a small
-registry: ``"mim"`` and ``"classifier"`` (:class:`DetectorScorer`, through :func:`mim_core.detector.load_detector`) are built in;
+registry: ``"mim"`` and ``"classifier"`` (:class:`DetectorScorer`, through :func:`mim_core.screening.load_detector`) are built in;
 other kinds add theirs with :func:`register_scorer`. A scorer returns (score, label) for one decoded RGB
 photo; the card's ``score_direction`` says which way the score points, and its ``threshold.value`` is the
 pre-set cut.
@@ -20,7 +20,7 @@ from PIL import Image
 
 from mim_core.checkpoint import sha256_file
 from mim_core.data import decode_image, preprocess
-from mim_core.detector import KINDS, ModelEntry, find_models, load_detector
+from mim_core.screening import KINDS, ModelEntry, find_models, load_detector
 from mim_core.verdict import DirectionError
 from mim_core.verdict import mpox_when as card_mpox_when
 
@@ -86,7 +86,7 @@ def model_version(card: dict[str, Any]) -> str:
 
 
 def discover(weights_dir: str | Path) -> tuple[list[ModelEntry], list[str]]:
-    """Cards in ``weights_dir`` that can be scored (:func:`mim_core.detector.find_models` over every kind
+    """Cards in ``weights_dir`` that can be scored (:func:`mim_core.screening.find_models` over every kind
     with a registered scorer), and a note for each one that cannot."""
     try:
         return find_models(weights_dir, kinds=tuple(_FACTORIES))

@@ -14,12 +14,15 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gradio as gr
 from gradio.utils import get_upload_folder
 
 from mim_core import Analyser, MIMDetector, Screening
+from mim_core.baselines.classifier import ClassifierDetector
+from mim_core.checkpoint import load_card
+from mim_core.screening import verdict_options
 
 from . import gradio_cache, gradio_files, views
 from .model_card import placeholder_warning
@@ -62,6 +65,41 @@ def _header(detector: Analyser) -> str:
     return f"# MIM: Mask, Inpainting, and Measure\n{seen}{verdict}"
 
 
+# What the "Who gives the verdict" menu calls each card, by its architecture (other cards: their name).
+VERDICT_LABELS = {
+    "efficientnet_lite0_probe": "Linear probe",
+    "efficientnet_lite0_knn": "Nearest mpox photo",
+    "efficientnet_lite0_patchcore": "PatchCore",
+    "mobilenet_v3_small": "MobileNet-V3 from scratch",
+}
+
+
+def verdict_label(analyser: Analyser, default: bool = False) -> str:
+    """A menu label for who gives the verdict: MIM alone, or the verdict model's kind in words."""
+    if isinstance(analyser, Screening):
+        card = analyser.verdict_card
+        arch = (card.get("config") or {}).get("arch")
+        label = VERDICT_LABELS.get(arch, f"Classifier {card.get('name', arch)}")
+    else:
+        label = "MIM alone"
+    return label + (" (default)" if default else "")
+
+
+def verdict_choices(mim_weights: str | os.PathLike, verdict_weights: str | os.PathLike | None, threads: int,
+                    precision: str) -> tuple[Analyser, dict[str, Analyser]]:
+    """(the default analyser, {menu label: analyser}): MIM alone and MIM with each classifier card beside its
+    weights; the default gives the verdict of ``verdict_weights`` (None: MIM's own), wherever that card lives."""
+    mim = MIMDetector.load(mim_weights, threads=threads, precision=precision)
+    options = verdict_options(mim, Path(mim_weights).parent)
+    if verdict_weights is None:
+        default: Analyser = mim
+    else:
+        name = str(load_card(verdict_weights).get("name"))
+        default = options.get(name) or Screening(mim, ClassifierDetector.load(verdict_weights))
+    choices = {verdict_label(a, a is default): a for a in [default, *(a for a in options.values() if a is not default)]}
+    return default, choices
+
+
 def _call_builder(builder: TabBuilder, ctx: DemoContext) -> None:
     takes_context = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                         for p in inspect.signature(builder).parameters.values())
@@ -70,29 +108,34 @@ def _call_builder(builder: TabBuilder, ctx: DemoContext) -> None:
 
 def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: int = 2, precision: str = "fp32",
                concurrency: int = 1, verdict_weights: str | os.PathLike | None = DEFAULT_VERDICT_WEIGHTS,
-               extra_tabs: Sequence[TabBuilder] | None = None, detector: Analyser | None = None) -> gr.Blocks:
+               extra_tabs: Sequence[TabBuilder] | None = None, detector: Analyser | None = None,
+               choices: Mapping[str, Analyser] | None = None) -> gr.Blocks:
     """Build the demo app (not launched).
 
     Args:
         weights_path: the MIM weights; the model card JSON must sit beside them.
-        verdict_weights: the classifier card giving the verdict (MIM keeps its checks and panels); None: MIM's own.
+        verdict_weights: the classifier card giving the default verdict (MIM keeps its checks and panels); None: MIM's
+            own. The page also offers MIM alone and every other classifier card beside ``weights_path``.
         threads: torch CPU threads for the whole process (set once, here).
         precision: ``fp32`` (the reference the card's numbers come from) or ``bf16`` (~1.7x faster).
         concurrency: analyses run at the same time (Analyse and Batch share the limit); with few cores,
             1 gives the fastest answer per request, the rest wait in the queue.
         extra_tabs: builders of more tabs, shown between Batch and Model (see :data:`TabBuilder`).
         detector: an already loaded detector (tests, or an app that embeds this one); overrides weights_path.
+        choices: with ``detector``, who the page lets give the verdict ({menu label: analyser}, detector among
+            them, e.g. :func:`verdict_choices`'s); default: detector alone.
     Raises:
         mim_core.checkpoint.WeightsError: missing weights or card, or a sha256 mismatch.
     """
     if detector is None:
-        detector = (Screening.load(weights_path, verdict_weights, threads=threads, precision=precision)
-                    if verdict_weights else MIMDetector.load(weights_path, threads=threads, precision=precision))
+        detector, choices = verdict_choices(weights_path, verdict_weights, threads, precision)
+    elif choices is None:
+        choices = {verdict_label(detector, default=True): detector}
     gradio_cache.install()  # no half-written output image can be served (see demo/gradio_cache.py)
     gradio_files.install()  # an upload deleted while the browser fetches it is no traceback (demo/gradio_files.py)
     examples = example_photos()
     ctx = DemoContext(detector=detector, upload_root=get_upload_folder(), examples=examples,
-                      keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution())
+                      keep=file_hashes(examples), concurrency=concurrency, attribution=_attribution(), choices=choices)
     with gr.Blocks(title="MIM: mpox screening research demo", analytics_enabled=False,
                    delete_cache=(CACHE_EVERY_S, CACHE_AGE_S)) as demo:
         gr.Markdown(_header(detector), elem_id="mim-header")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from mim_core import Analyser, Analysis, ImageDecodeError, Verdict
 from mim_core.verdict import MIM_SCORE_DIRECTION
@@ -36,10 +37,29 @@ class Outcome:
     unreadable: bool = False  # the input never reached the model
     source: str | None = None  # the upload's server path (already deleted), to spot a repeated event
     clear_photo: bool = False  # the photo box still holds a file that is no photo: empty it (see photo_value)
+    view: torch.Tensor | None = None  # (3, H, W) the model's view of the photo, to analyse it again with another
+    resolution: float | None = None   # verdict model after the upload is deleted; photo px per model px
 
 
 class ScaleError(ValueError):
     """A mask scale the model does not analyse; ``str(err)`` is a sentence for the user naming those it does."""
+
+
+class ChoiceError(ValueError):
+    """A verdict model the page does not offer; ``str(err)`` is a sentence for the user naming those it does."""
+
+
+def choose(choices: Mapping[str, Analyser], label: str | None, default: Analyser) -> Analyser:
+    """The analyser behind a "who gives the verdict" label; None means ``default``.
+
+    Raises:
+        ChoiceError: a label that is not one of ``choices`` (never silently another model).
+    """
+    if label is None:
+        return default
+    if label not in choices:
+        raise ChoiceError(f"No verdict model is called {label!r}; choose one of: {', '.join(choices)}.")
+    return choices[label]
 
 
 def scale_labels(scales: Sequence[int]) -> list[str]:
@@ -91,7 +111,9 @@ def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[s
     data = None
     try:
         data = read_upload(path)
-        return Outcome(analysis=detector.analyze(data), message="", source=path)
+        views, resolutions = detector.views([data])
+        return Outcome(analysis=detector.analyze_views(views, resolutions)[0], message="", source=path, view=views[0],
+                       resolution=resolutions[0])
     except (UploadError, ImageDecodeError) as err:
         return Outcome(message=str(err), unreadable=True, source=path, clear_photo=True)
     except Exception:  # a bug must not reach the user as a traceback; it goes to the server log
@@ -142,18 +164,37 @@ def api_values(outcome: Outcome, threshold: float) -> tuple[float | None, float,
 
 
 def analyze_outputs(detector: Analyser, upload: Any, scale_label: str | None, root: str,
-                    keep: frozenset[str] = frozenset(), previous: Outcome | None = None) -> tuple[Any, ...]:
+                    keep: frozenset[str] = frozenset(), previous: Outcome | None = None,
+                    choices: Mapping[str, Analyser] | None = None, choice: str | None = None) -> tuple[Any, ...]:
     """The ``analyze`` endpoint: the four panels, score, threshold, verdict, reason, then the Outcome
-    for the session state. A mask scale the model does not analyse gets no analysis (the upload is still
-    deleted) and a reason naming the scales it does (:class:`ScaleError`)."""
+    for the session state. ``choice`` picks the verdict model among ``choices`` (None: ``detector``). A mask
+    scale the model does not analyse, or a verdict model the page does not offer, gets no analysis (the
+    upload is still deleted) and a reason naming those it does (:class:`ScaleError`, :class:`ChoiceError`)."""
     try:
+        detector = choose(choices or {}, choice, detector)
         scale_index(scale_label, detector.scales)
-    except ScaleError as err:
+    except (ScaleError, ChoiceError) as err:
         path = upload_path(upload)
         discard_upload(path, root, keep=keep)
         outcome = Outcome(message=str(err), source=path)
     else:
         outcome = analyze_upload(detector, upload, root, keep, previous)
+    return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
+
+
+def reanalyze_outputs(detector: Analyser, outcome: Outcome | None, scale_label: str | None,
+                      choices: Mapping[str, Analyser], choice: str | None) -> tuple[Any, ...]:
+    """The same photo with the verdict model ``choice`` (the upload itself is gone: the session's view is analysed
+    again); outputs as :func:`analyze_outputs`. Without a photo in the session, only the threshold changes."""
+    outcome = outcome or Outcome()
+    try:
+        detector = choose(choices, choice, detector)
+    except ChoiceError as err:
+        outcome = Outcome(message=str(err))
+    else:
+        if outcome.view is not None:
+            analysis = detector.analyze_views(outcome.view[None], [outcome.resolution])[0]
+            outcome = replace(outcome, analysis=analysis)
     return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
 
 

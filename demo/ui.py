@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import gradio as gr
 
@@ -29,6 +29,16 @@ class DemoContext:
     keep: frozenset[str] = frozenset()  # sha256 of the example photos, never deleted
     concurrency: int = 1
     attribution: str = ""  # Markdown crediting the example photos
+    choices: Mapping[str, Analyser] = field(default_factory=dict)  # label -> who may give the verdict; one holds detector
+
+    @property
+    def choice(self) -> str | None:
+        """The label of the default verdict model (``detector``) among ``choices``."""
+        return next((label for label, a in self.choices.items() if a is self.detector), None)
+
+    def analyser(self, label: str | None) -> Analyser:
+        """The analyser behind a label (unknown labels fall back to the default: the handlers refuse them first)."""
+        return self.choices.get(label, self.detector) if label else self.detector
 
     @property
     def verdict_card(self) -> dict[str, Any] | None:
@@ -73,6 +83,11 @@ def analyse_tab(ctx: DemoContext) -> None:
                 if ctx.examples:
                     gr.Examples(examples=[[p] for p in ctx.examples], inputs=[photo], label="Example photos",
                                 example_labels=[Path(p).stem.replace("_", " ") for p in ctx.examples])
+                choice = gr.Radio(list(ctx.choices), value=ctx.choice, label="Who gives the verdict",
+                                  info="The default recognised mpox best on photo sources it never saw (Model tab). "
+                                       "The probe, nearest photo and PatchCore read ImageNet features; MIM's "
+                                       "pictures below stay whichever you choose.",
+                                  visible=len(ctx.choices) > 1, elem_id="mim-verdict-model")
         gr.HTML(views.legend_html(), elem_id="mim-legend")
         with gr.Row(equal_height=True, elem_id="mim-panels"):
             original = _panel("Original", "mim-original")
@@ -105,13 +120,19 @@ def analyse_tab(ctx: DemoContext) -> None:
             with gr.Accordion("Example photo credits", open=False):
                 gr.Markdown(ctx.attribution)
 
-        def analyze(upload: Any, scale_label: str | None, previous: handlers.Outcome | None) -> tuple[Any, ...]:
-            return handlers.analyze_outputs(ctx.detector, upload, scale_label, ctx.upload_root, ctx.keep, previous)
+        def analyze(upload: Any, scale_label: str | None, label: str | None,
+                    previous: handlers.Outcome | None) -> tuple[Any, ...]:
+            return handlers.analyze_outputs(ctx.detector, upload, scale_label, ctx.upload_root, ctx.keep, previous,
+                                            ctx.choices, label)
 
-        def extras(outcome: handlers.Outcome | None, scale_label: str | None) -> tuple[str, str, str, Any]:
-            outcome = outcome or handlers.Outcome()
-            return (_verdict_card(outcome), handlers.score_bar(outcome, ctx.detector.calibration, ctx.detector.score_direction), _checks(ctx, outcome),
-                    handlers.slider(outcome, scale_label))
+        def reanalyze(outcome: handlers.Outcome | None, scale_label: str | None, label: str | None) -> tuple[Any, ...]:
+            return handlers.reanalyze_outputs(ctx.detector, outcome, scale_label, ctx.choices, label)
+
+        def extras(outcome: handlers.Outcome | None, scale_label: str | None,
+                   label: str | None) -> tuple[str, str, str, Any]:
+            outcome, analyser = outcome or handlers.Outcome(), ctx.analyser(label)
+            return (_verdict_card(outcome), handlers.score_bar(outcome, analyser.calibration, analyser.score_direction),
+                    _checks(ctx, outcome), handlers.slider(outcome, scale_label))
 
         def empty_photo(outcome: handlers.Outcome | None) -> Any:
             """A file that is no photo leaves the box empty instead of a broken image (the change event this
@@ -125,17 +146,22 @@ def analyse_tab(ctx: DemoContext) -> None:
 
         # preprocess=False: the raw upload reaches our decoder, which answers every bad file in words
         # (Gradio's own image preprocessing would fail on them with a generic error).
+        outputs = [original, masked, inpainted, heatmap, score, threshold, verdict, reason, evidence, state]
         photo.change(
-            analyze, [photo, scale, state],
-            [original, masked, inpainted, heatmap, score, threshold, verdict, reason, evidence, state],
+            analyze, [photo, scale, choice, state], outputs,
             api_name="analyze", preprocess=False, concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
             api_description="Analyse one photo: original, masked and inpainted images at the chosen mask scale, the "
                             "score map (mean over scales) over the original, then score, threshold, verdict, "
-                            "reason and the measurements (refused, photo quality values, patch distance). A photo "
-                            "refused by the quality gate has no score (null) and no model panels.",
-        ).then(extras, [state, scale], [card, bar, checks, slider], api_visibility="private", concurrency_limit=None,
-               show_progress="hidden").then(empty_photo, [state], [photo], api_visibility="private",
-                                           concurrency_limit=None, show_progress="hidden")
+                            "reason and the measurements (refused, photo quality values, patch distance), with the "
+                            "verdict of the chosen model (default: the page's). A photo refused by the quality gate "
+                            "has no score (null) and no model panels.",
+        ).then(extras, [state, scale, choice], [card, bar, checks, slider], api_visibility="private",
+               concurrency_limit=None, show_progress="hidden").then(empty_photo, [state], [photo], api_visibility="private",
+                                                                    concurrency_limit=None, show_progress="hidden")
+        choice.change(reanalyze, [state, scale, choice], outputs, api_visibility="private", concurrency_id=MODEL_QUEUE,
+                      concurrency_limit=ctx.concurrency).then(
+            extras, [state, scale, choice], [card, bar, checks, slider], api_visibility="private",
+            concurrency_limit=None, show_progress="hidden")
         scale.change(rescale, [state, scale], [masked, inpainted, heatmap, slider], api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
 

@@ -13,8 +13,8 @@ The package reads top-down as the method, then the checks, then the model's pape
 - the method: ``config`` (frozen configs and recipes), ``data``, ``masks``, ``model``, ``measure``;
 - the screening checks: ``gate`` (model-free quality gate), ``appearance`` (no rash / not skin),
   ``verdict`` (the one verdict rule, thresholds and the ``Analysis`` result type);
-- ``detector`` (MIM's analysis path, and loading any model card), ``screening`` (MIM's checks and
-  pictures with the verdict of the model that transfers best: what the demo runs), ``checkpoint`` (weights and cards),
+- ``detector`` (MIM's analysis path), ``screening`` (MIM's checks and pictures with the verdict of the
+  model that transfers best: what the demo runs; finding and loading any model card), ``checkpoint`` (weights and cards),
   ``calibrate`` (gate, threshold, appearance, card: in that order), ``cli``;
 - the periphery: ``training/``, ``evaluation/`` (protocol, statistics, reports), ``baselines/``,
   ``benchmark/``.
@@ -22,8 +22,8 @@ The package reads top-down as the method, then the checks, then the model's pape
 
 from .checkpoint import WeightsError
 from .data import ImageDecodeError
-from .detector import MIMDetector, load_detector
-from .screening import Analyser, Screening
+from .detector import MIMDetector
+from .screening import Analyser, Screening, load_detector
 from .verdict import Analysis, Verdict
 
 __all__ = ["Analyser", "Analysis", "ImageDecodeError", "MIMDetector", "Screening", "Verdict", "WeightsError",

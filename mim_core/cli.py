@@ -53,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from .data import ImageDecodeError, decode_image, iter_paths
-    from .detector import load_detector
+    from .screening import load_detector
 
     detector = load_detector(args.weights, threads=args.threads, precision=args.precision)
     failures = 0

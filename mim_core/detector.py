@@ -9,7 +9,6 @@ mpox-like; the verdict comes from :mod:`mim_core.verdict`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,7 @@ import torch
 from PIL import Image
 
 from .appearance import AppearanceCheck
-from .baselines.classifier import ClassifierDetector
-from .checkpoint import WeightsError, check_card_matches, load_card, load_generator
+from .checkpoint import check_card_matches, load_card, load_generator
 from .config import MIMConfig
 from .data import decode_image, preprocess, to_uint8
 from .gate import (GateThresholds, acquisition_refusal, channel_noise_sigma, effective_resolution, measure_quality,
@@ -349,71 +347,3 @@ def mean_errors(maps: torch.Tensor) -> np.ndarray:
     """(B, S, H, W) dissimilarity maps -> (B,) float64 means over the whole mask bank: the one reduction
     behind every score (the evaluation's stored measurements come from it too)."""
     return maps.mean(dim=(1, 2, 3)).double().cpu().numpy()
-
-
-# Model discovery: a model is NAME.pt plus its card NAME.json; MIM (kind "mim") and the classifier baselines
-# (kind "classifier") share that shape, so the demo, the benchmark and the clinical module find and load them here.
-KINDS = ("mim", "classifier")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A card found in a weights folder, with the path of its weights file."""
-
-    name: str
-    kind: str
-    card: dict[str, Any]
-    weights: Path
-
-
-def find_models(folder: str | os.PathLike, kinds: tuple[str, ...] = KINDS) -> tuple[list[ModelEntry], list[str]]:
-    """Cards in ``folder`` whose kind is in ``kinds``, whose weights file is present and whose card has a
-    threshold, sorted by file name; and one note per card that was skipped, saying why.
-
-    JSON files that are not model cards (no ``kind``) are ignored silently.
-
-    Raises:
-        FileNotFoundError: ``folder`` does not exist.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Weights folder {folder} not found.")
-    entries, notes = [], []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError):
-            notes.append(f"{path.name}: skipped, not readable JSON")
-            continue
-        if not isinstance(card, dict) or "kind" not in card:
-            continue  # not a model card
-        name, kind = str(card.get("name", path.stem)), str(card["kind"])
-        weights = folder / str(card.get("weights_file", path.with_suffix(".pt").name))
-        if kind not in kinds:
-            notes.append(f"{name}: skipped, no scorer registered for kind '{kind}' (known: {', '.join(kinds)})")
-        elif not weights.is_file():
-            notes.append(f"{name}: skipped, weights file {weights.name} not present")
-        elif "value" not in card.get("threshold", {}):
-            notes.append(f"{name}: skipped, its card has no threshold.value")
-        else:
-            entries.append(ModelEntry(name, kind, card, weights))
-    return entries, notes
-
-
-Detector = MIMDetector | ClassifierDetector  # both answer analyze(image) -> Analysis
-
-
-def load_detector(weights: str | os.PathLike, threads: int | None = None, device: str = "cpu",
-                  precision: str = "fp32") -> Detector:
-    """MIM or a classifier baseline, picked by the card's ``kind``; both answer ``analyze(image)`` and
-    ``analyze_batch(images)`` with :class:`~mim_core.verdict.Analysis` objects, and ``score_views(views)``.
-
-    Raises:
-        WeightsError: no card, an unknown kind, or weights that do not match their card.
-    """
-    kind = load_card(weights).get("kind")
-    if kind == "mim":
-        return MIMDetector.load(weights, threads=threads, device=device, precision=precision)
-    if kind == "classifier":
-        return ClassifierDetector.load(weights, threads=threads)
-    raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected one of {', '.join(KINDS)}.")

@@ -8,24 +8,37 @@ distance is MIM's appearance check, calibrated on mpox photos only.
 
     screening = Screening.load("weights/mim_gan.pt", "weights/effnet_probe.pt")
     analysis = screening.analyze("photo.jpg")  # verdict from the probe; analysis.inpainting_score is MIM's
+
+Also here: finding the models of a weights folder (a model is NAME.pt with its card NAME.json) and loading any
+of them by its card's kind (:func:`find_models`, :func:`load_detector`), and the verdicts the demo offers
+(:func:`verdict_options`: MIM alone, or MIM with any classifier card's verdict).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import replace
-from typing import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .baselines.classifier import ClassifierDetector
+from .checkpoint import WeightsError, load_card
+from .config import ONE_CLASS_ARCHS
 from .detector import ImageInput, MIMDetector
 from .verdict import Analysis, Verdict, judge, mpox_when
 
 REASONS = {
     Verdict.MPOX_LIKE: "Its features resemble those of the mpox photos the verdict model learned from.",
     Verdict.NOT_MPOX_LIKE: "Its features resemble those of the other skin conditions the verdict model learned from.",
+}
+ONE_CLASS_REASONS = {  # a one-class verdict model learned from no other condition
+    Verdict.MPOX_LIKE: REASONS[Verdict.MPOX_LIKE],
+    Verdict.NOT_MPOX_LIKE: "Its features are further from every mpox photo the verdict model learned from than its "
+                           "threshold allows.",
 }
 
 
@@ -45,6 +58,7 @@ class Screening:
         self.threshold = verdict_model.threshold
         self.verdict_card = verdict_model.card
         self.score_direction = verdict_model.score_direction
+        self.reasons = ONE_CLASS_REASONS if verdict_model.config.arch in ONE_CLASS_ARCHS else REASONS
 
     @classmethod
     def load(cls, mim_weights: str | os.PathLike, verdict_weights: str | os.PathLike, threads: int | None = None,
@@ -71,8 +85,11 @@ class Screening:
         return self.analyze_batch([image])[0]
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
-        views, resolutions = self.mim.views(images)
-        return self.analyze_views(views, resolutions)
+        return self.analyze_views(*self.views(images))
+
+    def views(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, list[float | None]]:
+        """MIM's :meth:`~mim_core.detector.MIMDetector.views`: (B, 3, H, W) views, (B,) photo px per model px."""
+        return self.mim.views(images)
 
     def analyze_views(self, views: torch.Tensor, resolutions: Sequence[float | None]) -> list[Analysis]:
         """(B, 3, H, W) preprocessed views -> one Analysis each; a refused view is MIM's refusal as it is."""
@@ -83,10 +100,94 @@ class Screening:
         out = list(analyses)
         for i, score in zip(usable, scores.tolist()):
             a = analyses[i]
-            decision = judge(score, self.threshold, when, REASONS, no_rash=self.mim.no_rash(a.patch_distance))
+            decision = judge(score, self.threshold, when, self.reasons, no_rash=self.mim.no_rash(a.patch_distance))
             out[i] = replace(a, score=score, threshold=self.threshold, verdict=decision.verdict,
                              reason=decision.reason, inpainting_score=a.score)
         return [a if not a.verdict.is_refusal else replace(a, threshold=self.threshold) for a in out]
 
 
 Analyser = MIMDetector | Screening  # what the demo runs: MIM alone, or MIM with another model's verdict
+
+
+# MIM (kind "mim") and the classifier baselines (kind "classifier") share the card's shape, so the demo, the
+# benchmark and the clinical module find and load them here.
+KINDS = ("mim", "classifier")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A card found in a weights folder, with the path of its weights file."""
+
+    name: str
+    kind: str
+    card: dict[str, Any]
+    weights: Path
+
+
+def find_models(folder: str | os.PathLike, kinds: tuple[str, ...] = KINDS) -> tuple[list[ModelEntry], list[str]]:
+    """Cards in ``folder`` whose kind is in ``kinds``, whose weights file is present and whose card has a
+    threshold, sorted by file name; and one note per card that was skipped, saying why.
+
+    JSON files that are not model cards (no ``kind``) are ignored silently.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Weights folder {folder} not found.")
+    entries, notes = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            notes.append(f"{path.name}: skipped, not readable JSON")
+            continue
+        if not isinstance(card, dict) or "kind" not in card:
+            continue  # not a model card
+        name, kind = str(card.get("name", path.stem)), str(card["kind"])
+        weights = folder / str(card.get("weights_file", path.with_suffix(".pt").name))
+        if kind not in kinds:
+            notes.append(f"{name}: skipped, no scorer registered for kind '{kind}' (known: {', '.join(kinds)})")
+        elif not weights.is_file():
+            notes.append(f"{name}: skipped, weights file {weights.name} not present")
+        elif "value" not in card.get("threshold", {}):
+            notes.append(f"{name}: skipped, its card has no threshold.value")
+        else:
+            entries.append(ModelEntry(name, kind, card, weights))
+    return entries, notes
+
+
+Detector = MIMDetector | ClassifierDetector  # both answer analyze(image) -> Analysis
+
+
+def load_detector(weights: str | os.PathLike, threads: int | None = None, device: str = "cpu",
+                  precision: str = "fp32") -> Detector:
+    """MIM or a classifier baseline, picked by the card's ``kind``; both answer ``analyze(image)`` and
+    ``analyze_batch(images)`` with :class:`~mim_core.verdict.Analysis` objects, and ``score_views(views)``.
+
+    Raises:
+        WeightsError: no card, an unknown kind, or weights that do not match their card.
+    """
+    kind = load_card(weights).get("kind")
+    if kind == "mim":
+        return MIMDetector.load(weights, threads=threads, device=device, precision=precision)
+    if kind == "classifier":
+        return ClassifierDetector.load(weights, threads=threads)
+    raise WeightsError(f"The card beside {weights} has kind {kind!r}; expected one of {', '.join(KINDS)}.")
+
+
+def verdict_options(mim: MIMDetector, folder: str | os.PathLike) -> dict[str, Analyser]:
+    """Who may give the verdict beside MIM's checks and panels: ``{card name: analyser}``, MIM alone under
+    its own card's name, then MIM with the verdict of each classifier card in ``folder`` that sees MIM's
+    view (same crop and size); cards that do not are left out.
+
+    Raises:
+        WeightsError: a card whose weights do not match it (sha256).
+    """
+    options: dict[str, Analyser] = {str(mim.card.get("name", "mim")): mim}
+    for entry in find_models(folder, kinds=("classifier",))[0]:
+        model = ClassifierDetector.load(entry.weights)
+        if model.config.preprocess == mim.config.preprocess:
+            options[entry.name] = Screening(mim, model)
+    return options

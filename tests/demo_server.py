@@ -27,15 +27,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_demo(detector, upload_dir: Path, extra_tabs: Sequence = ()) -> Iterator[tuple[str, object]]:
-    """The demo (with the given detector, and ``extra_tabs`` as app.py mounts them) served on
+def running_demo(detector, upload_dir: Path, extra_tabs: Sequence = (), choices=None) -> Iterator[tuple[str, object]]:
+    """The demo (with the given detector, the verdict ``choices`` it offers, and ``extra_tabs`` as app.py mounts them) served on
     127.0.0.1:<free port>, uploads going to ``upload_dir``; yields (url, demo)."""
     from demo.app import build_demo, launch_options
 
     previous = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # read by Gradio when the app is built and launched
     try:
-        demo = build_demo(detector=detector, extra_tabs=list(extra_tabs))
+        demo = build_demo(detector=detector, extra_tabs=list(extra_tabs), choices=choices)
         _, url, _ = demo.launch(**launch_options(server_name="127.0.0.1", server_port=free_port(),
                                                  prevent_thread_lock=True, quiet=True))
         try:
@@ -81,7 +81,7 @@ def bad_inputs(photo: Path) -> dict[str, bytes]:
 
 
 @contextmanager
-def demo_page(detector, upload_dir: Path, **page_options) -> Iterator[object]:
+def demo_page(detector, upload_dir: Path, choices=None, **page_options) -> Iterator[object]:
     """A Playwright page of Debian's Chromium on the served demo (``page_options`` as ``new_page`` takes them:
     viewport, is_mobile...), loaded up to its photo input; the browser and server close afterwards."""
     from playwright.sync_api import sync_playwright
@@ -89,7 +89,7 @@ def demo_page(detector, upload_dir: Path, **page_options) -> Iterator[object]:
     from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 
     assert CHROMIUM.is_file(), "install Debian's Chromium: apt-get install -y chromium"
-    with running_demo(detector, upload_dir) as (url, _demo), sync_playwright() as playwright:
+    with running_demo(detector, upload_dir, choices=choices) as (url, _demo), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(**page_options)
         page.set_default_timeout(WAIT_MS)

@@ -11,7 +11,8 @@ import pytest
 from mim_core.calibrate import score_paths
 from mim_core.checkpoint import load_card, sha256_file
 from mim_core.cli import main
-from mim_core.detector import MIMDetector, load_detector
+from mim_core.detector import MIMDetector
+from mim_core.screening import load_detector
 from mim_core.verdict import Verdict
 from tests.conftest import REPO, SHIPPED_WEIGHTS, located
 

@@ -61,8 +61,12 @@ def test_extra_tabs_are_built_between_batch_and_model(detector):
 def test_threads_are_capped_when_the_model_is_loaded():
     before = torch.get_num_threads()
     try:
-        build_demo(SHIPPED_WEIGHTS, threads=1)
+        demo = build_demo(SHIPPED_WEIGHTS, threads=1)
         assert torch.get_num_threads() == 1
+        menu = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "mim-verdict-model")
+        labels = [c[0] for c in menu.choices]
+        assert menu.value == labels[0] == "Linear probe (default)" and menu.visible
+        assert "MIM alone" in labels and len(labels) == len(set(labels)) >= 4
     finally:
         torch.set_num_threads(before)
 

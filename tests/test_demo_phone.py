@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+from demo.app import DEFAULT_VERDICT_WEIGHTS, verdict_choices
+from tests.conftest import SHIPPED_WEIGHTS
 from tests.demo_server import EXAMPLES, demo_page
 from tests.test_demo_browser import LOADED
 
@@ -41,10 +43,11 @@ SPLIT_NUMBERS = r"""() => {
 
 
 @pytest.fixture(scope="module")
-def phone(screening, tmp_path_factory):
-    """The page as app.py serves it: MIM's checks and panels, the probe's verdict."""
-    with demo_page(screening, tmp_path_factory.mktemp("phone_uploads"), viewport=PHONE, is_mobile=True,
-                   has_touch=True) as page:
+def phone(tmp_path_factory):
+    """The page as app.py serves it: MIM's checks and panels, the probe's verdict, the other verdict models."""
+    default, choices = verdict_choices(SHIPPED_WEIGHTS, DEFAULT_VERDICT_WEIGHTS, threads=2, precision="fp32")
+    with demo_page(default, tmp_path_factory.mktemp("phone_uploads"), choices=choices, viewport=PHONE,
+                   is_mobile=True, has_touch=True) as page:
         yield page
 
 
@@ -73,6 +76,16 @@ def test_the_verdict_comes_right_under_the_photo_before_the_panels(phone):
       const r = e => e ? e.getBoundingClientRect().toJSON() : null;
       return [r(s.querySelector('label')), r(s.querySelector('.icon-button-wrapper')), r(s)]; }""")
     assert label["right"] <= min(block["right"], icons["left"] if icons else block["right"])  # label not cut
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_choosing_who_gives_the_verdict_answers_the_same_photo_again(phone):
+    """Follows the upload above: the photo is gone from the server, the answer changes with the model."""
+    phone.get_by_role("tab", name="Analyse").click()
+    assert "features" in phone.inner_text("#mim-verdict-card")  # the probe's reason
+    phone.locator("#mim-verdict-model").get_by_label("MIM alone").check()
+    phone.wait_for_function("() => /reproduce/.test(document.querySelector('#mim-verdict-card').innerText)")
+    assert "What to do next" in phone.inner_text("#mim-verdict-card")  # MIM's own reason, a whole answer
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 

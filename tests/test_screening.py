@@ -10,6 +10,7 @@ from demo.app import DEFAULT_VERDICT_WEIGHTS, build_demo
 from demo.model_card import card_markdown
 from mim_core import Screening, Verdict
 from mim_core.baselines.classifier import ClassifierDetector
+from mim_core.screening import verdict_options
 from tests.conftest import MSID_ROOT, REPO, SHIPPED_WEIGHTS
 
 HEALTHY = REPO.parent / "shared" / "healthy_skin_dev" / "Normal"
@@ -93,3 +94,33 @@ def test_the_shipped_app_gives_the_probes_verdict_by_default():
     assert card["kind"] == "classifier" and SHIPPED_WEIGHTS.is_file()
     winner = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())["cross_source"]["winner"]["method"]
     assert card["config"]["arch"].endswith("_probe") and winner == "probe"  # the default follows the dev winner
+
+
+def test_the_page_offers_mim_alone_and_every_classifier_card_that_sees_mims_view(detector):
+    options = verdict_options(detector, REPO / "weights")
+    names = {json.loads(p.read_text()).get("name") for p in (REPO / "weights").glob("*.json")}
+    assert next(iter(options.values())) is detector  # MIM alone first
+    assert set(options) <= names and {"effnet-probe", "effnet-knn", "effnet-patchcore"} <= set(options)
+    for analyser in list(options.values())[1:]:
+        assert isinstance(analyser, Screening) and analyser.mim is detector  # one MIM behind every verdict
+
+
+def test_changing_who_gives_the_verdict_analyses_the_same_photo_again(detector, data_root, tmp_path):
+    options = verdict_options(detector, REPO / "weights")
+    choices = {name: options[name] for name in ("mim-gan", "effnet-probe", "effnet-knn")}
+    photo = tmp_path / "photo.jpg"  # a copy: the upload is deleted after the analysis
+    photo.write_bytes(sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[0].read_bytes())
+    first = handlers.analyze_outputs(choices["effnet-probe"], str(photo), None, str(tmp_path), choices=choices,
+                                     choice="effnet-probe")
+    assert not photo.exists() and first[-1].view is not None
+    mim = handlers.reanalyze_outputs(detector, first[-1], None, choices, "mim-gan")
+    knn = handlers.reanalyze_outputs(detector, first[-1], None, choices, "effnet-knn")
+    assert mim[5] == detector.threshold and knn[5] == choices["effnet-knn"].threshold != first[5]
+    # MIM alone scores the same view as the probe's inpainting score: the photo was analysed again, not re-read
+    assert mim[4] == pytest.approx(first[8]["inpainting_score"], abs=1e-6)
+    assert knn[6] in {Verdict.MPOX_LIKE.value, Verdict.NOT_MPOX_LIKE.value, Verdict.NO_RASH.value}
+    assert "further from every mpox photo" in knn[7] or knn[6] != Verdict.NOT_MPOX_LIKE.value  # one-class words
+    unknown = handlers.reanalyze_outputs(detector, first[-1], None, choices, "a model we do not have")
+    assert unknown[-1].analysis is None and "choose one of: mim-gan, effnet-probe, effnet-knn" in unknown[7]
+    refused = handlers.analyze_outputs(detector, str(photo), None, str(tmp_path), choices=choices, choice="nope")
+    assert refused[-1].analysis is None and "No verdict model is called 'nope'" in refused[7]

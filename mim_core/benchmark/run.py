@@ -42,7 +42,7 @@ from ..data import decode_image, locate, root_list, scan_datasets
 from ..evaluation.protocol import DEV_CLASSES, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..gate import effective_resolution
-from ..detector import find_models, load_detector
+from ..screening import find_models, load_detector
 from ..verdict import MpoxWhen, Verdict, called_mpox, lower_is_mpox, mpox_when
 from .verdicts import mim_judgements, targets, verdict_rows
 
