@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from mim_core import Analyser, MIMDetector, Screening
+from mim_core import Analyser, MIMDetector, Screening, cli
 from mim_core.baselines.classifier import ClassifierDetector
 from mim_core.checkpoint import load_card
 from mim_core.screening import verdict_options
@@ -33,7 +33,7 @@ DEMO_DIR = Path(__file__).resolve().parent
 REPO = DEMO_DIR.parent
 DEFAULT_WEIGHTS = REPO / "weights" / "mim_gan.pt"
 # The verdict comes from the model that won the cross-source dev protocol (docs/cross_source.md).
-DEFAULT_VERDICT_WEIGHTS = REPO / "weights" / "effnet_probe.pt"
+DEFAULT_VERDICT_WEIGHTS = cli.DEFAULT_VERDICT_WEIGHTS
 EXAMPLES_DIR = DEMO_DIR / "examples"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "mim_gan.pt"
+DEFAULT_VERDICT_WEIGHTS = DEFAULT_WEIGHTS_DIR / "effnet_probe.pt"  # the web page's verdict (docs/method.md)
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "mim_gan.toml"
 
 
@@ -52,10 +53,18 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .checkpoint import load_card
     from .data import ImageDecodeError, decode_image, iter_paths
-    from .screening import load_detector
+    from .screening import Screening, load_detector
 
-    detector = load_detector(args.weights, threads=args.threads, precision=args.precision)
+    verdict = args.verdict_weights
+    if load_card(args.weights).get("kind") == "mim" and verdict != "none":
+        detector = Screening.load(args.weights, verdict or DEFAULT_VERDICT_WEIGHTS, threads=args.threads,
+                                  precision=args.precision)
+    elif verdict not in (None, "none"):
+        raise ValueError("--verdict-weights goes with MIM weights only (a classifier card gives its own verdict).")
+    else:
+        detector = load_detector(args.weights, threads=args.threads, precision=args.precision)
     failures = 0
     for path in iter_paths(args.images):
         try:
@@ -192,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score photos: one line (or JSON object with --json) per image")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="any model card's weights: MIM or a classifier")
+    p.add_argument("--verdict-weights", help="with MIM weights: the classifier card whose score and verdict are "
+                   "reported, as on the web page (default: weights/effnet_probe.pt); 'none': MIM's own verdict")
     p.add_argument("--json", action="store_true", help="one JSON object per line: path, score, threshold, verdict")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],

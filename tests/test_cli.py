@@ -13,7 +13,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detector, data_root: Path):
+def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detector, screening, data_root: Path):
     good = [located(p) for p in detector.card["split"]["test"][:2]]
     bad = tmp_path / "holiday.jpg"
     bad.write_bytes(b"this is not a jpeg")
@@ -25,8 +25,20 @@ def test_score_json_lines_with_a_bad_file_among_good_ones(tmp_path: Path, detect
     assert "error" in lines[1] and "not an image" in lines[1]["error"]
     for line in (lines[0], lines[2]):
         assert set(line) >= {"path", "score", "threshold", "verdict"}
-        # a refused photo (acquisition gate) has score None, its refusal sentence and the quality values
+        # the page's answer: the probe's verdict, MIM's refusals (a refused photo has score None, its refusal
+        # sentence and the quality values) and MIM's own score beside it
+        assert line == {"path": line["path"], **screening.analyze(Path(line["path"])).summary()}
+
+
+def test_score_gives_mims_own_verdict_on_request(detector):
+    good = [located(p) for p in detector.card["split"]["test"][:3]]
+    result = _run("score", "--json", "--verdict-weights", "none", *map(str, good))
+    assert result.returncode == 0, result.stderr
+    for line in map(json.loads, result.stdout.splitlines()):
         assert line == {"path": line["path"], **detector.analyze(Path(line["path"])).summary()}
+    mixed = _run("score", "--weights", "weights/effnet_probe.pt", "--verdict-weights", "weights/effnet_knn.pt",
+                 str(good[0]))
+    assert mixed.returncode == 2 and mixed.stderr.startswith("error: --verdict-weights goes with MIM weights only")
 
 
 def test_score_all_good_exits_zero_and_missing_weights_is_one_sentence(detector, data_root: Path):
