@@ -104,7 +104,7 @@ PROBE_ARCH = "efficientnet_lite0_probe"  # frozen ImageNet features + a linear h
 ONE_CLASS_ARCHS = ("efficientnet_lite0_knn", "efficientnet_lite0_patchcore")
 FROZEN_ARCHS = (PROBE_ARCH, *ONE_CLASS_ARCHS)  # fitted in one step on frozen features: no steps, batches or history
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", *FROZEN_ARCHS)
-NEGATIVE_SETS = ("others", "others+dev")
+NEGATIVE_SETS = ("others", "others+dev", "others+dev+healthy")
 # How a classifier card's threshold is set, on the val split only: every val mpox photo called mpox-like (MIM's
 # rule, no negative used), or Youden's J over the val mpox and val negative photos (for a model giving verdicts).
 THRESHOLD_RULES = ("every-val-mpox", "youden-val")
@@ -114,8 +114,9 @@ THRESHOLD_RULES = ("every-val-mpox", "youden-val")
 class ClassifierConfig:
     """Everything that defines a classifier baseline and how it is trained.
 
-    ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting) or ``others+dev``
-    (also the 10 DermNet dev classes). ``arch`` ``efficientnet_lite0_probe`` fits a linear head on frozen
+    ``negatives``: ``others`` (MSLD_v1/Others only, the usual literature setting), ``others+dev``
+    (also the 10 DermNet dev classes) or ``others+dev+healthy`` (also the healthy-skin design photos,
+    ``healthy_skin_dev/Normal``: the data roots must include ``healthy_skin_dev``). ``arch`` ``efficientnet_lite0_probe`` fits a linear head on frozen
     pretrained features in one step (no batches, steps or augmentation: those fields do not apply); the one-class
     ``efficientnet_lite0_knn`` / ``_patchcore`` keep the mpox train photos' features and use no negative at all
     (``negatives`` then only names the photos of the card's val and test figures). Training draws balanced batches (half mpox, half negatives).

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import PreprocessConfig
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_PIXELS = 100_000_000  # refuse before decoding: a 30000x30000 "bomb" is a few KB on disk
 DRAFT_SIDE = 1024  # big JPEGs decode at 1/2..1/8 scale (still >= this), bounding memory for phone photos
 MIN_SIDE = 32
@@ -181,19 +181,24 @@ def source_group(dataset: str, label_class: str, file_name: str) -> str:
 
 
 def scan_dataset(root: str | os.PathLike) -> list[ImageRecord]:
-    """All images under ``root/<dataset>/<class>/``, sorted by path (deterministic)."""
+    """All images under ``root/<dataset>/<class>/``, sorted by path (deterministic). A root that holds class
+    folders directly (``root/<class>/``, as ``healthy_skin_dev`` does) is one dataset named after the root."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Data folder not found: {root}")
     records = []
-    for path in sorted(root.glob("*/*/*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        dataset, label_class = path.parent.parent.name, path.parent.name
-        rel = path.relative_to(root).as_posix()
-        records.append(ImageRecord(rel, dataset, label_class, source_group(dataset, label_class, path.name), str(root)))
+    for pattern in ("*/*/*", "*/*"):
+        for path in sorted(root.glob(pattern)):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            dataset = path.parent.parent.name if pattern == "*/*/*" else root.name
+            label_class, rel = path.parent.name, path.relative_to(root).as_posix()
+            records.append(ImageRecord(rel, dataset, label_class, source_group(dataset, label_class, path.name),
+                                       str(root)))
+        if records:
+            break
     if not records:
-        raise FileNotFoundError(f"No images found under {root}/<dataset>/<class>/")
+        raise FileNotFoundError(f"No images found under {root}/<dataset>/<class>/ or {root}/<class>/")
     return records
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mim_core.benchmark.run import BenchmarkConfig, benchmark_table, load_models, run_benchmark
+from mim_core.benchmark.run import BenchmarkConfig, _healthy_rows, benchmark_table, load_models, run_benchmark
 from mim_core.benchmark.report import FILES
 from mim_core.cli import main
 from mim_core.benchmark.corruptions import CORRUPTIONS
@@ -88,6 +88,21 @@ def test_each_healthy_folder_gets_its_own_row(bench):
     targets = [t["target"] for t in results["targets"][results["models"][0]["name"]]]
     assert "healthy-skin photos (Normal) called mpox-like ≤ 10 %" in targets
     assert "| `Normal` (" in (out / "benchmark.md").read_text()
+
+
+def test_a_model_is_not_judged_on_healthy_photos_it_trained_on(weights_dir: Path, tmp_path: Path):
+    """The probe learns from the healthy design photos (`Normal`): its healthy row counts only the others."""
+    folder = shipped_copy(tmp_path / "w").parent
+    for suffix in (".pt", ".json"):
+        shutil.copyfile(WEIGHTS / f"effnet_probe{suffix}", folder / f"effnet_probe{suffix}")
+    models = load_models(folder, threads=2)
+    probe_card = json.loads((WEIGHTS / "effnet_probe.json").read_text())
+    learned = [p for part in ("train", "val") for p in probe_card["split"]["negatives"][part] if p.startswith("Normal/")]
+    rows = {r["model"]: r for r in _healthy_rows(models, str(HEALTHY), SMALL)}
+    total = len(list(HEALTHY.iterdir()))
+    assert 0 < len(learned) <= total  # all of them, today: 85 % train, 15 % val
+    assert rows["effnet-probe"]["trained_on"] == len(learned) and rows["effnet-probe"]["n"] == total - len(learned)
+    assert rows["mim-gan"]["trained_on"] == 0 and rows["mim-gan"]["n"] == total
 
 
 def test_noise_and_abnormal_tables(bench):

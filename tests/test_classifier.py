@@ -53,6 +53,17 @@ def test_split_is_by_source_photo_and_never_touches_test_classes(data_root: Path
     assert not [p for p in parts["negatives"]["train"] if "Monkeypox" in p]
 
 
+def test_the_healthy_design_photos_join_the_negatives_and_the_healthy_test_set_never_does(data_root: Path):
+    healthy_root = data_root.parent / "healthy_skin_dev"
+    split = classifier_split([data_root, healthy_root], "others+dev+healthy", split_seed=0).as_paths()
+    learned = [p for part in ("train", "val") for p in split["negatives"][part] if p.startswith("Normal/")]
+    assert sorted(learned) == sorted(f"Normal/{f.name}" for f in (healthy_root / "Normal").iterdir())
+    assert not [p for part in split["negatives"].values() for p in part if p.startswith("MSID_Normal/")]
+    assert not [p for p in split["negatives"]["test"] if p.startswith("Normal/")]
+    with pytest.raises(FileNotFoundError, match="add the healthy_skin_dev folder to the data roots"):
+        classifier_split(data_root, "others+dev+healthy", split_seed=0)
+
+
 def test_training_runs_end_to_end_and_writes_a_card(tiny_run: Path, data_root: Path):
     record = json.loads((tiny_run.parent / "training.json").read_text())
     assert [h["step"] for h in record["history"]] == [1, 2]

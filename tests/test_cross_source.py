@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mim_core.evaluation.cross_source import HEALTHY_DESIGN, HEALTHY_TEST, MPOX_SOURCES, directions
-from mim_core.evaluation.cross_source_run import evaluate_direction, measure, one_class_scores
+from mim_core.evaluation.cross_source import MPOX_SOURCES, directions
+from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
+from mim_core.baselines.probe import fit_probe
+from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, evaluate_direction, measure,
+                                                  one_class_scores, probe_scores)
 from mim_core.evaluation.protocol import DEV_CLASSES
 
 HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
@@ -57,7 +60,8 @@ def test_negatives_roles_are_fixed_and_disjoint(both):
     supervised = {p.location for p in d.supervised_negatives}
     assert not supervised & {p.location for photos in d.test_negatives.values() for p in photos}
     assert not _groups(d.supervised_negatives) & _groups(d.test_negatives["others"])
-    assert {p.location for p in d.supervised_negatives} >= {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]}
+    assert {p.location for p in d.supervised_negatives} >= {p.location for c in [*DEV_CLASSES, "healthy"]
+                                                           for p in d.dev_negatives[c]}  # as the probe's recipe
 
 
 def test_one_source_is_refused_with_a_sentence(data_root: Path):
@@ -73,7 +77,7 @@ def _small(d, n: int = 6):
                    dev_negatives={k: take(v) for k, v in d.dev_negatives.items()},
                    test_negatives={k: take(v) for k, v in list(d.test_negatives.items())[:3] + [
                        ("others", d.test_negatives["others"]), ("healthy", d.test_negatives["healthy"])]},
-                   supervised_negatives=[p for c in DEV_CLASSES for p in take(d.dev_negatives[c])])
+                   supervised_negatives=[p for c in [*DEV_CLASSES, "healthy"] for p in take(d.dev_negatives[c])])
 
 
 def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_like(both, detector):
@@ -99,6 +103,21 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
     other = m.rows(d.dev_mpox)[0]
     worst = (1 - (m.cells[other] @ bank.T).max(axis=1)).max()
     assert scores["one-class:patchcore"][other] == pytest.approx(worst, abs=1e-5)
+
+
+def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both):
+    d = _small(both[0])
+    m = measure(sorted({p.location for p in d.photos()}), {})
+    full, held = probe_scores(m, d, m.rows(d.fit))
+    healthy = d.dev_negatives["healthy"]
+    assert {p.location for p in healthy} | {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]} == set(held)
+    fold = healthy[1::HEALTHY_FOLDS]
+    weight, bias = fit_probe(m.pooled[m.rows(d.fit)],
+                             m.pooled[m.rows([p for p in d.supervised_negatives if p not in fold])], PROBE_C)
+    for p in fold:
+        row = m.index[p.location]
+        assert held[p.location] == pytest.approx(-(m.pooled[row] @ weight + bias), abs=1e-9)
+        assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
 
 
 def test_a_card_records_both_sides_or_nothing(tmp_path: Path, capsys):

@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
 from ..config import FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, root_list, scan_datasets, source_group
-from ..evaluation.protocol import DEV_CLASSES, OTHERS
+from ..evaluation.protocol import DEV_CLASSES, HEALTHY_DATASET, HEALTHY_DESIGN, OTHERS
 from ..evaluation.stats import auroc_ci
 from ..model import count_parameters
 from ..training.augment import augment
@@ -65,6 +65,12 @@ LIMITATIONS = [
 ]
 
 
+NEGATIVE_WORDS = {
+    "others": "MSLD_v1/Others",
+    "others+dev": "MSLD_v1/Others and the 10 DermNet dev classes",
+    "others+dev+healthy": "MSLD_v1/Others, the 10 DermNet dev classes and the healthy-skin design photos "
+                          "(healthy_skin_dev/Normal)",
+}
 ONE_CLASS_LIMITATION = ("Learned from about 150 mpox photos alone: anything whose ImageNet features lie near theirs is "
                         "called mpox-like, whatever it shows.")
 
@@ -95,8 +101,14 @@ def classifier_split(data_roots: str | Path | Sequence[str | Path], negatives: s
     if not others:
         raise FileNotFoundError(f"No {OTHERS} images under {data_roots}.")
     neg = group_split(others, (0.6, 0.15, 0.25), split_seed)
-    if negatives == "others+dev":
+    if negatives in ("others+dev", "others+dev+healthy"):
         dev = [r for r in records if r.dataset == "DermNetNZ" and r.label_class in DEV_CLASSES]
+        if negatives == "others+dev+healthy":
+            healthy = [r for r in records if r.dataset == HEALTHY_DATASET and r.label_class == HEALTHY_DESIGN]
+            if not healthy:
+                raise FileNotFoundError(f"No {HEALTHY_DATASET}/{HEALTHY_DESIGN} photos under {data_roots}: add the "
+                                        f"{HEALTHY_DATASET} folder to the data roots.")
+            dev += healthy
         dev_parts = group_split(dev, (0.85, 0.15, 0.0), split_seed)
         neg = {part: sorted(neg[part] + dev_parts[part], key=lambda r: r.path) for part in neg}
     return ClassifierSplit({"train": mpox.train, "val": mpox.val, "test": mpox.test}, neg)
@@ -247,8 +259,7 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
     threshold = calibrated["value"]
     test_auroc = auroc_ci(lower_is_mpox(pos_test, when), lower_is_mpox(neg_test, when), groups_of(split["positives"]["test"]),
                           groups_of(split["negatives"]["test"]))
-    negatives_text = ("MSLD_v1/Others" if config.negatives == "others"
-                      else "MSLD_v1/Others and the 10 DermNet dev classes")
+    negatives_text = NEGATIVE_WORDS[config.negatives]
     frozen, one_class = config.arch in FROZEN_ARCHS, config.arch in ONE_CLASS_ARCHS
     note = ONE_CLASS_NOTE if one_class else PROBE_NOTE if frozen else PRETRAINED_NOTE
     description = DESCRIPTIONS.get(config.arch) or (
@@ -285,8 +296,8 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
             "manifest_sha256": {str(r): manifest_sha256(r) for r in roots} if len(roots) > 1 else manifest_sha256(roots[0]),
             "train_uses": f"{train_uses}; the 21 DermNet test classes are never used",
             "split_rule": "each mpox source and MSLD Others split on its own by source photo (file-name prefix before "
-                          "the last '_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes 85/15 % "
-                          "train/val by file",
+                          "the last '_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes (and the "
+                          "healthy design photos, when used) 85/15 % train/val by file",
         },
         "split": split, "split_sha256": training["split_sha256"],
         "threshold": {**calibrated, "youden_on_val": youden},

@@ -180,8 +180,11 @@ def verdicts_markdown(results: dict[str, Any], models: list[str]) -> list[str]:
                   "", "| photos | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|" + "---|" * len(models)]
         for folder, rows in healthy.groupby("description", sort=False):
             by_model = rows.set_index("model").loc[models].reset_index().to_dict("records")
-            lines.append(f"| `{Path(folder).name}` ({int(rows['n'].iloc[0])}) | "
-                         + " | ".join(f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}" for r in by_model) + " |")
+            total = max(int(r["n"]) + int(r.get("trained_on") or 0) for r in by_model)
+            lines.append(f"| `{Path(folder).name}` ({total}) | " + " | ".join(
+                f"{_pct(r['mpox_like'])} / {_pct(r['refused'])}"
+                + (f" (trained on {int(r['trained_on'])})" if r.get("trained_on") else "")
+                for r in by_model) + " |")
         lines.append("")
     lines += ["**Robustness targets**", "", "| target | " + " | ".join(f"`{m}`" for m in models) + " |",
               "|---|" + "---|" * len(models)]

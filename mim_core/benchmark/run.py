@@ -257,7 +257,21 @@ def healthy_part(models: list[BenchModel], folders: tuple[str, ...], config: Ben
     return pd.DataFrame(rows)
 
 
+def trained_on(card: dict[str, Any]) -> set[Path]:
+    """The files (resolved) of the photos a model trained or calibrated on, from its card's split and roots."""
+    roots = (card.get("data") or {}).get("roots") or []
+    files = set()
+    for path in (p for paths in _seen_paths(card) for p in paths):
+        try:
+            files.add(locate(roots, path).resolve())
+        except FileNotFoundError:
+            continue  # a photo under none of its roots here cannot be among this folder's either
+    return files
+
+
 def _healthy_rows(models: list[BenchModel], folder: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
+    """One row per model; a model that trained on some of these photos (the probe learns from the healthy design
+    set) is judged on the others only, and the row says how many it skipped (``trained_on``)."""
     paths = sorted(p for p in Path(folder).iterdir() if p.is_file())
     if not paths:
         return []
@@ -267,8 +281,13 @@ def _healthy_rows(models: list[BenchModel], folder: str, config: BenchmarkConfig
     raw = _score_views(models, views, config.batch_size)
     judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw,
                                 [effective_resolution(p, pre) for p in photos])
-    rows, _ = verdict_rows(models, judgements, raw, {"healthy": np.ones(len(views), bool)}, {"healthy": "healthy"},
-                           {"corruption": "clean", "severity": 0, "description": str(folder)})
+    rows = []
+    for model in models:
+        seen = trained_on(model.card)
+        unseen = np.array([p.resolve() not in seen for p in paths])
+        rows += verdict_rows([model], judgements, raw, {"healthy": unseen}, {"healthy": "healthy"},
+                             {"corruption": "clean", "severity": 0, "description": str(folder),
+                              "trained_on": int((~unseen).sum())})[0]
     return rows
 
 

@@ -26,12 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from ..data import ImageRecord, group_split, scan_datasets
-from .protocol import DEV_CLASSES, OTHERS
+from .protocol import DEV_CLASSES, HEALTHY_DESIGN, HEALTHY_TEST, OTHERS
 from .stats import auroc_ci, mean_auroc_ci
 
 MPOX_SOURCES = ("MSLD_v1", "MSID")  # the dataset folder of each mpox source
-HEALTHY_DESIGN = "Normal"           # healthy_skin_dev/<folder>: dev side
-HEALTHY_TEST = "MSID_Normal"        # healthy_skin_dev/<folder>: test side
 SPLIT_FRACTIONS = (0.6, 0.15, 0.25)  # the same per-source split as training's mpox_split
 
 
@@ -103,7 +101,8 @@ def directions(data_roots: Sequence[str | Path], healthy_root: str | Path, seed:
     dev_neg = {**by_class(DEV_CLASSES), "healthy": _healthy(healthy_root / HEALTHY_DESIGN)}
     test_neg = {**by_class(test_classes), "others": _photos(others["test"]),
                 "healthy": _healthy(healthy_root / HEALTHY_TEST)}
-    supervised = [p for c in DEV_CLASSES for p in dev_neg[c]] + _photos(others["train"])
+    # the probe's negatives, as its recipe's: MSLD Others train, the DermNet dev classes and the healthy design photos
+    supervised = [p for c in DEV_CLASSES for p in dev_neg[c]] + dev_neg["healthy"] + _photos(others["train"])
     out = []
     for a, b in (MPOX_SOURCES, MPOX_SOURCES[::-1]):
         fit, cal = _photos(splits[a]["train"]), _photos(splits[a]["val"])

@@ -13,8 +13,10 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
 - ``one-class:mahalanobis``: Mahalanobis distance (32 principal components, Ledoit-Wolf covariance);
 - ``one-class:patchcore``: largest over the 7x7 cells of the distance to the nearest train mpox cell (the
   PatchCore statistic, without its coreset: the bank is small);
-- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives. On the dev
-  side each DermNet dev class is scored by a probe fitted without that class, so no dev figure is seen in fit;
+- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives (as its recipe:
+  MSLD Others train, the DermNet dev classes, the healthy design photos). On the dev side each DermNet dev class is
+  scored by a probe fitted without that class, each healthy design photo by one fitted without its fold, so no dev
+  figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
 
 PaDiM is left out: it models each pixel position separately and so assumes aligned objects, which skin
@@ -46,6 +48,7 @@ from .cross_source import Direction, Photo, directions, side_report
 from .protocol import DEV_CLASSES
 
 PROBE_C = 1.0  # chosen on the dev side (docs/ablations.md)
+HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored by probes fitted without their fold
 
 
 @dataclass
@@ -97,20 +100,21 @@ def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.ndarray, dict[Path, float]]:
-    """The probe's scores (-logit: lower = more mpox-like) of every photo, and the held-out dev scores of the
-    DermNet dev classes (each from a probe fitted without its class)."""
+    """The probe's scores (-logit: lower = more mpox-like) of every photo, and held-out scores of the dev negatives
+    it learns from: each DermNet dev class from a probe fitted without that class, each healthy design photo from
+    one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
         weight, bias = fit_probe(m.pooled[fit], m.pooled[m.rows(negatives)], PROBE_C)
         return -(m.pooled @ weight + bias)
 
-    full = scores(d.supervised_negatives)
+    healthy = d.dev_negatives["healthy"]
+    held_out_sets = [d.dev_negatives[c] for c in DEV_CLASSES] + [healthy[i::HEALTHY_FOLDS] for i in range(HEALTHY_FOLDS)]
     held_out: dict[Path, float] = {}
-    for c in DEV_CLASSES:
-        photos = d.dev_negatives[c]
+    for photos in held_out_sets:
         left_out = {p.location for p in photos}
         without = scores([p for p in d.supervised_negatives if p.location not in left_out])
         held_out.update({p.location: float(without[m.index[p.location]]) for p in photos})
-    return full, held_out
+    return scores(d.supervised_negatives), held_out
 
 
 def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> dict:

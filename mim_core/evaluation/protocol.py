@@ -18,6 +18,11 @@ DEV_CLASSES = (
     "Pityriasis_versicolor", "Basal_cell_carcinoma", "Bullous_pemphigoid",
 )
 OTHERS = "MSLD_v1/Others"
+# healthy_skin_dev/<folder>: fixed before any result was seen. The design set may shape checks and train the probe
+# (never the inpainter); the test set is only ever reported on.
+HEALTHY_DATASET = "healthy_skin_dev"  # a data root of its own: <root>/<folder>/<photo>
+HEALTHY_DESIGN = "Normal"
+HEALTHY_TEST = "MSID_Normal"
 # DermNet watermark boxes (fractions of width, height): the round logo and the "Te Whatu Ora" lines, both
 # bottom left (checked by eye on a random sample). The central crop of preprocessing lies outside them.
 WATERMARK_BOXES = ((0.0, 0.66, 0.27, 0.95), (0.0, 0.78, 0.45, 0.95))
