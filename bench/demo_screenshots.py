@@ -17,7 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mim_core import Screening, Verdict
+from demo.app import DEFAULT_VERDICT_WEIGHTS, DEFAULT_WEIGHTS, verdict_choices
+from mim_core import Verdict
 from tests.demo_server import EXAMPLES, running_demo
 from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, LOADED
 
@@ -90,9 +91,9 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    detector = Screening.load(REPO / "weights" / "mim_gan.pt", REPO / "weights" / "effnet_probe.pt", threads=2)
+    detector, choices = verdict_choices(DEFAULT_WEIGHTS, DEFAULT_VERDICT_WEIGHTS, threads=2, precision="fp32")
     with tempfile.TemporaryDirectory() as uploads, tempfile.TemporaryDirectory() as scratch, \
-            running_demo(detector, Path(uploads)) as (url, _demo):
+            running_demo(detector, Path(uploads), choices=choices) as (url, _demo):
         refused = compressed_copy(EXAMPLES / "mpox_msld_P18_1.jpg", Path(scratch))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)

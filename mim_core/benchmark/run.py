@@ -395,6 +395,8 @@ def _negatives_text(card: dict[str, Any]) -> str:
     if card.get("kind") == "mim" or card.get("config", {}).get("arch") in ONE_CLASS_ARCHS:
         return "none (mpox only)"
     return {"others": "MSLD Others (train split)",
-            "others+dev": "MSLD Others (train split) + 10 DermNet dev classes"}.get(
+            "others+dev": "MSLD Others (train split) + 10 DermNet dev classes",
+            "others+dev+healthy": "MSLD Others (train split) + 10 DermNet dev classes + healthy design photos "
+                                  "(Normal)"}.get(
         card.get("config", {}).get("negatives"), "see card")
 

@@ -126,8 +126,9 @@ def targets(verdicts: pd.DataFrame, noise: pd.DataFrame, healthy: pd.DataFrame, 
     add("mpox test sensitivity (called mpox-like) ≥ 0.85", *share("mpox_test", "clean", 0, "right"), 0.85, False)
     mine = healthy[healthy["model"] == model] if not healthy.empty else healthy
     for row in mine.to_dict("records"):
-        add(f"healthy-skin photos ({Path(row['description']).name}) called mpox-like ≤ 10 %", float(row["mpox_like"]),
-            int(row["n"]), 0.10)
+        judged = row["n"] > 0  # none left when the model trained on every one of them
+        add(f"healthy-skin photos ({Path(row['description']).name}) called mpox-like ≤ 10 %",
+            float(row["mpox_like"]) if judged else None, int(row["n"]), 0.10)
     if mine.empty:
         add("healthy-skin photos called mpox-like ≤ 10 %", None, 0, 0.10)
     ab = abnormal[(abnormal["model"] == model) & (abnormal["category"] == "all")]
