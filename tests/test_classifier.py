@@ -19,8 +19,9 @@ from mim_core.config import ClassifierConfig, read_recipe
 from mim_core.data import load_tensor, locate
 from mim_core.evaluation.protocol import DEV_CLASSES
 from mim_core.training.train import mpox_split
+from tests.conftest import REPO
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS = REPO / "weights"
 TINY = dict(arch="mobilenet_v3_small", steps=2, batch_size=4, eval_every=1)
 
 
@@ -143,10 +144,10 @@ def test_bad_config_is_a_sentence():
 
 @pytest.mark.parametrize("card_path", sorted(p for p in WEIGHTS.glob("*.json")
                                              if json.loads(p.read_text()).get("kind") == "classifier"))
-def test_shipped_classifier_cards_match_their_weights(card_path: Path, data_root: Path, msid_root: Path):
+def test_shipped_classifier_cards_match_their_weights(card_path: Path):
     card = json.loads(card_path.read_text())
     detector = ClassifierDetector.load(card_path.parent / card["weights_file"])
-    split, roots = card["split"], [data_root, msid_root]
+    split, roots = card["split"], [REPO / root for root in card["data"].get("roots", [card["data"].get("root")])]
     pos = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["positives"]["val"]])
     neg = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["negatives"]["val"]])
     pos_p, neg_p = detector.score_views(pos), detector.score_views(neg)

@@ -339,8 +339,11 @@ def test_names_and_comments_are_escaped_in_the_html_report(study: Path, tmp_path
     assert comments == {NASTY_COMMENT}  # the data itself is kept as written
 
 
-def test_uploaded_file_names_are_never_used_as_paths(app, tmp_path: Path):
+def test_uploaded_file_names_are_never_used_as_paths(app, detector, tmp_path: Path):
+    from demo.app import verdict_label
+
     url, uploads, _ = app
+    choice = verdict_label(detector, default=True)  # the page's only verdict model here
     photo = io.BytesIO()  # not an example photo (those are kept on the server on purpose)
     Image.open(EXAMPLE).rotate(90).save(photo, format="JPEG")
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -350,7 +353,7 @@ def test_uploaded_file_names_are_never_used_as_paths(app, tmp_path: Path):
     server_path = Path(response.json()[0]).resolve()
     assert Path(uploads).resolve() in server_path.parents and ".." not in server_path.parts
     event, data = raw_call(url, "analyze", [{"path": str(server_path), "orig_name": "../../../../evil_upload.jpg",
-                                             "meta": {"_type": "gradio.FileData"}}, "8 px cells"])
+                                             "meta": {"_type": "gradio.FileData"}}, "8 px cells", choice])
     assert event == "complete" and data[6] in ("mpox-like", "not mpox-like"), data
     assert not server_path.exists()  # deleted after the analysis
     outside = [p for p in Path(uploads).parent.rglob("evil_upload.jpg") if Path(uploads) not in p.parents]
@@ -359,7 +362,7 @@ def test_uploaded_file_names_are_never_used_as_paths(app, tmp_path: Path):
     secret = tmp_path / "someone_elses_photo.jpg"  # a file on the server, outside the upload folder
     shutil.copy(EXAMPLE, secret)
     event, data = raw_call(url, "analyze", [{"path": str(secret), "meta": {"_type": "gradio.FileData"}},
-                                            "8 px cells"])
+                                            "8 px cells", choice])
     assert event == "error"  # refused by Gradio before our handler: never read, never analysed
     assert secret.read_bytes() == EXAMPLE.read_bytes()  # and never deleted
 
