@@ -54,13 +54,21 @@ def test_split_is_by_source_photo_and_never_touches_test_classes(data_root: Path
     assert not [p for p in parts["negatives"]["train"] if "Monkeypox" in p]
 
 
-def test_the_healthy_design_photos_join_the_negatives_and_the_healthy_test_set_never_does(data_root: Path):
+def test_the_healthy_design_photos_and_half_of_msids_join_the_negatives_and_the_other_half_never_does(
+        data_root: Path):
     healthy_root = data_root.parent / "healthy_skin_dev"
     split = classifier_split([data_root, healthy_root], "others+dev+healthy", split_seed=0).as_paths()
-    learned = [p for part in ("train", "val") for p in split["negatives"][part] if p.startswith("Normal/")]
-    assert sorted(learned) == sorted(f"Normal/{f.name}" for f in (healthy_root / "Normal").iterdir())
-    assert not [p for part in split["negatives"].values() for p in part if p.startswith("MSID_Normal/")]
-    assert not [p for p in split["negatives"]["test"] if p.startswith("Normal/")]
+    learned = [p for part in ("train", "val") for p in split["negatives"][part]]
+    assert sorted(p for p in learned if p.startswith("Normal/")) == sorted(
+        f"Normal/{f.name}" for f in (healthy_root / "Normal").iterdir())
+    msid = [p for p in learned if p.startswith("MSID_Normal/")]
+    every_msid = sorted(f"MSID_Normal/{f.name}" for f in (healthy_root / "MSID_Normal").iterdir())
+    assert len(set(msid)) == len(msid) and abs(len(msid) - len(every_msid) / 2) <= 1  # half learnt, half held out
+    assert [p for p in split["negatives"]["val"] if p.startswith("MSID_Normal/")]  # the threshold sees MSID's look
+    assert not [p for p in split["negatives"]["test"] if p.startswith(("Normal/", "MSID_Normal/"))]
+    again = classifier_split([data_root, healthy_root], "others+dev+healthy", split_seed=0).as_paths()
+    other_seed = classifier_split([data_root, healthy_root], "others+dev+healthy", split_seed=1).as_paths()
+    assert again == split and {p for part in ("train", "val") for p in other_seed["negatives"][part]} != set(learned)
     with pytest.raises(FileNotFoundError, match="add the healthy_skin_dev folder to the data roots"):
         classifier_split(data_root, "others+dev+healthy", split_seed=0)
 

@@ -34,7 +34,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
 from ..config import FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, root_list, scan_datasets, source_group
-from ..evaluation.protocol import DEV_CLASSES, HEALTHY_DATASET, HEALTHY_DESIGN, OTHERS
+from ..evaluation.protocol import (DEV_CLASSES, HEALTHY_DATASET, HEALTHY_DESIGN, HEALTHY_TEST, HEALTHY_TEST_LEARNT,
+                                   OTHERS)
 from ..evaluation.stats import auroc_ci
 from ..model import count_parameters
 from ..training.augment import augment
@@ -68,8 +69,9 @@ LIMITATIONS = [
 NEGATIVE_WORDS = {
     "others": "MSLD_v1/Others",
     "others+dev": "MSLD_v1/Others and the 10 DermNet dev classes",
-    "others+dev+healthy": "MSLD_v1/Others, the 10 DermNet dev classes and the healthy-skin design photos "
-                          "(healthy_skin_dev/Normal)",
+    "others+dev+healthy": "MSLD_v1/Others, the 10 DermNet dev classes, the healthy-skin design photos "
+                          "(healthy_skin_dev/Normal) and half of MSID's healthy photos (MSID_Normal; the other half is "
+                          "held out)",
 }
 ONE_CLASS_LIMITATION = ("Learned from about 150 mpox photos alone: anything whose ImageNet features lie near theirs is "
                         "called mpox-like, whatever it shows.")
@@ -103,14 +105,18 @@ def classifier_split(data_roots: str | Path | Sequence[str | Path], negatives: s
     neg = group_split(others, (0.6, 0.15, 0.25), split_seed)
     if negatives in ("others+dev", "others+dev+healthy"):
         dev = [r for r in records if r.dataset == "DermNetNZ" and r.label_class in DEV_CLASSES]
+        learnt = {"train": [], "val": [], "test": []}
         if negatives == "others+dev+healthy":
-            healthy = [r for r in records if r.dataset == HEALTHY_DATASET and r.label_class == HEALTHY_DESIGN]
-            if not healthy:
-                raise FileNotFoundError(f"No {HEALTHY_DATASET}/{HEALTHY_DESIGN} photos under {data_roots}: add the "
-                                        f"{HEALTHY_DATASET} folder to the data roots.")
-            dev += healthy
+            healthy = {folder: [r for r in records if r.dataset == HEALTHY_DATASET and r.label_class == folder]
+                       for folder in (HEALTHY_DESIGN, HEALTHY_TEST)}
+            if not all(healthy.values()):
+                raise FileNotFoundError(f"No {HEALTHY_DATASET}/{HEALTHY_DESIGN} or {HEALTHY_TEST} photos under "
+                                        f"{data_roots}: add the {HEALTHY_DATASET} folder to the data roots.")
+            dev += healthy[HEALTHY_DESIGN]
+            learnt = group_split(healthy[HEALTHY_TEST], HEALTHY_TEST_LEARNT, split_seed)
         dev_parts = group_split(dev, (0.85, 0.15, 0.0), split_seed)
-        neg = {part: sorted(neg[part] + dev_parts[part], key=lambda r: r.path) for part in neg}
+        neg = {part: sorted(neg[part] + dev_parts[part] + (learnt[part] if part != "test" else []),
+                            key=lambda r: r.path) for part in neg}
     return ClassifierSplit({"train": mpox.train, "val": mpox.val, "test": mpox.test}, neg)
 
 
