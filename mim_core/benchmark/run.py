@@ -396,7 +396,7 @@ def _negatives_text(card: dict[str, Any]) -> str:
         return "none (mpox only)"
     return {"others": "MSLD Others (train split)",
             "others+dev": "MSLD Others (train split) + 10 DermNet dev classes",
-            "others+dev+healthy": "MSLD Others (train split) + 10 DermNet dev classes + healthy design photos "
-                                  "(Normal)"}.get(
+            "others+dev+healthy": "MSLD Others (train split) + 10 DermNet dev classes + healthy photos (Normal, "
+                                  "half of MSID_Normal)"}.get(
         card.get("config", {}).get("negatives"), "see card")
 

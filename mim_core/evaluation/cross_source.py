@@ -101,7 +101,8 @@ def directions(data_roots: Sequence[str | Path], healthy_root: str | Path, seed:
     dev_neg = {**by_class(DEV_CLASSES), "healthy": _healthy(healthy_root / HEALTHY_DESIGN)}
     test_neg = {**by_class(test_classes), "others": _photos(others["test"]),
                 "healthy": _healthy(healthy_root / HEALTHY_TEST)}
-    # the probe's negatives, as its recipe's: MSLD Others train, the DermNet dev classes and the healthy design photos
+    # the probe's negatives, as its recipe's less MSID_Normal (MSID is a test source here): MSLD Others train, the
+    # DermNet dev classes and the healthy design photos
     supervised = [p for c in DEV_CLASSES for p in dev_neg[c]] + dev_neg["healthy"] + _photos(others["train"])
     out = []
     for a, b in (MPOX_SOURCES, MPOX_SOURCES[::-1]):
