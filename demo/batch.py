@@ -31,7 +31,7 @@ MAX_BATCH_PHOTOS = 200
 COLUMNS = ["#", "photo", "verdict", "score", "file", "reason"]
 DATATYPES = ["number", "markdown", "str", "number", "str", "str"]
 COLUMN_WIDTHS = ["40px", "76px", "132px", "76px", "250px", "540px"]  # the verdict ends ~250 px from the left
-CSV_COLUMNS = ["index", "file", "score", "threshold", "verdict", "reason", "quality"]
+CSV_COLUMNS = ["index", "file", "score", "threshold", "verdict_model", "verdict", "reason", "quality"]
 CSV_NAME = "mim_batch_results.csv"
 
 Progress = Callable[[float, str], None]
@@ -122,8 +122,13 @@ def analyse_batch(detector: Analyser, uploads: Sequence[Any], root: str, keep: f
         with ExitStack() as stack:
             return _analyse_items(detector, expand_uploads(uploads, stack), progress)
     finally:
-        for upload in uploads:
-            discard_upload(upload_path(upload), root, keep=keep)
+        discard_uploads(uploads, root, keep)
+
+
+def discard_uploads(uploads: Sequence[Any], root: str, keep: frozenset[str] = frozenset()) -> None:
+    """Delete every uploaded file of a batch (inside ``root``, except the kept examples)."""
+    for upload in uploads:
+        discard_upload(upload_path(upload), root, keep=keep)
 
 
 def _analyse_items(detector: Analyser, items: list[BatchItem], progress: Progress | None
@@ -147,11 +152,14 @@ def table(rows: Sequence[BatchRow]) -> pd.DataFrame:
     )
 
 
-def summary(rows: Sequence[BatchRow], skipped: int) -> str:
+def summary(rows: Sequence[BatchRow], skipped: int, model: str = "") -> str:
+    """One line for the page: the verdict counts, who gave the verdicts (``model``, a menu label) and what was left out."""
     if not rows:
         return "No photos received: choose image files or a .zip of photos, then press **Analyse all**."
     counts = {v.value: sum(r.verdict == v.value for r in rows) for v in Verdict}
     text = f"**{len(rows)} photo(s):** " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n)
+    if model:
+        text += f". Verdicts by: {model}"
     if skipped:
         text += (f". **{skipped} more were not analysed:** the limit is {MAX_BATCH_PHOTOS} photos per batch; "
                  "send the rest separately")
@@ -165,12 +173,13 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(rows: Sequence[BatchRow], threshold: float, path: Path) -> Path:
+def write_csv(rows: Sequence[BatchRow], threshold: float, path: Path, model: str = "") -> Path:
+    """The rows as CSV at ``path``, each with the threshold and the verdict model (a menu label) that judged it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for r in rows:
             writer.writerow([r.index, _csv_cell(r.name), "" if r.score is None else f"{r.score:.6f}",
-                             f"{threshold:.6f}", r.verdict, _csv_cell(r.reason), r.quality])
+                             f"{threshold:.6f}", model, r.verdict, _csv_cell(r.reason), r.quality])
     return path

@@ -172,22 +172,31 @@ def batch_tab(ctx: DemoContext) -> None:
                     "archives of photos. Each file is deleted from the server once the batch is done.")
         files = gr.File(label="Photos or .zip archives", file_count="multiple", type="filepath",
                         elem_id="mim-batch-files")
+        choice = gr.Radio(list(ctx.choices), value=ctx.choice, label="Who gives the verdict",
+                          visible=len(ctx.choices) > 1, elem_id="mim-batch-verdict-model")
         run = gr.Button("Analyse all", variant="primary", elem_id="mim-batch-run")
         summary = gr.Markdown(label="Summary", elem_id="mim-batch-summary")
         results = gr.Dataframe(headers=batch.COLUMNS, datatype=batch.DATATYPES, interactive=False, wrap=True,
                                label="Results", elem_id="mim-batch-table", column_widths=batch.COLUMN_WIDTHS)
         download = gr.File(label="Results as CSV", interactive=False, elem_id="mim-batch-csv")
 
-        def analyse_all(uploads: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-            rows, skipped = batch.analyse_batch(ctx.detector, uploads or [], ctx.upload_root, ctx.keep,
+        def analyse_all(uploads: list[str] | None, label: str | None,
+                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            try:
+                analyser = handlers.choose(ctx.choices, label, ctx.detector)
+            except handlers.ChoiceError as err:  # nothing analysed, and the uploads still go
+                batch.discard_uploads(uploads or [], ctx.upload_root, ctx.keep)
+                return str(err), batch.table([]), None
+            model = label or ctx.choice or ""
+            rows, skipped = batch.analyse_batch(analyser, uploads or [], ctx.upload_root, ctx.keep,
                                                 progress=lambda f, desc: progress(f, desc=desc))
             csv_path = None
             if rows:  # written straight into Gradio's cache, which serves it and ages it out
                 folder = Path(ctx.upload_root) / f"mim-batch-{uuid.uuid4().hex}"
-                csv_path = str(batch.write_csv(rows, ctx.detector.threshold, folder / batch.CSV_NAME))
-            return batch.summary(rows, skipped), batch.table(rows), csv_path
+                csv_path = str(batch.write_csv(rows, analyser.threshold, folder / batch.CSV_NAME, model))
+            return batch.summary(rows, skipped, model), batch.table(rows), csv_path
 
-        run.click(analyse_all, [files], [summary, results, download], api_name="analyze_batch",
+        run.click(analyse_all, [files, choice], [summary, results, download], api_name="analyze_batch",
                   concurrency_id=MODEL_QUEUE, concurrency_limit=ctx.concurrency,
                   api_description="Analyse several photos (files or .zip): summary, results table and CSV file.",
                   ).then(lambda: None, None, files, api_visibility="private", concurrency_limit=None,

@@ -67,12 +67,13 @@ def test_files_and_a_zip_give_one_row_per_photo_and_are_deleted(detector, data_r
 def test_csv_has_every_row_and_defuses_formulas(tmp_path: Path):
     rows = [batch.BatchRow(1, "=HYPERLINK(\"x\")", 0.25, "mpox-like", "ok"),
             batch.BatchRow(2, "b.jpg", None, UNUSABLE, "-too small")]
-    path = batch.write_csv(rows, 1.5, tmp_path / "out" / batch.CSV_NAME)
+    path = batch.write_csv(rows, 1.5, tmp_path / "out" / batch.CSV_NAME, "MIM alone")
     with open(path, newline="") as handle:
         records = list(csv.DictReader(handle))
     assert [r["index"] for r in records] == ["1", "2"] and list(records[0]) == batch.CSV_COLUMNS
     assert records[0]["file"].startswith("'=") and records[1]["reason"].startswith("'-")
     assert records[0]["score"] == "0.250000" and records[1]["score"] == "" and records[0]["threshold"] == "1.500000"
+    assert {r["verdict_model"] for r in records} == {"MIM alone"}
 
 
 def test_damaged_zip_and_oversized_batch_are_explained(detector, tmp_path: Path, monkeypatch):
@@ -90,3 +91,34 @@ def test_damaged_zip_and_oversized_batch_are_explained(detector, tmp_path: Path,
 def test_empty_batch_says_what_to_do(detector, tmp_path: Path):
     rows, skipped = batch.analyse_batch(detector, [], str(tmp_path))
     assert rows == [] and skipped == 0 and "No photos received" in batch.summary(rows, skipped)
+
+
+def _batch_handler(detector, screening):
+    """The Batch tab's event function of a demo offering two verdict models (the default: the probe's)."""
+    from demo.app import build_demo, verdict_label
+
+    choices = {verdict_label(screening, default=True): screening, verdict_label(detector): detector}
+    demo = build_demo(detector=screening, choices=choices)
+    fn = next(f.fn for f in demo.fns.values() if f.api_name == "analyze_batch")
+    return fn, list(choices)
+
+
+def test_the_batch_is_judged_by_the_verdict_model_chosen(detector, screening, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the demo's upload folder, whose files it deletes
+    handler, (probe_label, mim_label) = _batch_handler(detector, screening)
+    photos = [located(p) for p in detector.card["split"]["test"][:2]]
+    for label, analyser in ((probe_label, screening), (mim_label, detector)):
+        uploads = [_upload(tmp_path, p.name, p.read_bytes()) for p in photos]
+        summary, frame, csv_path = handler(uploads, label, progress=lambda *a, **k: None)
+        assert f"Verdicts by: {label}" in summary
+        assert list(frame["score"]) == pytest.approx([round(analyser.analyze(p).score, 4) for p in photos], abs=1e-4)
+        with open(csv_path, newline="") as handle:
+            records = list(csv.DictReader(handle))
+        assert {r["verdict_model"] for r in records} == {label}
+        assert [float(r["threshold"]) for r in records] == pytest.approx([analyser.threshold] * len(photos), abs=1e-6)
+        assert not any(Path(u).exists() for u in uploads)
+
+    uploads = [_upload(tmp_path, photos[0].name, photos[0].read_bytes())]
+    summary, frame, csv_path = handler(uploads, "Cat detector", progress=lambda *a, **k: None)
+    assert "No verdict model is called 'Cat detector'" in summary and probe_label in summary
+    assert frame.empty and csv_path is None and not Path(uploads[0]).exists()
