@@ -3,10 +3,13 @@ card that ``python -m mim_core calibrate RUN/model.pt`` writes for it (:func:`cl
 
 Data, on the fixed protocol's split:
 
-- positives: the MSLD mpox split of :func:`mim_core.train.mpox_split` (train / val / test by source photo);
+- positives: the mpox split of :func:`mim_core.train.mpox_split` (every mpox source of the roots, train / val /
+  test by source photo);
 - negatives: ``MSLD_v1/Others`` split the same way (60/15/25 % by source photo: ``11.jpg`` and
   ``11_1.jpg`` are crops of one photo), and for ``others+dev`` also the 10 DermNet *dev* classes
-  (85/15 % train/val; dev classes are never reported on). The 21 DermNet test classes are never seen.
+  (85/15 % train/val; dev classes are never reported on). ``others+dev+healthy`` adds the healthy design photos
+  (``Normal``, 85/15 % with the dev classes) and a seeded half of ``MSID_Normal`` (by photo; the other half is
+  held out for the benchmark). The 21 DermNet test classes are never seen.
 
 The checkpoint with the lowest class-balanced validation loss is kept. The threshold uses MIM's rule so
 that verdicts compare like with like: the lowest mpox probability over the mpox val photos (every val
@@ -105,7 +108,7 @@ def classifier_split(data_roots: str | Path | Sequence[str | Path], negatives: s
     neg = group_split(others, (0.6, 0.15, 0.25), split_seed)
     if negatives in ("others+dev", "others+dev+healthy"):
         dev = [r for r in records if r.dataset == "DermNetNZ" and r.label_class in DEV_CLASSES]
-        learnt = {"train": [], "val": [], "test": []}
+        learnt: dict[str, list[ImageRecord]] = {}
         if negatives == "others+dev+healthy":
             healthy = {folder: [r for r in records if r.dataset == HEALTHY_DATASET and r.label_class == folder]
                        for folder in (HEALTHY_DESIGN, HEALTHY_TEST)}
@@ -114,9 +117,10 @@ def classifier_split(data_roots: str | Path | Sequence[str | Path], negatives: s
                                         f"{data_roots}: add the {HEALTHY_DATASET} folder to the data roots.")
             dev += healthy[HEALTHY_DESIGN]
             learnt = group_split(healthy[HEALTHY_TEST], HEALTHY_TEST_LEARNT, split_seed)
+            learnt.pop("test")  # the held-out half: never a negative of any part
         dev_parts = group_split(dev, (0.85, 0.15, 0.0), split_seed)
-        neg = {part: sorted(neg[part] + dev_parts[part] + (learnt[part] if part != "test" else []),
-                            key=lambda r: r.path) for part in neg}
+        neg = {part: sorted(neg[part] + dev_parts[part] + learnt.get(part, []), key=lambda r: r.path)
+               for part in neg}
     return ClassifierSplit({"train": mpox.train, "val": mpox.val, "test": mpox.test}, neg)
 
 
