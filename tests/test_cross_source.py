@@ -112,8 +112,8 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
     healthy = d.dev_negatives["healthy"]
     assert {p.location for p in healthy} | {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]} == set(held)
     fold = healthy[1::HEALTHY_FOLDS]
-    weight, bias = fit_probe(m.pooled[m.rows(d.fit)],
-                             m.pooled[m.rows([p for p in d.supervised_negatives if p not in fold])], PROBE_C)
+    weight, bias = fit_probe(m.training_features(m.rows(d.fit)),
+                             m.training_features(m.rows([p for p in d.supervised_negatives if p not in fold])), PROBE_C)
     for p in fold:
         row = m.index[p.location]
         assert held[p.location] == pytest.approx(-(m.pooled[row] @ weight + bias), abs=1e-9)

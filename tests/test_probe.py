@@ -6,11 +6,12 @@ import json
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from mim_core.baselines.classifier import BinaryClassifier, ClassifierDetector
-from mim_core.baselines.probe import FrozenFeatureProbe, view_features
+from mim_core.baselines.probe import FrozenFeatureProbe, training_features, view_features
 from mim_core.config import PROBE_ARCH
 from mim_core.data import load_tensor, locate
 
@@ -43,6 +44,19 @@ def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msi
     probabilities = detector.score_views(views)
     assert probabilities.min() == pytest.approx(card["threshold"]["every_val_mpox"], abs=1e-5)
     assert card["config"]["threshold_rule"] == "youden-val" and detector.threshold == card["threshold"]["value"]
+
+
+def test_the_head_learns_from_each_view_and_its_two_flips(data_root: Path):
+    photos = sorted((data_root / "MSLD_v1" / "Monkeypox").glob("*.jpg"))[:2]
+    probe = FrozenFeatureProbe()
+    views = torch.stack([load_tensor(p, ClassifierDetector.load(WEIGHTS / "effnet_probe.pt").config.preprocess)
+                         for p in photos])
+    learnt = training_features(probe, views)
+    assert learnt.shape == (6, 1280)
+    assert np.allclose(learnt[:2], view_features(probe, views))
+    assert np.allclose(learnt[2:4], view_features(probe, views.flip(-1)))  # left-right
+    assert np.allclose(learnt[4:], view_features(probe, views.flip(-2)))  # up-down
+    assert not np.allclose(learnt[:2], learnt[2:4], atol=1e-3)  # a flip is another sample, not the same features
 
 
 def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():

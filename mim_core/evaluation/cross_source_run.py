@@ -53,17 +53,23 @@ HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored 
 
 @dataclass
 class Measurements:
-    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), cells (N, 49, 80),
-    and each MIM card's score (N,) by train source."""
+    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), those of its left-right and
+    up-down flips (2, N, 1280: what the probe also learns from), cells (N, 49, 80), and each MIM card's score (N,)
+    by train source."""
 
     index: dict[Path, int]
     complexity: np.ndarray
     pooled: np.ndarray
+    flipped: np.ndarray
     cells: np.ndarray
     mim: dict[str, np.ndarray]
 
     def rows(self, photos: Sequence[Photo]) -> np.ndarray:
         return np.array([self.index[p.location] for p in photos], dtype=int)
+
+    def training_features(self, rows: np.ndarray) -> np.ndarray:
+        """(3n, 1280): pooled features of ``rows``, then of their two flips (as the probe's training reads them)."""
+        return np.concatenate([self.pooled[rows], self.flipped[0][rows], self.flipped[1][rows]])
 
 
 def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
@@ -74,17 +80,19 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
         if detector.config.preprocess != config:
             raise ValueError(f"The MIM card for {source} sees another view ({detector.config.preprocess}); every "
                              f"method here uses {config}.")
-    parts: dict[str, list] = {"complexity": [], "pooled": [], "cells": [], **{s: [] for s in mim}}
+    parts: dict[str, list] = {"complexity": [], "pooled": [], "flipped": [], "cells": [], **{s: [] for s in mim}}
     for start in tqdm(range(0, len(photos), batch_size), desc="measure", unit="batch"):
         views = torch.stack([preprocess(decode_image(p), config) for p in photos[start:start + batch_size]])
         parts["complexity"] += [png_bits_per_pixel(to_uint8(v)) for v in views]
         cells, pooled = features.both(views)
         parts["pooled"].append(pooled.double().numpy())
+        parts["flipped"].append(np.stack([features.both(views.flip(axis))[1].double().numpy() for axis in (-1, -2)]))
         parts["cells"].append(cells.numpy())
         for source, detector in mim.items():
             parts[source].append(detector.score_views(views))
     return Measurements({Path(p): i for i, p in enumerate(photos)}, np.asarray(parts["complexity"]),
-                        np.concatenate(parts["pooled"]), np.concatenate(parts["cells"]),
+                        np.concatenate(parts["pooled"]), np.concatenate(parts["flipped"], axis=1),
+                        np.concatenate(parts["cells"]),
                         {s: np.concatenate(parts[s]) for s in mim})
 
 
@@ -104,7 +112,7 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
     it learns from: each DermNet dev class from a probe fitted without that class, each healthy design photo from
     one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
-        weight, bias = fit_probe(m.pooled[fit], m.pooled[m.rows(negatives)], PROBE_C)
+        weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), PROBE_C)
         return -(m.pooled @ weight + bias)
 
     healthy = d.dev_negatives["healthy"]
