@@ -31,6 +31,7 @@ from ..config import ClassifierConfig
 from ..data import ImageRecord, load_tensor
 
 FEATURES = 1280  # EfficientNet-Lite0's pooled feature size
+TRAINING_FLIPS = (-1, -2)  # the head also learns each view flipped left-right and up-down (a rash has no up or left)
 
 
 class FrozenFeatureProbe(nn.Module):
@@ -61,11 +62,10 @@ def view_features(probe: FrozenFeatureProbe, views: torch.Tensor, batch_size: in
 
 
 def training_features(probe: FrozenFeatureProbe, views: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) views -> (3N, 1280) features of each view, its left-right and its up-down flip: what the head
-    learns from (a rash has no up or left; +0.013 mean cross-source dev AUROC, docs/ablations.md). Scoring reads
-    the view alone."""
-    return np.concatenate([view_features(probe, views), view_features(probe, views.flip(-1)),
-                           view_features(probe, views.flip(-2))])
+    """(N, 3, H, W) views -> (3N, 1280) features of each view, then of each of its :data:`TRAINING_FLIPS`: what the
+    head learns from (+0.013 mean cross-source dev AUROC, docs/ablations.md). Scoring reads the view alone."""
+    return np.concatenate([view_features(probe, views), *(view_features(probe, views.flip(axis))
+                                                          for axis in TRAINING_FLIPS)])
 
 
 def fit_probe(positives: np.ndarray, negatives: np.ndarray, c: float) -> tuple[np.ndarray, float]:
@@ -93,8 +93,8 @@ def train_probe(split: Any, out_dir: Path, config: ClassifierConfig, model: nn.M
         return training_features(probe, torch.stack([load_tensor(r.location, config.preprocess) for r in records]))
 
     pos, neg = features(split.positives["train"]), features(split.negatives["train"])
-    log(f"probe: train {len(pos) // 3} mpox / {len(neg) // 3} negatives, each with its two flips, "
-        f"C = {config.probe_c}")
+    log(f"probe: train {len(split.positives['train'])} mpox / {len(split.negatives['train'])} negatives, each also "
+        f"flipped, C = {config.probe_c}")
     weight, bias = fit_probe(pos, neg, config.probe_c)
     with torch.no_grad():
         probe.head.weight.copy_(torch.from_numpy(weight).float()[None])

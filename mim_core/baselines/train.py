@@ -308,7 +308,8 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
             "split_rule": "each mpox source and MSLD Others split on its own by source photo (file-name prefix before "
                           "the last '_'), ~60/15/25 %, seeded (the mpox split is MIM's); DermNet dev classes (and the "
                           "healthy design photos, when used) 85/15 % train/val by file; MSID_Normal, when used, "
-                          "42.5/7.5 % train/val by photo, the other half held out",
+                          f"{100 * HEALTHY_TEST_LEARNT[0]:.3g}/{100 * HEALTHY_TEST_LEARNT[1]:.3g} % train/val by "
+                          "photo, the other half held out",
         },
         "split": split, "split_sha256": training["split_sha256"],
         "threshold": {**calibrated, "youden_on_val": youden},

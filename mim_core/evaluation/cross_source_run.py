@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..appearance import PatchFeatures
 from ..baselines.one_class import nearest_distance, worst_cell_distance
-from ..baselines.probe import fit_probe
+from ..baselines.probe import TRAINING_FLIPS, fit_probe
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
@@ -55,9 +55,9 @@ HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored 
 
 @dataclass
 class Measurements:
-    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), those of its left-right and
-    up-down flips (2, N, 1280: what the probe also learns from), cells (N, 49, 80), and each MIM card's score (N,)
-    by train source."""
+    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), those of its
+    :data:`~mim_core.baselines.probe.TRAINING_FLIPS` (F, N, 1280: what the probe also learns from), cells (N, 49, 80),
+    and each MIM card's score (N,) by train source."""
 
     index: dict[Path, int]
     complexity: np.ndarray
@@ -70,8 +70,9 @@ class Measurements:
         return np.array([self.index[p.location] for p in photos], dtype=int)
 
     def training_features(self, rows: np.ndarray) -> np.ndarray:
-        """(3n, 1280): pooled features of ``rows``, then of their two flips (as the probe's training reads them)."""
-        return np.concatenate([self.pooled[rows], self.flipped[0][rows], self.flipped[1][rows]])
+        """((1 + F) n, 1280): pooled features of ``rows``, then of their flips (the order of
+        :func:`mim_core.baselines.probe.training_features`)."""
+        return np.concatenate([self.pooled[rows], *self.flipped[:, rows]])
 
 
 def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
@@ -88,7 +89,8 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
         parts["complexity"] += [png_bits_per_pixel(to_uint8(v)) for v in views]
         cells, pooled = features.both(views)
         parts["pooled"].append(pooled.double().numpy())
-        parts["flipped"].append(np.stack([features.both(views.flip(axis))[1].double().numpy() for axis in (-1, -2)]))
+        parts["flipped"].append(np.stack([features.both(views.flip(axis))[1].double().numpy()
+                                          for axis in TRAINING_FLIPS]))
         parts["cells"].append(cells.numpy())
         for source, detector in mim.items():
             parts[source].append(detector.score_views(views))
