@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from mim_core import Analyser, Analysis, ImageDecodeError, Verdict
 from mim_core.verdict import MIM_SCORE_DIRECTION
@@ -37,8 +36,7 @@ class Outcome:
     unreadable: bool = False  # the input never reached the model
     source: str | None = None  # the upload's server path (already deleted), to spot a repeated event
     clear_photo: bool = False  # the photo box still holds a file that is no photo: empty it (see photo_value)
-    view: torch.Tensor | None = None  # (3, H, W) the model's view of the photo, to analyse it again with another
-    resolution: float | None = None   # verdict model after the upload is deleted; photo px per model px
+    photo: bytes | None = None  # the upload's bytes, to analyse it again with another verdict model once deleted
 
 
 class ScaleError(ValueError):
@@ -111,9 +109,7 @@ def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[s
     data = None
     try:
         data = read_upload(path)
-        views, resolutions = detector.views([data])
-        return Outcome(analysis=detector.analyze_views(views, resolutions)[0], message="", source=path, view=views[0],
-                       resolution=resolutions[0])
+        return Outcome(analysis=detector.analyze(data), message="", source=path, photo=data)
     except (UploadError, ImageDecodeError) as err:
         return Outcome(message=str(err), unreadable=True, source=path, clear_photo=True)
     except Exception:  # a bug must not reach the user as a traceback; it goes to the server log
@@ -184,17 +180,16 @@ def analyze_outputs(detector: Analyser, upload: Any, scale_label: str | None, ro
 
 def reanalyze_outputs(detector: Analyser, outcome: Outcome | None, scale_label: str | None,
                       choices: Mapping[str, Analyser], choice: str | None) -> tuple[Any, ...]:
-    """The same photo with the verdict model ``choice`` (the upload itself is gone: the session's view is analysed
-    again); outputs as :func:`analyze_outputs`. Without a photo in the session, only the threshold changes."""
+    """The same photo with the verdict model ``choice`` (the upload itself is gone: the session's copy of its bytes is
+    analysed again); outputs as :func:`analyze_outputs`. Without a photo in the session, only the threshold changes."""
     outcome = outcome or Outcome()
     try:
         detector = choose(choices, choice, detector)
     except ChoiceError as err:
         outcome = Outcome(message=str(err))
     else:
-        if outcome.view is not None:
-            analysis = detector.analyze_views(outcome.view[None], [outcome.resolution])[0]
-            outcome = replace(outcome, analysis=analysis)
+        if outcome.photo is not None:
+            outcome = replace(outcome, analysis=detector.analyze(outcome.photo))
     return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
 
 

@@ -126,6 +126,18 @@ def center_crop_box(width: int, height: int, fraction: float) -> tuple[int, int,
     return left, top, left + side, top + side
 
 
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray  # what the detectors accept as a photo
+
+
+def decode_inputs(images: Sequence[ImageInput]) -> list[Image.Image]:
+    """Paths, bytes, PIL images or (H, W, 3) uint8 arrays -> upright RGB photos.
+
+    Raises:
+        ImageDecodeError: the first input that cannot be read as a photo.
+    """
+    return [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
+
+
 def preprocess(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, size, size) in [0, 1]: central square crop, area resize."""
     crop = image.crop(center_crop_box(*image.size, config.crop_fraction))

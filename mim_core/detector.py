@@ -16,12 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .appearance import AppearanceCheck
 from .checkpoint import check_card_matches, load_card, load_generator
 from .config import MIMConfig
-from .data import decode_image, preprocess, to_uint8
+from .data import ImageInput, decode_inputs, preprocess, to_uint8
 from .gate import (GateThresholds, acquisition_refusal, channel_noise_sigma, effective_resolution, measure_quality,
                    quality_gate, view_noise)
 from .masks import grid_mask_bank
@@ -29,7 +28,6 @@ from .measure import DENOISERS, REFERENCES, dissimilarity_map, gaussian_fill, me
 from .model import PRECISIONS, autocast, inpaint
 from .verdict import MIM_SCORE_DIRECTION, Analysis, Decision, Verdict, card_threshold, judge, mpox_when
 
-ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 REASONS = {
     Verdict.MPOX_LIKE: "The model reproduces this skin as well as it reproduces mpox lesions it was calibrated on.",
@@ -312,7 +310,7 @@ class MIMDetector:
         Raises:
             ImageDecodeError: the first input that cannot be read as a photo.
         """
-        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
+        pil = decode_inputs(images)
         return (torch.stack([preprocess(p, self.config.preprocess) for p in pil]),
                 [effective_resolution(p, self.config.preprocess) for p in pil])
 

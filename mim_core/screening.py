@@ -28,7 +28,8 @@ import torch
 from .baselines.classifier import ClassifierDetector
 from .checkpoint import WeightsError, load_card
 from .config import ONE_CLASS_ARCHS
-from .detector import ImageInput, MIMDetector
+from .data import ImageInput, decode_inputs, preprocess
+from .detector import MIMDetector
 from .verdict import Analysis, Verdict, judge, mpox_when
 
 REASONS = {
@@ -50,8 +51,6 @@ class Screening:
     """
 
     def __init__(self, mim: MIMDetector, verdict_model: ClassifierDetector) -> None:
-        if mim.config.preprocess != verdict_model.config.preprocess:
-            raise ValueError("The verdict model must see the same view as MIM (same crop and size).")
         self.mim, self.verdict_model = mim, verdict_model
         self.scales, self.config, self.gate = mim.scales, mim.config, mim.gate
         self.appearance, self.card = mim.appearance, mim.card
@@ -85,17 +84,32 @@ class Screening:
         return self.analyze_batch([image])[0]
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
-        return self.analyze_views(*self.views(images))
+        """Each photo decoded once, then MIM's view and the verdict model's own view made from it.
 
-    def views(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, list[float | None]]:
-        """MIM's :meth:`~mim_core.detector.MIMDetector.views`: (B, 3, H, W) views, (B,) photo px per model px."""
-        return self.mim.views(images)
+        Raises:
+            ImageDecodeError: the first input that cannot be read as a photo.
+        """
+        photos = decode_inputs(images)
+        verdict_views = torch.stack([preprocess(p, self.verdict_model.config.preprocess) for p in photos])
+        return self.analyze_views(*self.mim.views(photos), verdict_views)
 
-    def analyze_views(self, views: torch.Tensor, resolutions: Sequence[float | None]) -> list[Analysis]:
-        """(B, 3, H, W) preprocessed views -> one Analysis each; a refused view is MIM's refusal as it is."""
+    def analyze_views(self, views: torch.Tensor, resolutions: Sequence[float | None],
+                      verdict_views: torch.Tensor | None = None) -> list[Analysis]:
+        """(B, 3, H, W) MIM views -> one Analysis each; a refused view is MIM's refusal as it is.
+
+        Args:
+            verdict_views: (B, 3, H', W') the verdict model's views of the same photos; None when it reads MIM's.
+
+        Raises:
+            ValueError: ``verdict_views`` missing for a verdict model that reads another view.
+        """
+        if verdict_views is None:
+            if self.verdict_model.config.preprocess != self.mim.config.preprocess:
+                raise ValueError("This verdict model reads its own view of the photo; pass verdict_views.")
+            verdict_views = views
         analyses = self.mim.analyze_views(views, resolutions)
         usable = [i for i, a in enumerate(analyses) if not a.verdict.is_refusal]
-        scores = self.verdict_model.score_views(views[usable]) if usable else np.empty(0)
+        scores = self.verdict_model.score_views(verdict_views[usable]) if usable else np.empty(0)
         when = mpox_when(self.score_direction)
         out = list(analyses)
         for i, score in zip(usable, scores.tolist()):
@@ -179,15 +193,12 @@ def load_detector(weights: str | os.PathLike, threads: int | None = None, device
 
 def verdict_options(mim: MIMDetector, folder: str | os.PathLike) -> dict[str, Analyser]:
     """Who may give the verdict beside MIM's checks and panels: ``{card name: analyser}``, MIM alone under
-    its own card's name, then MIM with the verdict of each classifier card in ``folder`` that sees MIM's
-    view (same crop and size); cards that do not are left out.
+    its own card's name, then MIM with the verdict of each classifier card in ``folder``.
 
     Raises:
         WeightsError: a card whose weights do not match it (sha256).
     """
     options: dict[str, Analyser] = {str(mim.card.get("name", "mim")): mim}
     for entry in find_models(folder, kinds=("classifier",))[0]:
-        model = ClassifierDetector.load(entry.weights)
-        if model.config.preprocess == mim.config.preprocess:
-            options[entry.name] = Screening(mim, model)
+        options[entry.name] = Screening(mim, ClassifierDetector.load(entry.weights))
     return options

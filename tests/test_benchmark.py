@@ -1,5 +1,6 @@
 """The robustness benchmark runs end to end on a small real subset and writes every file it promises."""
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -9,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from mim_core.baselines.classifier import ClassifierDetector
 from mim_core.benchmark.run import BenchmarkConfig, _healthy_rows, benchmark_table, load_models, run_benchmark
 from mim_core.benchmark.report import FILES
 from mim_core.cli import main
+from mim_core.data import locate
 from mim_core.benchmark.corruptions import CORRUPTIONS
 from tests.conftest import shipped_copy
 
@@ -23,10 +26,10 @@ SMALL = BenchmarkConfig(per_class_limit=1, limit=2, noise_per_class=0, severitie
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory) -> Path:
-    """MIM and the smallest shipped classifier, copied with their cards."""
+    """MIM, the smallest shipped classifier (MIM's view) and the probe (its own view), copied with their cards."""
     folder = shipped_copy(tmp_path_factory.mktemp("weights")).parent
-    for suffix in (".pt", ".json"):
-        shutil.copyfile(WEIGHTS / f"mobilenet_v3_small_others{suffix}", folder / f"mobilenet_v3_small_others{suffix}")
+    for name, suffix in itertools.product(("mobilenet_v3_small_others", "effnet_probe"), (".pt", ".json")):
+        shutil.copyfile(WEIGHTS / f"{name}{suffix}", folder / f"{name}{suffix}")
     return folder
 
 
@@ -44,7 +47,20 @@ def test_benchmark_writes_every_promised_file(bench):
     markdown = (out / "benchmark.md").read_text()
     for heading in ("## (a) Unseen categories", "## (b) Noise", "## (c) Abnormal inputs"):
         assert heading in markdown
-    assert [m["kind"] for m in results["models"]] == ["mim", "classifier"]
+    assert [m["kind"] for m in results["models"]] == ["mim", "classifier", "classifier"]
+
+
+def test_each_model_is_scored_on_its_own_view(bench, data_root: Path, msid_root: Path):
+    """The probe reads MIM's crop at 224 px, the others MIM's 128 px view: each score is the model's own answer to the
+    photo, as the page would give it."""
+    out, results = bench
+    scores = pd.read_csv(out / "unseen_scores.csv").head(4)
+    for name in ("effnet-probe", "mobilenet-v3-small-others"):
+        detector = ClassifierDetector.load(WEIGHTS / f"{name.replace('-', '_')}.pt")
+        own = [detector.analyze(locate([data_root, msid_root], p)).score for p in scores["path"]]
+        assert scores[name].to_numpy() == pytest.approx(own, abs=1e-5)
+    assert ClassifierDetector.load(WEIGHTS / "effnet_probe.pt").config.preprocess.size != \
+        ClassifierDetector.load(WEIGHTS / "mobilenet_v3_small_others.pt").config.preprocess.size
 
 
 def test_unseen_part_covers_the_21_test_classes_and_others(bench):

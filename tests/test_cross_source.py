@@ -116,7 +116,7 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
                              m.training_features(m.rows([p for p in d.supervised_negatives if p not in fold])), PROBE_C)
     for p in fold:
         row = m.index[p.location]
-        assert held[p.location] == pytest.approx(-(m.pooled[row] @ weight + bias), abs=1e-9)
+        assert held[p.location] == pytest.approx(-(m.probe[row] @ weight + bias), abs=1e-9)
         assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mim_core.baselines.classifier import BinaryClassifier, ClassifierDetector
-from mim_core.baselines.probe import FrozenFeatureProbe, training_features, view_features
-from mim_core.config import PROBE_ARCH
+from mim_core.baselines.probe import VIEW, FrozenFeatureProbe, training_features, view_features
+from mim_core.config import PROBE_ARCH, read_recipe
 from mim_core.data import load_tensor, locate
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -44,6 +44,14 @@ def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msi
     probabilities = detector.score_views(views)
     assert probabilities.min() == pytest.approx(card["threshold"]["every_val_mpox"], abs=1e-5)
     assert card["config"]["threshold_rule"] == "youden-val" and detector.threshold == card["threshold"]["value"]
+
+
+def test_the_probe_reads_its_own_view_and_the_cross_source_protocol_the_same():
+    """Its recipe, its shipped card and the cross-source protocol's probe all read :data:`VIEW`: MIM's crop at 224 px."""
+    recipe = read_recipe(Path(__file__).resolve().parent.parent / "recipes" / "effnet_probe.toml")
+    shipped = ClassifierDetector.load(WEIGHTS / "effnet_probe.pt").config.preprocess
+    assert recipe.config.preprocess == VIEW == shipped
+    assert VIEW.crop_fraction == read_recipe(WEIGHTS.parent / "recipes" / "mim_gan.toml").config.preprocess.crop_fraction
 
 
 def test_the_head_learns_from_each_view_and_its_two_flips(data_root: Path):

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from demo import handlers, views
 from demo.app import DEFAULT_VERDICT_WEIGHTS, build_demo
 from demo.model_card import card_markdown
 from mim_core import Screening, Verdict
-from mim_core.baselines.classifier import ClassifierDetector
+from mim_core.data import decode_inputs, preprocess
 from mim_core.screening import verdict_options
 from tests.conftest import MSID_ROOT, REPO, SHIPPED_WEIGHTS
 
@@ -27,8 +28,8 @@ def photos(data_root) -> list:
 def test_the_verdict_is_the_verdict_models_and_the_panels_are_mims(screening, detector, photos):
     analyses = screening.analyze_batch(photos)
     alone = detector.analyze_batch(photos)
-    views_, _ = detector.views(photos)
-    probe = screening.verdict_model.score_views(views_)
+    own = screening.verdict_model.config.preprocess  # the verdict model reads its own view of each photo
+    probe = screening.verdict_model.score_views(torch.stack([preprocess(p, own) for p in decode_inputs(photos)]))
     assert analyses[-1].verdict is Verdict.UNUSABLE and analyses[-1].verdict is alone[-1].verdict
     judged = 0
     for a, m, p in zip(analyses, alone, probe):
@@ -49,13 +50,16 @@ def test_the_verdict_is_the_verdict_models_and_the_panels_are_mims(screening, de
     assert judged >= 6
 
 
-def test_a_verdict_model_must_see_the_same_view(detector):
-    probe = ClassifierDetector.load(DEFAULT_VERDICT_WEIGHTS)
-    other = ClassifierDetector(probe.model, probe.config.__class__(**{
-        **probe.config.__dict__, "preprocess": probe.config.preprocess.__class__(crop_fraction=1.0, size=128)}),
-        probe.threshold, probe.card)
-    with pytest.raises(ValueError, match="same view"):
-        Screening(detector, other)
+def test_a_verdict_model_that_reads_its_own_view_needs_it(screening, detector, photos):
+    """The probe reads a larger view than MIM's: handed MIM's views alone, the screening refuses rather than score
+    the wrong picture; handed both, it answers as analyze_batch does."""
+    assert screening.verdict_model.config.preprocess.size > detector.config.preprocess.size
+    views_, resolutions = detector.views(photos[:2])
+    with pytest.raises(ValueError, match="own view"):
+        screening.analyze_views(views_, resolutions)
+    own = torch.stack([preprocess(p, screening.verdict_model.config.preprocess) for p in decode_inputs(photos[:2])])
+    by_views = screening.analyze_views(views_, resolutions, own)
+    assert [a.score for a in by_views] == pytest.approx([a.score for a in screening.analyze_batch(photos[:2])], abs=1e-6)
 
 
 def test_the_score_bar_puts_the_mpox_side_left_in_either_direction():
@@ -112,11 +116,11 @@ def test_changing_who_gives_the_verdict_analyses_the_same_photo_again(detector, 
     photo.write_bytes(sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[0].read_bytes())
     first = handlers.analyze_outputs(choices["effnet-probe"], str(photo), None, str(tmp_path), choices=choices,
                                      choice="effnet-probe")
-    assert not photo.exists() and first[-1].view is not None
+    assert not photo.exists() and first[-1].photo is not None
     mim = handlers.reanalyze_outputs(detector, first[-1], None, choices, "mim-gan")
     knn = handlers.reanalyze_outputs(detector, first[-1], None, choices, "effnet-knn")
     assert mim[5] == detector.threshold and knn[5] == choices["effnet-knn"].threshold != first[5]
-    # MIM alone scores the same view as the probe's inpainting score: the photo was analysed again, not re-read
+    # MIM alone scores the stored photo as the probe's inpainting score did: the same bytes, analysed again
     assert mim[4] == pytest.approx(first[8]["inpainting_score"], abs=1e-6)
     assert knn[6] in {Verdict.MPOX_LIKE.value, Verdict.NOT_MPOX_LIKE.value, Verdict.NO_RASH.value}
     assert "further from every mpox photo" in knn[7] or knn[6] != Verdict.NOT_MPOX_LIKE.value  # one-class words

@@ -21,11 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
-from PIL import Image
 
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
 from ..config import ARCHITECTURES, FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
-from ..data import decode_image, preprocess, to_uint8
+from ..data import ImageInput, decode_inputs, preprocess, to_uint8
 from ..verdict import CLASSIFIER_SCORE_DIRECTION, Analysis, Verdict, card_threshold, judge, mpox_when
 from .one_class import FeatureBank
 from .probe import FrozenFeatureProbe
@@ -44,7 +43,6 @@ ONE_CLASS_REASONS = {  # their score is sigmoid(-distance to the mpox photos), n
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
-ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 class BinaryClassifier(nn.Module):
@@ -166,8 +164,7 @@ class ClassifierDetector:
         return self.analyze_batch([image])[0]
 
     def analyze_batch(self, images: Sequence[ImageInput]) -> list[Analysis]:
-        pil = [decode_image(Image.fromarray(x) if isinstance(x, np.ndarray) else x) for x in images]
-        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in pil])
+        tensors = torch.stack([preprocess(p, self.config.preprocess) for p in decode_inputs(images)])
         results = []
         when = mpox_when(SCORE_DIRECTION)
         reasons = ONE_CLASS_REASONS if self.config.arch in ONE_CLASS_ARCHS else REASONS

@@ -1,7 +1,7 @@
 """The robustness benchmark: MIM against every classifier baseline card in a weights folder.
 
-Three parts, every model on exactly the same images and the same model view (the protocol's centre
-crop at model resolution):
+Three parts, every model on exactly the same images, each through its own view (its card's centre crop and
+size; MIM's view for the gates):
 
 (a) **Unseen categories**: mpox test photos (of every mpox source of the data roots; each figure also per
     source) vs each of the 21 DermNet *test* classes (no model trained or
@@ -25,8 +25,9 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from tqdm import tqdm
 
 from .abnormal import abnormal_images
 from ..checkpoint import WeightsError
+from ..config import PreprocessConfig
 from ..config import ONE_CLASS_ARCHS
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
@@ -109,9 +111,6 @@ def load_models(weights_dir: str | Path, threads: int) -> list[BenchModel]:
         models.append(BenchModel(entry.name, entry.kind, detector.card, detector, mpox_when(entry.card)))
     if not [m for m in models if m.kind == "mim"] or len(models) < 2:
         raise WeightsError(f"The benchmark needs MIM and at least one classifier card in {weights_dir}.")
-    configs = {m.detector.config.preprocess for m in models}
-    if len(configs) != 1:
-        raise ValueError(f"The models preprocess differently ({configs}); the benchmark needs one shared view.")
     return sorted(models, key=lambda m: (m.kind != "mim", m.name))
 
 
@@ -159,13 +158,38 @@ def benchmark_table(data_roots: list[str | Path], models: list[BenchModel], conf
     return pd.DataFrame(rows)
 
 
-def _score_views(models: list[BenchModel], views: list[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Raw score of every model for every (H, W, 3) uint8 view."""
+Views = dict[PreprocessConfig, list[np.ndarray]]  # each distinct model view -> (H, W, 3) uint8 per photo, in order
+
+
+def view_configs(models: list[BenchModel]) -> list[PreprocessConfig]:
+    """Each distinct preprocessing of ``models``, MIM's first (models are sorted MIM first)."""
+    return list(dict.fromkeys(m.detector.config.preprocess for m in models))
+
+
+def make_views(models: list[BenchModel], view: Callable[[PreprocessConfig], list[np.ndarray]]) -> Views:
+    """``view(config)`` for each of :func:`view_configs`."""
+    return {pre: view(pre) for pre in view_configs(models)}
+
+
+def _condition_views(photos: list[Any], name: str, severity: int, seed: int, pre: PreprocessConfig) -> list[np.ndarray]:
+    """Each photo's view under one condition of part (b): clean, or a corruption at a severity (seeded per photo)."""
+    return [to_view(p, pre) if name == "clean" else corrupted_view(p, name, severity, seed * 100_003 + i, pre)
+            for i, p in enumerate(photos)]
+
+
+def mim_views(models: list[BenchModel], views: Views) -> torch.Tensor:
+    """(B, 3, H, W) MIM's views, the ones its gates judge."""
+    return torch.stack([view_tensor(v) for v in views[models[0].detector.config.preprocess]])
+
+
+def _score_views(models: list[BenchModel], views: Views, batch_size: int) -> dict[str, np.ndarray]:
+    """Raw score of every model for every photo, each model on its own (H, W, 3) uint8 views."""
     out: dict[str, list[np.ndarray]] = {m.name: [] for m in models}
-    for start in range(0, len(views), batch_size):
-        batch = torch.stack([view_tensor(v) for v in views[start:start + batch_size]])
-        for model in models:
-            out[model.name].append(model.raw(batch))
+    for pre, own in views.items():
+        for start in range(0, len(own), batch_size):
+            batch = torch.stack([view_tensor(v) for v in own[start:start + batch_size]])
+            for model in (m for m in models if m.detector.config.preprocess == pre):
+                out[model.name].append(model.raw(batch))
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -177,7 +201,7 @@ def _auroc(oriented: np.ndarray, table: pd.DataFrame, neg_mask: np.ndarray, n_bo
                     n_boot=n_boot).as_dict()
 
 
-def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: list[np.ndarray],
+def unseen_part(models: list[BenchModel], table: pd.DataFrame, views: Views,
                 config: BenchmarkConfig) -> tuple[dict[str, Any], pd.DataFrame]:
     """Part (a): clean scores, per-class / mean / pooled AUROC (via :func:`mim_core.report.test_results`)."""
     from ..evaluation import report
@@ -225,12 +249,11 @@ def noise_part(models: list[BenchModel], table: pd.DataFrame, photos: list[Any],
     conditions = [("clean", 0)] + [(c, s) for c in config.corruptions for s in config.severities]
     rows, verdicts = [], []
     for name, severity in tqdm(conditions, desc="noise", file=sys.stderr, mininterval=30):
-        views = [to_view(p, pre) if name == "clean" else
-                 corrupted_view(p, name, severity, config.seed * 100_003 + i, pre) for i, p in enumerate(photos)]
+        views = make_views(models, partial(_condition_views, photos, name, severity, config.seed))
         raw = _score_views(models, views, config.batch_size)
         condition = {"corruption": name, "severity": severity,
                      "description": "none" if name == "clean" else describe(name, severity)}
-        judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw, resolutions)
+        judgements = mim_judgements(models, mim_views(models, views), raw, resolutions)
         verdicts += verdict_rows(models, judgements, raw, sets, roles, condition)[0]
         gated = np.array([j.decision.verdict.is_refusal for j in judgements])  # the shared gates' refusals
         for m in models:
@@ -277,10 +300,9 @@ def _healthy_rows(models: list[BenchModel], folder: str, config: BenchmarkConfig
         return []
     pre = models[0].detector.config.preprocess
     photos = [decode_image(p) for p in paths]
-    views = [to_view(p, pre) for p in photos]
+    views = make_views(models, lambda own: [to_view(p, own) for p in photos])
     raw = _score_views(models, views, config.batch_size)
-    judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw,
-                                [effective_resolution(p, pre) for p in photos])
+    judgements = mim_judgements(models, mim_views(models, views), raw, [effective_resolution(p, pre) for p in photos])
     rows = []
     for model in models:
         seen = trained_on(model.card)
@@ -304,10 +326,10 @@ def abnormal_part(models: list[BenchModel], config: BenchmarkConfig) -> tuple[pd
                 kept.append(a)
         images = kept
     photos = [decode_image(a.image) for a in images]
-    views = [to_view(p, pre) for p in photos]
+    views = make_views(models, lambda own: [to_view(p, own) for p in photos])
     resolutions = [effective_resolution(p, pre) for p in photos]
     raw = _score_views(models, views, config.batch_size)
-    judgements = mim_judgements(models, torch.stack([view_tensor(v) for v in views]), raw, resolutions)
+    judgements = mim_judgements(models, mim_views(models, views), raw, resolutions)
     issues = [j.decision if j.decision.verdict.is_refusal else None for j in judgements]  # the shared gates
     _, verdicts = verdict_rows(models, judgements, raw, {}, {}, {})
     rows = []
@@ -345,14 +367,15 @@ def run_benchmark(weights_dir: str | Path, data_roots: str | Path | list[str | P
     models = load_models(weights_dir, config.threads)
     data_roots = root_list(data_roots)
     table = benchmark_table(data_roots, models, config)
-    pre = models[0].detector.config.preprocess
+    configs = view_configs(models)
     photos = {}
-    views = []
+    views: Views = {pre: [] for pre in configs}
     for row in tqdm(table.itertuples(), total=len(table), desc="decode", file=sys.stderr, mininterval=30):
         photo = decode_image(locate(data_roots, row.path))
         if row.in_noise:
             photos[row.path] = photo
-        views.append(to_view(photo, pre))
+        for pre in configs:
+            views[pre].append(to_view(photo, pre))
     timings: dict[str, float] = {}
     unseen, unseen_scores = unseen_part(models, table, views, config)
     timings["unseen_s"] = round(time.time() - started, 1)

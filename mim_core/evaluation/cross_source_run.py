@@ -1,9 +1,9 @@
 """``python -m mim_core cross-source``: MIM beside the strongest baselines and a control, across photo sources.
 
-Every photo of the protocol (:mod:`mim_core.evaluation.cross_source`) is decoded once into the model's view
-(the 128 px centre crop every model sees) and measured once: PNG complexity, pooled and per-cell ImageNet
-features (EfficientNet-Lite0 from its wheel; pooled ones of the two flips too), and the score of each MIM card
-given for a train source. Then,
+Every photo of the protocol (:mod:`mim_core.evaluation.cross_source`) is decoded once into MIM's view (the
+128 px centre crop the one-class baselines see too) and the probe's (the same crop at 224 px) and measured once:
+PNG complexity, pooled and per-cell ImageNet features (EfficientNet-Lite0 from its wheel) of MIM's view, pooled
+ones of the probe's view and of its two flips, and the score of each MIM card given for a train source. Then,
 per direction, each method is fitted on the train source's train split, its threshold set on that source's
 val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
 
@@ -14,9 +14,9 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
 - ``one-class:mahalanobis``: Mahalanobis distance (32 principal components, Ledoit-Wolf covariance);
 - ``one-class:patchcore``: largest over the 7x7 cells of the distance to the nearest train mpox cell (the
   PatchCore statistic, without its coreset: the bank is small);
-- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` against the supervised negatives (as its recipe,
-  less MSID_Normal: MSLD Others train, the DermNet dev classes, the healthy design photos; each photo with its two
-  flips). On the dev side each DermNet dev class is
+- ``probe``: the linear probe of :mod:`mim_core.baselines.probe` on its own view against the supervised negatives (as
+  its recipe, less MSID_Normal: MSLD Others train, the DermNet dev classes, the healthy design photos; each photo with
+  its two flips). On the dev side each DermNet dev class is
   scored by a probe fitted without that class, each healthy design photo by one fitted without its fold, so no dev
   figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..appearance import PatchFeatures
 from ..baselines.one_class import nearest_distance, worst_cell_distance
-from ..baselines.probe import TRAINING_FLIPS, fit_probe
+from ..baselines.probe import TRAINING_FLIPS, VIEW, fit_probe
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
@@ -55,24 +55,25 @@ HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored 
 
 @dataclass
 class Measurements:
-    """Per photo (row order of ``index``): complexity (N,), pooled features (N, 1280), those of its
-    :data:`~mim_core.baselines.probe.TRAINING_FLIPS` (F, N, 1280: what the probe also learns from), cells (N, 49, 80),
-    and each MIM card's score (N,) by train source."""
+    """Per photo (row order of ``index``): of MIM's view, complexity (N,), pooled features (N, 1280), cells
+    (N, 49, 80) and each MIM card's score (N,) by train source; pooled features of the probe's view (N, 1280) and of
+    its :data:`~mim_core.baselines.probe.TRAINING_FLIPS` (F, N, 1280: what the probe also learns from)."""
 
     index: dict[Path, int]
     complexity: np.ndarray
     pooled: np.ndarray
-    flipped: np.ndarray
     cells: np.ndarray
     mim: dict[str, np.ndarray]
+    probe: np.ndarray
+    probe_flipped: np.ndarray
 
     def rows(self, photos: Sequence[Photo]) -> np.ndarray:
         return np.array([self.index[p.location] for p in photos], dtype=int)
 
     def training_features(self, rows: np.ndarray) -> np.ndarray:
-        """((1 + F) n, 1280): pooled features of ``rows``, then of their flips (the order of
+        """((1 + F) n, 1280): the probe's features of ``rows``, then of their flips (the order of
         :func:`mim_core.baselines.probe.training_features`)."""
-        return np.concatenate([self.pooled[rows], *self.flipped[:, rows]])
+        return np.concatenate([self.probe[rows], *self.probe_flipped[:, rows]])
 
 
 def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
@@ -83,21 +84,25 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
         if detector.config.preprocess != config:
             raise ValueError(f"The MIM card for {source} sees another view ({detector.config.preprocess}); every "
                              f"method here uses {config}.")
-    parts: dict[str, list] = {"complexity": [], "pooled": [], "flipped": [], "cells": [], **{s: [] for s in mim}}
+    parts: dict[str, list] = {"complexity": [], "pooled": [], "cells": [], "probe": [], "probe_flipped": [],
+                              **{s: [] for s in mim}}
     for start in tqdm(range(0, len(photos), batch_size), desc="measure", unit="batch"):
-        views = torch.stack([preprocess(decode_image(p), config) for p in photos[start:start + batch_size]])
+        decoded = [decode_image(p) for p in photos[start:start + batch_size]]
+        views = torch.stack([preprocess(p, config) for p in decoded])
         parts["complexity"] += [png_bits_per_pixel(to_uint8(v)) for v in views]
         cells, pooled = features.both(views)
         parts["pooled"].append(pooled.double().numpy())
-        parts["flipped"].append(np.stack([features.both(views.flip(axis))[1].double().numpy()
-                                          for axis in TRAINING_FLIPS]))
         parts["cells"].append(cells.numpy())
+        probe_views = torch.stack([preprocess(p, VIEW) for p in decoded])
+        parts["probe"].append(features.both(probe_views)[1].double().numpy())
+        parts["probe_flipped"].append(np.stack([features.both(probe_views.flip(axis))[1].double().numpy()
+                                                for axis in TRAINING_FLIPS]))
         for source, detector in mim.items():
             parts[source].append(detector.score_views(views))
     return Measurements({Path(p): i for i, p in enumerate(photos)}, np.asarray(parts["complexity"]),
-                        np.concatenate(parts["pooled"]), np.concatenate(parts["flipped"], axis=1),
-                        np.concatenate(parts["cells"]),
-                        {s: np.concatenate(parts[s]) for s in mim})
+                        np.concatenate(parts["pooled"]), np.concatenate(parts["cells"]),
+                        {s: np.concatenate(parts[s]) for s in mim}, np.concatenate(parts["probe"]),
+                        np.concatenate(parts["probe_flipped"], axis=1))
 
 
 def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
@@ -117,7 +122,7 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
     one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
         weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), PROBE_C)
-        return -(m.pooled @ weight + bias)
+        return -(m.probe @ weight + bias)
 
     healthy = d.dev_negatives["healthy"]
     held_out_sets = [d.dev_negatives[c] for c in DEV_CLASSES] + [healthy[i::HEALTHY_FOLDS] for i in range(HEALTHY_FOLDS)]
