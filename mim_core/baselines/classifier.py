@@ -44,7 +44,6 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-
 class BinaryClassifier(nn.Module):
     """A torchvision backbone with one output logit; normalisation is part of the model.
 

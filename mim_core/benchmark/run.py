@@ -36,8 +36,7 @@ from tqdm import tqdm
 
 from .abnormal import abnormal_images
 from ..checkpoint import WeightsError
-from ..config import PreprocessConfig
-from ..config import ONE_CLASS_ARCHS
+from ..config import ONE_CLASS_ARCHS, PreprocessConfig
 from ..baselines.train import classifier_split
 from .corruptions import CORRUPTIONS, corrupted_view, describe, to_view, view_tensor
 from ..data import decode_image, locate, root_list, scan_datasets
