@@ -12,8 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
-from mim_core import Analyser, Analysis, ImageDecodeError, Verdict
+from mim_core import Analyser, Analysis, ImageDecodeError, Screening, Verdict
+from mim_core.config import PreprocessConfig
+from mim_core.data import decode_inputs, preprocess
+from mim_core.gate import effective_resolution
 from mim_core.verdict import MIM_SCORE_DIRECTION
 
 from . import views
@@ -22,6 +26,7 @@ from .uploads import UploadError, discard_upload, read_upload, upload_path
 log = logging.getLogger(__name__)
 
 EMPTY_MESSAGE = "Add a photo (upload, webcam or paste) or pick an example: the analysis starts at once."
+SEND_AGAIN = "Send the photo again to have it judged by this model."
 INTERNAL_ERROR = "Something went wrong while analysing this photo; please try again or try another photo."
 
 RGB = np.ndarray  # an (H, W, 3) uint8 image
@@ -36,7 +41,8 @@ class Outcome:
     unreadable: bool = False  # the input never reached the model
     source: str | None = None  # the upload's server path (already deleted), to spot a repeated event
     clear_photo: bool = False  # the photo box still holds a file that is no photo: empty it (see photo_value)
-    photo: bytes | None = None  # the upload's bytes, to analyse it again with another verdict model once deleted
+    views: Mapping[PreprocessConfig, torch.Tensor] | None = None  # (3, H, W) each view the page's models read, to
+    resolution: float | None = None  # analyse the photo again with another verdict model once the upload is deleted
 
 
 class ScaleError(ValueError):
@@ -90,15 +96,39 @@ def scale_index(label: str | None, scales: Sequence[int]) -> int:
     return labels.index(label)
 
 
+def _mim_view(analyser: Analyser) -> PreprocessConfig:
+    return (analyser.mim if isinstance(analyser, Screening) else analyser).config.preprocess
+
+
+def view_configs(analysers: Sequence[Analyser]) -> list[PreprocessConfig]:
+    """Every view these analysers read: MIM's, and each verdict model's own."""
+    configs = [_mim_view(a) for a in analysers]
+    configs += [a.verdict_model.config.preprocess for a in analysers if isinstance(a, Screening)]
+    return list(dict.fromkeys(configs))
+
+
+def analyze_stored(detector: Analyser, views: Mapping[PreprocessConfig, torch.Tensor],
+                   resolution: float | None) -> Analysis:
+    """One photo's stored views (:attr:`Outcome.views`) analysed by ``detector``.
+
+    Raises:
+        KeyError: a view ``detector`` reads is not among ``views``.
+    """
+    own = (views[detector.verdict_model.config.preprocess][None],) if isinstance(detector, Screening) else ()
+    return detector.analyze_views(views[_mim_view(detector)][None], [resolution], *own)[0]
+
+
 def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[str] = frozenset(),
-                   previous: Outcome | None = None) -> Outcome:
+                   previous: Outcome | None = None, others: Sequence[Analyser] = ()) -> Outcome:
     """Read the uploaded photo, delete it from the server, analyse it. Never raises: every failure
     becomes an ``Outcome`` whose message says what to do.
 
     ``previous`` is the session's last outcome: the browser can fire a second change event for the
     same upload (it does when the file is not a displayable image), after the file was deleted;
     that repeat gets the same answer instead of "no longer on the server". Likewise the empty photo
-    box that :func:`photo_value` asked for keeps the answer that asked for it."""
+    box that :func:`photo_value` asked for keeps the answer that asked for it. The outcome keeps the views of the
+    photo that ``detector`` and ``others`` read (a few hundred KB, not the upload), so any of them can judge it
+    again."""
     path = upload_path(upload)
     if path is None:
         if previous is not None and previous.clear_photo:
@@ -109,7 +139,11 @@ def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[s
     data = None
     try:
         data = read_upload(path)
-        return Outcome(analysis=detector.analyze(data), message="", source=path, photo=data)
+        photo = decode_inputs([data])[0]
+        views = {pre: preprocess(photo, pre) for pre in view_configs([detector, *others])}
+        resolution = effective_resolution(photo, _mim_view(detector))
+        return Outcome(analysis=analyze_stored(detector, views, resolution), message="", source=path, views=views,
+                       resolution=resolution)
     except (UploadError, ImageDecodeError) as err:
         return Outcome(message=str(err), unreadable=True, source=path, clear_photo=True)
     except Exception:  # a bug must not reach the user as a traceback; it goes to the server log
@@ -174,13 +208,13 @@ def analyze_outputs(detector: Analyser, upload: Any, scale_label: str | None, ro
         discard_upload(path, root, keep=keep)
         outcome = Outcome(message=str(err), source=path)
     else:
-        outcome = analyze_upload(detector, upload, root, keep, previous)
+        outcome = analyze_upload(detector, upload, root, keep, previous, others=list((choices or {}).values()))
     return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
 
 
 def reanalyze_outputs(detector: Analyser, outcome: Outcome | None, scale_label: str | None,
                       choices: Mapping[str, Analyser], choice: str | None) -> tuple[Any, ...]:
-    """The same photo with the verdict model ``choice`` (the upload itself is gone: the session's copy of its bytes is
+    """The same photo with the verdict model ``choice`` (the upload itself is gone: the session's views of it are
     analysed again); outputs as :func:`analyze_outputs`. Without a photo in the session, only the threshold changes."""
     outcome = outcome or Outcome()
     try:
@@ -188,8 +222,11 @@ def reanalyze_outputs(detector: Analyser, outcome: Outcome | None, scale_label: 
     except ChoiceError as err:
         outcome = Outcome(message=str(err))
     else:
-        if outcome.photo is not None:
-            outcome = replace(outcome, analysis=detector.analyze(outcome.photo))
+        if outcome.views is not None:
+            try:
+                outcome = replace(outcome, analysis=analyze_stored(detector, outcome.views, outcome.resolution))
+            except KeyError:  # a model added after the photo was analysed reads a view the session did not keep
+                outcome = Outcome(message=SEND_AGAIN)
     return (*panels(outcome, scale_label), *api_values(outcome, detector.threshold), outcome)
 
 

@@ -1,6 +1,7 @@
 """The demo's verdict path: MIM's checks and panels, the verdict model's score and verdict."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,14 +117,21 @@ def test_changing_who_gives_the_verdict_analyses_the_same_photo_again(detector, 
     photo.write_bytes(sorted((data_root / "MSLD_v1" / "Monkeypox").iterdir())[0].read_bytes())
     first = handlers.analyze_outputs(choices["effnet-probe"], str(photo), None, str(tmp_path), choices=choices,
                                      choice="effnet-probe")
-    assert not photo.exists() and first[-1].photo is not None
+    assert not photo.exists()
+    # the session keeps the photo's views that the offered models read (MIM's 128 px, the probe's 224 px), not the upload
+    assert sorted(v.shape[-1] for v in first[-1].views.values()) == [128, 224]
     mim = handlers.reanalyze_outputs(detector, first[-1], None, choices, "mim-gan")
     knn = handlers.reanalyze_outputs(detector, first[-1], None, choices, "effnet-knn")
     assert mim[5] == detector.threshold and knn[5] == choices["effnet-knn"].threshold != first[5]
-    # MIM alone scores the stored photo as the probe's inpainting score did: the same bytes, analysed again
+    # MIM alone scores the stored view as the probe's inpainting score did: the same view, analysed again
     assert mim[4] == pytest.approx(first[8]["inpainting_score"], abs=1e-6)
     assert knn[6] in {Verdict.MPOX_LIKE.value, Verdict.NOT_MPOX_LIKE.value, Verdict.NO_RASH.value}
     assert "further from every mpox photo" in knn[7] or knn[6] != Verdict.NOT_MPOX_LIKE.value  # one-class words
+    again = handlers.reanalyze_outputs(detector, first[-1], None, choices, "effnet-probe")
+    assert again[4] == pytest.approx(first[4], abs=1e-6)  # the probe's own stored view gives its first answer
+    mim_view_only = replace(first[-1], views={k: v for k, v in first[-1].views.items() if v.shape[-1] == 128})
+    missing = handlers.reanalyze_outputs(detector, mim_view_only, None, choices, "effnet-probe")
+    assert missing[-1].analysis is None and missing[7] == handlers.SEND_AGAIN  # a sentence, not a traceback
     unknown = handlers.reanalyze_outputs(detector, first[-1], None, choices, "a model we do not have")
     assert unknown[-1].analysis is None and "choose one of: mim-gan, effnet-probe, effnet-knn" in unknown[7]
     refused = handlers.analyze_outputs(detector, str(photo), None, str(tmp_path), choices=choices, choice="nope")
