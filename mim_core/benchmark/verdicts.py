@@ -38,8 +38,8 @@ def model_verdicts(model: Any, raw: np.ndarray, judgements: Sequence[Any]) -> li
     """Each view's verdict from one benchmark model (a :class:`mim_core.benchmark.run.BenchModel`).
 
     Args:
-        raw: (B,) the model's raw scores of the views (computed once, ungated).
-        judgements: MIM's verdict path on the same views (:func:`mim_judgements`); their refusals are the
+        raw: (B,) the model's raw scores of its own views of the photos (computed once, ungated).
+        judgements: MIM's verdict path on its views of the same photos (:func:`mim_judgements`); their refusals are the
             shared gates', so a classifier gets the same refusals and its own threshold elsewhere.
     """
     if model.kind == "mim":
