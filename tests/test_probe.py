@@ -47,11 +47,12 @@ def test_shipped_probe_loads_offline_and_scores(no_network, data_root: Path, msi
 
 
 def test_the_probe_reads_its_own_view_and_the_cross_source_protocol_the_same():
-    """Its recipe, its shipped card and the cross-source protocol's probe all read :data:`VIEW`: MIM's crop at 224 px."""
+    """Its recipe, its shipped card and the cross-source protocol's probe read :data:`VIEW`: MIM's crop at 224 px."""
     recipe = read_recipe(Path(__file__).resolve().parent.parent / "recipes" / "effnet_probe.toml")
     shipped = ClassifierDetector.load(WEIGHTS / "effnet_probe.pt").config.preprocess
     assert recipe.config.preprocess == VIEW == shipped
-    assert VIEW.crop_fraction == read_recipe(WEIGHTS.parent / "recipes" / "mim_gan.toml").config.preprocess.crop_fraction
+    mim = read_recipe(WEIGHTS.parent / "recipes" / "mim_gan.toml").config.preprocess
+    assert VIEW.crop_fraction == mim.crop_fraction
 
 
 def test_the_head_learns_from_each_view_and_its_two_flips(data_root: Path):

@@ -60,7 +60,8 @@ def test_a_verdict_model_that_reads_its_own_view_needs_it(screening, detector, p
         screening.analyze_views(views_, resolutions)
     own = torch.stack([preprocess(p, screening.verdict_model.config.preprocess) for p in decode_inputs(photos[:2])])
     by_views = screening.analyze_views(views_, resolutions, own)
-    assert [a.score for a in by_views] == pytest.approx([a.score for a in screening.analyze_batch(photos[:2])], abs=1e-6)
+    batch = screening.analyze_batch(photos[:2])
+    assert [a.score for a in by_views] == pytest.approx([a.score for a in batch], abs=1e-6)
 
 
 def test_the_score_bar_puts_the_mpox_side_left_in_either_direction():
@@ -118,7 +119,7 @@ def test_changing_who_gives_the_verdict_analyses_the_same_photo_again(detector, 
     first = handlers.analyze_outputs(choices["effnet-probe"], str(photo), None, str(tmp_path), choices=choices,
                                      choice="effnet-probe")
     assert not photo.exists()
-    # the session keeps the photo's views that the offered models read (MIM's 128 px, the probe's 224 px), not the upload
+    # the session keeps the views the offered models read (MIM's 128 px, the probe's 224 px), not the upload
     assert sorted(v.shape[-1] for v in first[-1].views.values()) == [128, 224]
     mim = handlers.reanalyze_outputs(detector, first[-1], None, choices, "mim-gan")
     knn = handlers.reanalyze_outputs(detector, first[-1], None, choices, "effnet-knn")
