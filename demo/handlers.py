@@ -14,10 +14,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from mim_core import Analyser, Analysis, ImageDecodeError, Screening, Verdict
+from mim_core import Analyser, Analysis, ImageDecodeError, Verdict
 from mim_core.config import PreprocessConfig
 from mim_core.data import decode_inputs, preprocess
 from mim_core.gate import effective_resolution
+from mim_core.screening import analyze_view_set, mim_of, view_configs
 from mim_core.verdict import MIM_SCORE_DIRECTION
 
 from . import views
@@ -96,26 +97,14 @@ def scale_index(label: str | None, scales: Sequence[int]) -> int:
     return labels.index(label)
 
 
-def _mim_view(analyser: Analyser) -> PreprocessConfig:
-    return (analyser.mim if isinstance(analyser, Screening) else analyser).config.preprocess
-
-
-def view_configs(analysers: Sequence[Analyser]) -> list[PreprocessConfig]:
-    """Every view these analysers read: MIM's, and each verdict model's own."""
-    configs = [_mim_view(a) for a in analysers]
-    configs += [a.verdict_model.config.preprocess for a in analysers if isinstance(a, Screening)]
-    return list(dict.fromkeys(configs))
-
-
 def analyze_stored(detector: Analyser, views: Mapping[PreprocessConfig, torch.Tensor],
                    resolution: float | None) -> Analysis:
-    """One photo's stored views (:attr:`Outcome.views`) analysed by ``detector``.
+    """One photo's stored (3, H, W) views (:attr:`Outcome.views`) analysed by ``detector``.
 
     Raises:
         KeyError: a view ``detector`` reads is not among ``views``.
     """
-    own = (views[detector.verdict_model.config.preprocess][None],) if isinstance(detector, Screening) else ()
-    return detector.analyze_views(views[_mim_view(detector)][None], [resolution], *own)[0]
+    return analyze_view_set(detector, {pre: view[None] for pre, view in views.items()}, [resolution])[0]
 
 
 def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[str] = frozenset(),
@@ -141,7 +130,7 @@ def analyze_upload(detector: Analyser, upload: Any, root: str, keep: frozenset[s
         data = read_upload(path)
         photo = decode_inputs([data])[0]
         views = {pre: preprocess(photo, pre) for pre in view_configs([detector, *others])}
-        resolution = effective_resolution(photo, _mim_view(detector))
+        resolution = effective_resolution(photo, mim_of(detector).config.preprocess)
         return Outcome(analysis=analyze_stored(detector, views, resolution), message="", source=path, views=views,
                        resolution=resolution)
     except (UploadError, ImageDecodeError) as err:

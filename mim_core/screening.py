@@ -20,14 +20,14 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .baselines.classifier import ClassifierDetector
 from .checkpoint import WeightsError, load_card
-from .config import ONE_CLASS_ARCHS
+from .config import ONE_CLASS_ARCHS, PreprocessConfig
 from .data import ImageInput, decode_inputs, preprocess
 from .detector import MIMDetector
 from .verdict import Analysis, Verdict, judge, mpox_when
@@ -121,6 +121,30 @@ class Screening:
 
 
 Analyser = MIMDetector | Screening  # what the demo runs: MIM alone, or MIM with another model's verdict
+
+
+def mim_of(analyser: Analyser) -> MIMDetector:
+    """The MIM behind an analyser: its gates, its panels and the view they read."""
+    return analyser.mim if isinstance(analyser, Screening) else analyser
+
+
+def view_configs(analysers: Sequence[Analyser]) -> list[PreprocessConfig]:
+    """Every view these analysers read: MIM's, then each verdict model's own (each once)."""
+    configs = [mim_of(a).config.preprocess for a in analysers]
+    configs += [a.verdict_model.config.preprocess for a in analysers if isinstance(a, Screening)]
+    return list(dict.fromkeys(configs))
+
+
+def analyze_view_set(analyser: Analyser, views: Mapping[PreprocessConfig, torch.Tensor],
+                     resolutions: Sequence[float | None]) -> list[Analysis]:
+    """``analyze_views`` of an analyser given the views of the same photos by preprocessing, (B, 3, H, W) each, as
+    :func:`view_configs` names them (the demo keeps them to judge a photo again once its upload is deleted).
+
+    Raises:
+        KeyError: a view ``analyser`` reads is not among ``views``.
+    """
+    own = (views[analyser.verdict_model.config.preprocess],) if isinstance(analyser, Screening) else ()
+    return analyser.analyze_views(views[mim_of(analyser).config.preprocess], resolutions, *own)
 
 
 # MIM (kind "mim") and the classifier baselines (kind "classifier") share the card's shape, so the demo, the
