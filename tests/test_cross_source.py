@@ -10,7 +10,7 @@ import pytest
 
 from mim_core.evaluation.cross_source import MPOX_SOURCES, directions
 from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
-from mim_core.baselines.probe import fit_probe
+from mim_core.baselines.probe import fit_probe, negative_kind
 from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, evaluate_direction, measure,
                                                   one_class_scores, probe_scores)
 from mim_core.evaluation.protocol import DEV_CLASSES
@@ -112,8 +112,9 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
     healthy = d.dev_negatives["healthy"]
     assert {p.location for p in healthy} | {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]} == set(held)
     fold = healthy[1::HEALTHY_FOLDS]
-    weight, bias = fit_probe(m.training_features(m.rows(d.fit)),
-                             m.training_features(m.rows([p for p in d.supervised_negatives if p not in fold])), PROBE_C)
+    learnt = [p for p in d.supervised_negatives if p not in fold]
+    weight, bias = fit_probe(m.training_features(m.rows(d.fit)), m.training_features(m.rows(learnt)),
+                             [negative_kind(p.location) for p in learnt], PROBE_C)
     for p in fold:
         row = m.index[p.location]
         assert held[p.location] == pytest.approx(-(m.probe[row] @ weight + bias), abs=1e-9)

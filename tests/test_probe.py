@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mim_core.baselines.classifier import BinaryClassifier, ClassifierDetector
-from mim_core.baselines.probe import VIEW, FrozenFeatureProbe, training_features, view_features
+from mim_core.baselines.probe import (VIEW, FrozenFeatureProbe, fit_probe, negative_kind, sample_weights,
+                                      training_features, view_features)
 from mim_core.config import PROBE_ARCH, read_recipe
 from mim_core.data import load_tensor, locate
 
@@ -66,6 +67,36 @@ def test_the_head_learns_from_each_view_and_its_two_flips(data_root: Path):
     assert np.allclose(learnt[2:4], view_features(probe, views.flip(-1)))  # left-right
     assert np.allclose(learnt[4:], view_features(probe, views.flip(-2)))  # up-down
     assert not np.allclose(learnt[:2], learnt[2:4], atol=1e-3)  # a flip is another sample, not the same features
+
+
+def test_each_kind_of_negative_weighs_the_same_whatever_its_photo_count():
+    weights = sample_weights(4, ["dermnet"] * 9 + ["healthy"] * 2 + ["others"] * 3)
+    assert weights.sum() == pytest.approx(18)  # the row count: C means what it means for unweighted rows
+    mpox, dermnet, healthy, others = weights[:4].sum(), weights[4:13].sum(), weights[13:15].sum(), weights[15:].sum()
+    assert mpox == pytest.approx(9) and dermnet == pytest.approx(3) == healthy == others
+    assert np.allclose(weights[4:13], weights[4]) and weights[13] == pytest.approx(4.5 * weights[4])
+
+
+def test_the_probe_fits_real_features_by_kind_and_repeats_kinds_over_flips(data_root: Path):
+    healthy = data_root.parent / "healthy_skin_dev"
+    mpox = sorted((data_root / "MSLD_v1" / "Monkeypox").glob("*.jpg"))[:4]
+    negatives = (sorted((data_root / "DermNetNZ" / "Psoriasis").glob("*.jpg"))[:3]
+                 + sorted((healthy / "MSID_Normal").iterdir())[:2]
+                 + sorted((data_root / "MSLD_v1" / "Others").iterdir())[:2])
+    kinds = [negative_kind(p) for p in negatives]
+    assert kinds == ["dermnet"] * 3 + ["healthy"] * 2 + ["others"] * 2
+    probe = FrozenFeatureProbe()
+    pos = training_features(probe, torch.stack([load_tensor(p, VIEW) for p in mpox]))
+    neg = training_features(probe, torch.stack([load_tensor(p, VIEW) for p in negatives]))
+    weight, bias = fit_probe(pos, neg, kinds, 1.0)
+    spelt_out, spelt_bias = fit_probe(pos, neg, kinds * 3, 1.0)  # the kinds of each flip, written out
+    assert np.allclose(weight, spelt_out) and bias == pytest.approx(spelt_bias)
+    relabelled, _ = fit_probe(pos, neg, ["dermnet"] * 5 + ["others"] * 2, 1.0)  # the kinds steer the fit
+    assert not np.allclose(weight, relabelled, atol=1e-3)
+    with pytest.raises(ValueError, match="not a DermNet"):
+        negative_kind(mpox[0])
+    with pytest.raises(ValueError, match="7 kinds for 20"):
+        fit_probe(pos, neg[:20], kinds, 1.0)
 
 
 def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():

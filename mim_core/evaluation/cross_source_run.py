@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..appearance import PatchFeatures
 from ..baselines.one_class import nearest_distance, worst_cell_distance
-from ..baselines.probe import TRAINING_FLIPS, VIEW, fit_probe
+from ..baselines.probe import TRAINING_FLIPS, VIEW, fit_probe, negative_kind
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
@@ -121,7 +121,8 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
     it learns from: each DermNet dev class from a probe fitted without that class, each healthy design photo from
     one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
-        weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), PROBE_C)
+        kinds = [negative_kind(p.location) for p in negatives]
+        weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), kinds, PROBE_C)
         return -(m.probe @ weight + bias)
 
     healthy = d.dev_negatives["healthy"]
