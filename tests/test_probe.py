@@ -13,6 +13,7 @@ import torch
 from mim_core.baselines.classifier import BinaryClassifier, ClassifierDetector
 from mim_core.baselines.probe import (VIEW, FrozenFeatureProbe, fit_probe, negative_kind, sample_weights,
                                       training_features, view_features)
+from mim_core.cli import main
 from mim_core.config import PROBE_ARCH, read_recipe
 from mim_core.data import load_tensor, locate
 
@@ -97,6 +98,20 @@ def test_the_probe_fits_real_features_by_kind_and_repeats_kinds_over_flips(data_
         negative_kind(mpox[0])
     with pytest.raises(ValueError, match="7 kinds for 20"):
         fit_probe(pos, neg[:20], kinds, 1.0)
+
+
+def test_the_recipe_rebuilds_the_shipped_probe(tmp_path: Path):
+    """``train-classifier --recipe`` then ``calibrate --export``, as the recipe's header says: the same head (to the
+    fp16 storage's rounding) and the same threshold as the shipped file."""
+    recipe = WEIGHTS.parent / "recipes" / "effnet_probe.toml"
+    assert main(["train-classifier", "--recipe", str(recipe), "--out", str(tmp_path / "run")]) == 0
+    assert main(["calibrate", str(tmp_path / "run" / "model.pt"), "--export", str(tmp_path / "effnet_probe.pt")]) == 0
+    rebuilt, shipped = (ClassifierDetector.load(folder / "effnet_probe.pt") for folder in (tmp_path, WEIGHTS))
+    assert rebuilt.card["split"] == shipped.card["split"] and rebuilt.config == shipped.config
+    head, shipped_head = rebuilt.model.net.head, shipped.model.net.head
+    assert torch.allclose(head.weight, shipped_head.weight, atol=2e-3) and torch.allclose(head.bias, shipped_head.bias,
+                                                                                          atol=2e-3)
+    assert rebuilt.threshold == pytest.approx(shipped.threshold, abs=1e-3)
 
 
 def test_the_file_holds_the_head_only_and_training_leaves_the_backbone_alone():
