@@ -11,8 +11,8 @@ import pytest
 from mim_core.evaluation.cross_source import MPOX_SOURCES, directions
 from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
 from mim_core.baselines.probe import fit_probe, negative_kind
-from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, evaluate_direction, measure,
-                                                  one_class_scores, probe_scores)
+from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, dev_over_seeds, evaluate_direction, measure,
+                                                  one_class_scores, probe_scores, seeds_markdown)
 from mim_core.evaluation.protocol import DEV_CLASSES
 
 HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
@@ -119,6 +119,37 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
         row = m.index[p.location]
         assert held[p.location] == pytest.approx(-(m.probe[row] @ weight + bias), abs=1e-9)
         assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
+
+
+def test_the_dev_side_over_split_seeds_repeats_seed_0_redraws_the_rest_and_leaves_mim_out(both, data_root: Path,
+                                                                                           msid_root: Path, detector):
+    dev_only = lambda d: replace(_small(d), test_mpox=[], test_negatives={})  # noqa: E731
+    by_seed = {0: [dev_only(d) for d in both],
+               1: [dev_only(d) for d in directions([data_root, msid_root], HEALTHY_ROOT, seed=1)]}
+    assert {p.location for p in by_seed[0][0].dev_mpox} != {p.location for p in by_seed[1][0].dev_mpox}
+    photos = sorted({p.location for found in by_seed.values() for d in found for p in d.photos()})
+    m = measure(photos, {both[0].train_source: detector})
+    over = dev_over_seeds(m, by_seed)
+    assert over["seeds"] == [0, 1]
+    for d in by_seed[0]:
+        seed_0 = evaluate_direction(replace(m, mim={}), d, ["dev"])
+        figures = over["directions"][d.name]
+        assert set(figures) == set(seed_0) and "mim" not in figures  # MIM's models were trained on seed 0's split
+        for method, r in seed_0.items():
+            assert figures[method]["dermnet_mean"][0] == r["dev"]["dermnet_mean"]["auroc"]
+            assert figures[method]["healthy"] == [r["dev"]["healthy"]["auroc"], figures[method]["healthy"][1]]
+    table = seeds_markdown(over)
+    assert table[0].startswith("## Dev side over split seeds 0, 1")
+    assert not any(row.startswith("| mim") for row in table)
+    probe = next(row for row in table if row.startswith("| probe |"))
+    assert probe.count("[") == 4  # mean [min, max] for each direction's DermNet and healthy figure
+
+
+def test_more_than_one_dev_seed_needs_the_dev_side(tmp_path: Path, capsys):
+    from mim_core.cli import main
+
+    assert main(["cross-source", "--side", "test", "--dev-seeds", "3", "--out", str(tmp_path / "run")]) == 2
+    assert "needs the dev side" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_a_card_records_both_sides_or_nothing(tmp_path: Path, capsys):

@@ -21,6 +21,11 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
   figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
 
+With ``--dev-seeds N`` the dev side is evaluated again under split seeds 0..N-1 (each redraws every mpox source's
+split and the halves of MSLD Others; the same photos, measured once) for every method but MIM, whose per-source models
+were trained on seed 0's split: one split's 22-37 dev mpox photos move these AUROCs by several hundredths, enough to
+mislead a design decision (docs/ablations.md).
+
 PaDiM is left out: it models each pixel position separately and so assumes aligned objects, which skin
 photos at any framing are not.
 """
@@ -28,9 +33,9 @@ photos at any framing are not.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -161,6 +166,42 @@ def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> d
     return out
 
 
+def dev_over_seeds(m: Measurements, by_seed: Mapping[int, Sequence[Direction]]) -> dict:
+    """Dev-side AUROCs of every method but MIM under each split seed: ``{"seeds": [...], "directions": {direction:
+    {method: {"dermnet_mean": [per seed], "healthy": [per seed]}}}}``. MIM is left out: its per-source models were
+    trained on seed 0's split, so under another seed some of their training photos would sit on the dev side."""
+    without_mim = replace(m, mim={})
+    out: dict = {}
+    for found in by_seed.values():
+        for d in found:
+            for method, r in evaluate_direction(without_mim, d, ["dev"]).items():
+                figures = out.setdefault(d.name, {}).setdefault(method, {"dermnet_mean": [], "healthy": []})
+                for key in figures:
+                    figures[key].append(r["dev"][key]["auroc"])
+    return {"seeds": list(by_seed), "directions": out}
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
+def seeds_markdown(over: dict) -> list[str]:
+    """The table of :func:`dev_over_seeds`: per method, each direction's dev AUROCs as mean [min, max] over the
+    seeds, and the mean over seeds of the lowest of the four."""
+    names = list(over["directions"])
+    methods = list(over["directions"][names[0]])
+    head = " | ".join(f"{n}: {key}" for n in names for key in ("DermNet mean", "healthy"))
+    lines = [f"## Dev side over split seeds {', '.join(map(str, over['seeds']))} (every method but MIM)", "",
+             "AUROC, mean [min, max] over the seeds; the last column is the mean over the seeds of the lowest of the "
+             "four (a design decision should hold on it, not on one split).", "",
+             f"| method | {head} | lowest of the four |", "|---|" + "---|" * (2 * len(names) + 1)]
+    for method in methods:
+        columns = [over["directions"][n][method][key] for n in names for key in ("dermnet_mean", "healthy")]
+        lowest = np.min(np.array(columns), axis=0)
+        lines.append(f"| {method} | " + " | ".join(_spread(c) for c in columns) + f" | {lowest.mean():.3f} |")
+    return lines + [""]
+
+
 def _cell(r: dict | None) -> str:
     return "—" if r is None else f"{r['auroc']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
@@ -189,6 +230,8 @@ def markdown(results: dict) -> str:
         w = results["winner"]
         lines += [f"**Winner on the dev side: `{w['method']}`** ({w['rule']}): "
                   + ", ".join(f"`{m}` {v:.3f}" for m, v in sorted(w["dev_figure"].items(), key=lambda kv: -kv[1])) + ".", ""]
+    if "dev_over_seeds" in results:
+        lines += seeds_markdown(results["dev_over_seeds"])
     return "\n".join(lines)
 
 
@@ -227,23 +270,31 @@ def record_in_cards(results: dict, cards: dict[str, str]) -> None:
 
 
 def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: dict[str, str], out: str | Path,
-                     sides: Sequence[str] = ("dev",), command: str = "", record_in: dict[str, str] | None = None) -> dict:
+                     sides: Sequence[str] = ("dev",), command: str = "", record_in: dict[str, str] | None = None,
+                     dev_seeds: int = 1) -> dict:
     """Measure, evaluate both directions, write ``out/cross_source.json`` and ``.md`` (and the ``cross_source``
-    section of each card in ``record_in``, method name -> weights); returns the results."""
+    section of each card in ``record_in``, method name -> weights); returns the results. ``dev_seeds`` > 1 adds the
+    dev side under split seeds 0..dev_seeds-1 (:func:`dev_over_seeds`)."""
     if record_in and set(sides) != {"dev", "test"}:
         raise ValueError("A card records both sides: run with --side both.")
-    found = directions(data_roots, healthy_root)
+    if dev_seeds < 1 or (dev_seeds > 1 and "dev" not in sides):
+        raise ValueError("--dev-seeds takes a count of at least 1, and more than 1 needs the dev side (--side dev or "
+                         "both).")
+    by_seed = {seed: directions(data_roots, healthy_root, seed) for seed in range(dev_seeds)}
+    found = by_seed[0]
     unknown = set(mim_weights) - {d.train_source for d in found}
     if unknown:
         raise ValueError(f"--mim names the source {', '.join(sorted(unknown))}; the sources are "
                          f"{', '.join(d.train_source for d in found)}.")
-    photos = sorted({p.location for d in found for p in d.photos()})
+    photos = sorted({p.location for f in by_seed.values() for d in f for p in d.photos()})
     print(f"{len(photos)} photos", file=sys.stderr)
     m = measure(photos, {s: MIMDetector.load(w) for s, w in mim_weights.items()})
     results = {"command": command, "sides": list(sides), "mim_weights": mim_weights,
                "directions": {d.name: evaluate_direction(m, d, sides) for d in found}}
     if "dev" in sides:
         results["winner"] = dev_winner(results)
+    if dev_seeds > 1:
+        results["dev_over_seeds"] = dev_over_seeds(m, by_seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "cross_source.json", results)
