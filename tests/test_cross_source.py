@@ -12,7 +12,7 @@ from mim_core.evaluation.cross_source import MPOX_SOURCES, directions
 from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
 from mim_core.baselines.probe import fit_probe, negative_kind
 from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, dev_over_seeds, evaluate_direction, measure,
-                                                  one_class_scores, probe_scores, seeds_markdown)
+                                                  one_class_scores, others_folds, probe_scores, seeds_markdown)
 from mim_core.evaluation.protocol import DEV_CLASSES
 
 HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
@@ -50,8 +50,10 @@ def test_the_two_directions_use_each_source_split_the_same_way(both):
 
 def test_negatives_roles_are_fixed_and_disjoint(both):
     d = both[0]
-    dev_classes = set(d.dev_negatives) - {"healthy"}
+    dev_classes = set(d.dev_negatives) - {"healthy", "others"}
     assert dev_classes == set(DEV_CLASSES)
+    # Others: the dev half is the half the supervised baselines learn from, no source photo in both halves
+    assert not _groups(d.dev_negatives["others"]) & _groups(d.test_negatives["others"])
     assert not dev_classes & set(d.test_negatives)
     assert len(set(d.test_negatives) - {"healthy", "others"}) == 21
     assert {p.location.parent.name for p in d.dev_negatives["healthy"]} == {HEALTHY_DESIGN}
@@ -60,8 +62,8 @@ def test_negatives_roles_are_fixed_and_disjoint(both):
     supervised = {p.location for p in d.supervised_negatives}
     assert not supervised & {p.location for photos in d.test_negatives.values() for p in photos}
     assert not _groups(d.supervised_negatives) & _groups(d.test_negatives["others"])
-    assert {p.location for p in d.supervised_negatives} >= {p.location for c in [*DEV_CLASSES, "healthy"]
-                                                           for p in d.dev_negatives[c]}  # as the probe's recipe
+    assert {p.location for p in d.supervised_negatives} == {p.location for photos in d.dev_negatives.values()
+                                                           for p in photos}  # as the probe's recipe, less MSID_Normal
 
 
 def test_one_source_is_refused_with_a_sentence(data_root: Path):
@@ -77,7 +79,7 @@ def _small(d, n: int = 6):
                    dev_negatives={k: take(v) for k, v in d.dev_negatives.items()},
                    test_negatives={k: take(v) for k, v in list(d.test_negatives.items())[:3] + [
                        ("others", d.test_negatives["others"]), ("healthy", d.test_negatives["healthy"])]},
-                   supervised_negatives=[p for c in [*DEV_CLASSES, "healthy"] for p in take(d.dev_negatives[c])])
+                   supervised_negatives=[p for photos in d.dev_negatives.values() for p in take(photos)])
 
 
 def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_like(both, detector):
@@ -95,7 +97,7 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
         for side in ("dev", "test"):
             assert 0 <= r[side]["dermnet_mean"]["auroc"] <= 1
             assert r[side]["n_mpox"] == len(d.dev_mpox if side == "dev" else d.test_mpox)
-    assert "others" in results["probe"]["test"] and "others" not in results["probe"]["dev"]
+    assert "others" in results["probe"]["test"] and "others" in results["probe"]["dev"]
     # a photo the model learned from is the nearest neighbour of itself; the patch score is its worst cell's
     scores = one_class_scores(m, m.rows(d.fit))
     assert np.allclose(scores["one-class:knn"][m.rows(d.fit)], 0, atol=1e-5)
@@ -109,16 +111,18 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
     d = _small(both[0])
     m = measure(sorted({p.location for p in d.photos()}), {})
     full, held = probe_scores(m, d, m.rows(d.fit))
-    healthy = d.dev_negatives["healthy"]
-    assert {p.location for p in healthy} | {p.location for c in DEV_CLASSES for p in d.dev_negatives[c]} == set(held)
-    fold = healthy[1::HEALTHY_FOLDS]
-    learnt = [p for p in d.supervised_negatives if p not in fold]
-    weight, bias = fit_probe(m.training_features(m.rows(d.fit)), m.training_features(m.rows(learnt)),
-                             [negative_kind(p.location) for p in learnt], PROBE_C)
-    for p in fold:
-        row = m.index[p.location]
-        assert held[p.location] == pytest.approx(-(m.probe[row] @ weight + bias), abs=1e-9)
-        assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
+    assert {p.location for photos in d.dev_negatives.values() for p in photos} == set(held)
+    others = others_folds(d.dev_negatives["others"])
+    assert sum(map(len, others)) == len(d.dev_negatives["others"])
+    assert all(not _groups(a) & _groups(b) for i, a in enumerate(others) for b in others[i + 1:])  # by source photo
+    for fold in (d.dev_negatives["healthy"][1::HEALTHY_FOLDS], others[0]):
+        learnt = [p for p in d.supervised_negatives if p not in fold]
+        weight, bias = fit_probe(m.training_features(m.rows(d.fit)), m.training_features(m.rows(learnt)),
+                                 [negative_kind(p.location) for p in learnt], PROBE_C)
+        for p in fold:
+            row = m.index[p.location]
+            assert held[p.location] == pytest.approx(-(m.probe[row] @ weight + bias), abs=1e-9)
+            assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
 
 
 def test_the_dev_side_over_split_seeds_repeats_seed_0_redraws_the_rest_and_leaves_mim_out(both, data_root: Path,
@@ -142,7 +146,7 @@ def test_the_dev_side_over_split_seeds_repeats_seed_0_redraws_the_rest_and_leave
     assert table[0].startswith("## Dev side over split seeds 0, 1")
     assert not any(row.startswith("| mim") for row in table)
     probe = next(row for row in table if row.startswith("| probe |"))
-    assert probe.count("[") == 4  # mean [min, max] for each direction's DermNet and healthy figure
+    assert probe.count("[") == 6  # mean [min, max] for each direction's DermNet, healthy and Others figure
 
 
 def test_more_than_one_dev_seed_needs_the_dev_side(tmp_path: Path, capsys):

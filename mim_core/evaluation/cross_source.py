@@ -4,14 +4,16 @@ Every earlier figure came from the sources a model learned from. Here a model le
 (its train split; its val split sets the threshold) and is judged on mpox photos of the *other* source,
 which it never saw, against negatives of every kind. The roles were fixed before any result was looked at:
 
-- **dev** (design decisions only): the other source's val split of mpox against the 10 DermNet dev classes
-  and the design healthy set ``healthy_skin_dev/Normal``.
+- **dev** (design decisions only): the other source's val split of mpox against the 10 DermNet dev classes,
+  the design healthy set ``healthy_skin_dev/Normal`` and the half of ``MSLD_v1/Others`` (split by source photo) that
+  the supervised baselines learn from.
 - **test** (looked at once per shipped model): the other source's remaining mpox photos (train + test
   split: the model never saw either) against the 21 DermNet test classes, half of ``MSLD_v1/Others`` (split
   by source photo) and the test healthy set ``healthy_skin_dev/MSID_Normal``.
-- **supervised negatives** (only for baselines that learn from non-mpox photos): the DermNet dev classes and
-  the other half of ``MSLD_v1/Others``. Such a baseline's dev figures against the DermNet dev classes are
-  therefore not held out (``dev_holdout_note``); its healthy dev figure is.
+- **supervised negatives** (only for baselines that learn from non-mpox photos): the dev side's negatives, all of
+  them. The probe scores each dev photo with a probe fitted without it (without its DermNet class, or without its
+  fold of the healthy or the Others photos). The Others dev half joined the dev side in the sixth session of
+  2026-12-07, before any figure of it was computed.
 
 Caveat stated with every table: ``MSID_Normal`` comes from the same collection as the MSID mpox photos, so in
 the MSID -> MSLD direction the healthy test photos share a source with the training photos.
@@ -98,12 +100,13 @@ def directions(data_roots: Sequence[str | Path], healthy_root: str | Path, seed:
     test_classes = sorted({r.label_class for r in dermnet} - set(DEV_CLASSES))
     others = group_split([r for r in records if f"{r.dataset}/{r.label_class}" == OTHERS], (0.5, 0.0, 0.5), seed)
     healthy_root = Path(healthy_root)
-    dev_neg = {**by_class(DEV_CLASSES), "healthy": _healthy(healthy_root / HEALTHY_DESIGN)}
+    dev_neg = {**by_class(DEV_CLASSES), "healthy": _healthy(healthy_root / HEALTHY_DESIGN),
+               "others": _photos(others["train"])}
     test_neg = {**by_class(test_classes), "others": _photos(others["test"]),
                 "healthy": _healthy(healthy_root / HEALTHY_TEST)}
     # the probe's negatives, as its recipe's less MSID_Normal (MSID is a test source here): MSLD Others train, the
     # DermNet dev classes and the healthy design photos
-    supervised = [p for c in DEV_CLASSES for p in dev_neg[c]] + dev_neg["healthy"] + _photos(others["train"])
+    supervised = [p for c in DEV_CLASSES for p in dev_neg[c]] + dev_neg["healthy"] + dev_neg["others"]
     out = []
     for a, b in (MPOX_SOURCES, MPOX_SOURCES[::-1]):
         fit, cal = _photos(splits[a]["train"]), _photos(splits[a]["val"])

@@ -17,8 +17,8 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
 - ``probe``: the linear probe of :mod:`mim_core.baselines.probe` on its own view against the supervised negatives (as
   its recipe, less MSID_Normal: MSLD Others train, the DermNet dev classes, the healthy design photos; each photo with
   its two flips). On the dev side each DermNet dev class is
-  scored by a probe fitted without that class, each healthy design photo by one fitted without its fold, so no dev
-  figure is seen in fit;
+  scored by a probe fitted without that class, each healthy design or Others dev photo by one fitted without its fold,
+  so no dev figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
 
 With ``--dev-seeds N`` the dev side is evaluated again under split seeds 0..N-1 (each redraws every mpox source's
@@ -56,6 +56,8 @@ from .protocol import DEV_CLASSES
 
 PROBE_C = 1.0  # chosen on the dev side (docs/ablations.md)
 HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored by probes fitted without their fold
+OTHERS_FOLDS = 5  # so are the MSLD Others it learns from, folded by source photo (its crops share one)
+SEED_FIGURES = {"dermnet_mean": "DermNet mean", "healthy": "healthy", "others": "Others"}  # --dev-seeds reports
 
 
 @dataclass
@@ -121,10 +123,19 @@ def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
     return {"one-class:knn": nearest, "one-class:mahalanobis": mahalanobis, "one-class:patchcore": patch}
 
 
+def others_folds(photos: Sequence[Photo]) -> list[list[Photo]]:
+    """:data:`OTHERS_FOLDS` folds of the Others photos by source photo (sorted groups dealt in turn): no source
+    photo's crops on both sides of a fold."""
+    groups = sorted({p.group for p in photos})
+    fold_of = {g: i % OTHERS_FOLDS for i, g in enumerate(groups)}
+    return [f for f in ([p for p in photos if fold_of[p.group] == i] for i in range(OTHERS_FOLDS)) if f]
+
+
 def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.ndarray, dict[Path, float]]:
     """The probe's scores (-logit: lower = more mpox-like) of every photo, and held-out scores of the dev negatives
     it learns from: each DermNet dev class from a probe fitted without that class, each healthy design photo from
-    one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo)."""
+    one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo), each Others dev photo likewise (:func:`others_folds`,
+    by source photo)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
         kinds = [negative_kind(p.location) for p in negatives]
         weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), kinds, PROBE_C)
@@ -132,6 +143,7 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
 
     healthy = d.dev_negatives["healthy"]
     held_out_sets = [d.dev_negatives[c] for c in DEV_CLASSES] + [healthy[i::HEALTHY_FOLDS] for i in range(HEALTHY_FOLDS)]
+    held_out_sets += others_folds(d.dev_negatives.get("others", []))
     held_out: dict[Path, float] = {}
     for photos in held_out_sets:
         left_out = {p.location for p in photos}
@@ -168,14 +180,14 @@ def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> d
 
 def dev_over_seeds(m: Measurements, by_seed: Mapping[int, Sequence[Direction]]) -> dict:
     """Dev-side AUROCs of every method but MIM under each split seed: ``{"seeds": [...], "directions": {direction:
-    {method: {"dermnet_mean": [per seed], "healthy": [per seed]}}}}``. MIM is left out: its per-source models were
+    {method: {"dermnet_mean" | "healthy" | "others": [per seed]}}}}``. MIM is left out: its per-source models were
     trained on seed 0's split, so under another seed some of their training photos would sit on the dev side."""
     without_mim = replace(m, mim={})
     out: dict = {}
     for found in by_seed.values():
         for d in found:
             for method, r in evaluate_direction(without_mim, d, ["dev"]).items():
-                figures = out.setdefault(d.name, {}).setdefault(method, {"dermnet_mean": [], "healthy": []})
+                figures = out.setdefault(d.name, {}).setdefault(method, {k: [] for k in SEED_FIGURES})
                 for key in figures:
                     figures[key].append(r["dev"][key]["auroc"])
     return {"seeds": list(by_seed), "directions": out}
@@ -187,17 +199,18 @@ def _spread(values: Sequence[float]) -> str:
 
 def seeds_markdown(over: dict) -> list[str]:
     """The table of :func:`dev_over_seeds`: per method, each direction's dev AUROCs as mean [min, max] over the
-    seeds, and the mean over seeds of the lowest of the four."""
+    seeds, and the mean over seeds of the lowest DermNet or healthy figure (the winner rule's four)."""
     names = list(over["directions"])
     methods = list(over["directions"][names[0]])
-    head = " | ".join(f"{n}: {key}" for n in names for key in ("DermNet mean", "healthy"))
+    head = " | ".join(f"{n}: {SEED_FIGURES[key]}" for n in names for key in SEED_FIGURES)
     lines = [f"## Dev side over split seeds {', '.join(map(str, over['seeds']))} (every method but MIM)", "",
              "AUROC, mean [min, max] over the seeds; the last column is the mean over the seeds of the lowest of the "
-             "four (a design decision should hold on it, not on one split).", "",
-             f"| method | {head} | lowest of the four |", "|---|" + "---|" * (2 * len(names) + 1)]
+             "four DermNet and healthy figures (a design decision should hold on it, not on one split).", "",
+             f"| method | {head} | lowest of the four |", "|---|" + "---|" * (len(SEED_FIGURES) * len(names) + 1)]
     for method in methods:
-        columns = [over["directions"][n][method][key] for n in names for key in ("dermnet_mean", "healthy")]
-        lowest = np.min(np.array(columns), axis=0)
+        figures = [over["directions"][n][method] for n in names]
+        columns = [f[key] for f in figures for key in SEED_FIGURES]
+        lowest = np.min([f[key] for f in figures for key in ("dermnet_mean", "healthy")], axis=0)
         lines.append(f"| {method} | " + " | ".join(_spread(c) for c in columns) + f" | {lowest.mean():.3f} |")
     return lines + [""]
 
