@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .appearance import AppearanceCheck
 from .checkpoint import check_card_matches, load_card, load_generator
@@ -310,9 +311,12 @@ class MIMDetector:
         Raises:
             ImageDecodeError: the first input that cannot be read as a photo.
         """
-        pil = decode_inputs(images)
-        return (torch.stack([preprocess(p, self.config.preprocess) for p in pil]),
-                [effective_resolution(p, self.config.preprocess) for p in pil])
+        return self.photo_views(decode_inputs(images))
+
+    def photo_views(self, photos: Sequence[Image.Image]) -> tuple[torch.Tensor, list[float | None]]:
+        """:meth:`views` of photos already decoded (:func:`mim_core.data.decode_inputs`)."""
+        return (torch.stack([preprocess(p, self.config.preprocess) for p in photos]),
+                [effective_resolution(p, self.config.preprocess) for p in photos])
 
     def analyze_views(self, tensors: torch.Tensor, resolutions: Sequence[float | None]) -> list[Analysis]:
         """:meth:`analyze_batch` of preprocessed (B, 3, H, W) views."""

@@ -91,7 +91,7 @@ class Screening:
         """
         photos = decode_inputs(images)
         verdict_views = torch.stack([preprocess(p, self.verdict_model.config.preprocess) for p in photos])
-        return self.analyze_views(*self.mim.views(photos), verdict_views)
+        return self.analyze_views(*self.mim.photo_views(photos), verdict_views)
 
     def analyze_views(self, views: torch.Tensor, resolutions: Sequence[float | None],
                       verdict_views: torch.Tensor | None = None) -> list[Analysis]:

@@ -143,7 +143,7 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
 
     healthy = d.dev_negatives["healthy"]
     held_out_sets = [d.dev_negatives[c] for c in DEV_CLASSES] + [healthy[i::HEALTHY_FOLDS] for i in range(HEALTHY_FOLDS)]
-    held_out_sets += others_folds(d.dev_negatives.get("others", []))
+    held_out_sets += others_folds(d.dev_negatives["others"])
     held_out: dict[Path, float] = {}
     for photos in held_out_sets:
         left_out = {p.location for p in photos}
