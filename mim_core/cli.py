@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record both sides and the dev winner in these cards, each under its own method "
                         "(e.g. mim=weights/mim_gan.pt probe=weights/effnet_probe.pt); needs --side both")
     p.add_argument("--dev-seeds", type=int, default=1, metavar="N",
-                   help="also report the dev side under split seeds 0..N-1 for every method but MIM (about 15 s a "
+                   help="also report the dev side under split seeds 0..N-1 for every method (about 15 s a "
                         "seed): judge design decisions on all of them, not one split")
     p.set_defaults(run=_cross_source)
 

@@ -17,6 +17,7 @@ the score. Higher score = less mpox-like.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import kornia
@@ -93,14 +94,35 @@ def wiener_denoise(images: torch.Tensor, noise_sigmas: ArrayLike) -> torch.Tenso
     return out.clamp(0, 1).to(images)
 
 
+@functools.lru_cache(maxsize=32)
+def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) banded matrix B with ``B @ x`` = x blurred along its rows by kornia's Gaussian kernel of
+    ``sigma`` (2 ceil(3 sigma) + 1 taps), zero outside the image."""
+    kernel = 2 * int(math.ceil(3 * sigma)) + 1
+    taps = kornia.filters.get_gaussian_kernel1d(kernel, sigma)[0]
+    offsets = torch.arange(size)[None, :] - torch.arange(size)[:, None] + kernel // 2
+    inside = (offsets >= 0) & (offsets < kernel)
+    matrix = torch.zeros(size, size)
+    matrix[inside] = taps[offsets[inside]]
+    return matrix
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(..., H, W) -> the same blurred by a Gaussian of ``sigma``, zero outside the image: kornia's
+    ``gaussian_blur2d(..., border_type="constant")`` to float rounding, as two matrix products (4x faster on
+    the CPU for the 25-tap kernel of the analysis' 8 px cells)."""
+    rows = _blur_matrix(images.shape[-2], float(sigma)).to(images)
+    columns = _blur_matrix(images.shape[-1], float(sigma)).to(images)
+    return rows @ images @ columns.T
+
+
 def gaussian_fill(image: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """Classical inpainting by normalised convolution: each hidden pixel becomes the Gaussian-weighted
     mean of known pixels nearby (global known mean where none is near). (B,3,H,W), (B,1,H,W) -> (B,3,H,W)."""
-    kernel = 2 * int(math.ceil(3 * sigma)) + 1
     known = 1 - mask
-    blur = lambda t: kornia.filters.gaussian_blur2d(t, (kernel, kernel), (sigma, sigma), border_type="constant")
-    weight = blur(known)
-    fill = blur(image * known) / weight.clamp_min(1e-6)
+    blurred = gaussian_blur(torch.cat([image * known, known], dim=1), sigma)  # one pass for both
+    weight = blurred[:, -1:]
+    fill = blurred[:, :-1] / weight.clamp_min(1e-6)
     mean = (image * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)
     trust = (weight / 1e-3).clamp(max=1)
     fill = trust * fill + (1 - trust) * mean

@@ -125,28 +125,32 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
             assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
 
 
-def test_the_dev_side_over_split_seeds_repeats_seed_0_redraws_the_rest_and_leaves_mim_out(both, data_root: Path,
-                                                                                           msid_root: Path, detector):
+def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_every_method(
+        both, data_root: Path, msid_root: Path, detector):
     dev_only = lambda d: replace(_small(d), test_mpox=[], test_negatives={})  # noqa: E731
     by_seed = {0: [dev_only(d) for d in both],
                1: [dev_only(d) for d in directions([data_root, msid_root], HEALTHY_ROOT, seed=1)]}
     assert {p.location for p in by_seed[0][0].dev_mpox} != {p.location for p in by_seed[1][0].dev_mpox}
     photos = sorted({p.location for found in by_seed.values() for d in found for p in d.photos()})
-    m = measure(photos, {both[0].train_source: detector})
+    m = measure(photos, {both[0].train_source: detector})  # MIM for one direction only
     over = dev_over_seeds(m, by_seed)
     assert over["seeds"] == [0, 1]
     for d in by_seed[0]:
-        seed_0 = evaluate_direction(replace(m, mim={}), d, ["dev"])
+        seed_0 = evaluate_direction(m, d, ["dev"])
         figures = over["directions"][d.name]
-        assert set(figures) == set(seed_0) and "mim" not in figures  # MIM's models were trained on seed 0's split
+        assert set(figures) == set(seed_0) and ("mim" in figures) == (d.train_source in m.mim)
         for method, r in seed_0.items():
             assert figures[method]["dermnet_mean"][0] == r["dev"]["dermnet_mean"]["auroc"]
             assert figures[method]["healthy"] == [r["dev"]["healthy"]["auroc"], figures[method]["healthy"][1]]
+    # MIM's scores do not depend on the split, so a seed's dev figure is its figure on that seed's dev photos
+    again = evaluate_direction(m, by_seed[1][0], ["dev"])["mim"]["dev"]["healthy"]["auroc"]
+    assert over["directions"][by_seed[0][0].name]["mim"]["healthy"][1] == again
     table = seeds_markdown(over)
     assert table[0].startswith("## Dev side over split seeds 0, 1")
-    assert not any(row.startswith("| mim") for row in table)
     probe = next(row for row in table if row.startswith("| probe |"))
     assert probe.count("[") == 6  # mean [min, max] for each direction's DermNet, healthy and Others figure
+    mim = next(row for row in table if row.startswith("| mim |"))
+    assert mim.count("[") == 3 and mim.count("—") == 4  # no MIM for the second direction: its 3 figures and the lowest
 
 
 def test_more_than_one_dev_seed_needs_the_dev_side(tmp_path: Path, capsys):

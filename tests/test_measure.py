@@ -1,8 +1,11 @@
+import math
+
+import kornia
 import numpy as np
 import torch
 
-from mim_core.measure import (MAP_KINDS, colorize_heatmap, dissimilarity_map, gaussian_fill, mean_fill, mim_score,
-                              score_map)
+from mim_core.measure import (MAP_KINDS, colorize_heatmap, dissimilarity_map, gaussian_blur, gaussian_fill, mean_fill,
+                              mim_score, score_map)
 
 
 def test_identical_images_have_zero_dissimilarity_and_noise_does_not():
@@ -23,6 +26,14 @@ def test_fills_keep_known_pixels_and_fill_flat_images_exactly():
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     filled = gaussian_fill(image, mask, 4.0)
     assert torch.equal(filled[..., :16, :], image[..., :16, :])
+
+
+def test_gaussian_blur_is_kornias_with_zero_borders():
+    images = torch.rand(2, 4, 40, 56, generator=torch.Generator().manual_seed(3))
+    for sigma in (0.7, 2.0, 4.0, 12.0):  # 12: a kernel wider than the image
+        kernel = 2 * math.ceil(3 * sigma) + 1
+        expected = kornia.filters.gaussian_blur2d(images, (kernel, kernel), (sigma, sigma), border_type="constant")
+        assert torch.allclose(gaussian_blur(images, sigma), expected, atol=1e-6)
 
 
 def test_heatmap_colour_scale_is_fixed_not_per_image():
