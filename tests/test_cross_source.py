@@ -150,7 +150,7 @@ def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_e
     probe = next(row for row in table if row.startswith("| probe |"))
     assert probe.count("[") == 6  # mean [min, max] for each direction's DermNet, healthy and Others figure
     mim = next(row for row in table if row.startswith("| mim |"))
-    assert mim.count("[") == 3 and mim.count("—") == 4  # no MIM for the second direction: its 3 figures and the lowest
+    assert mim.count("[") == 3 and mim.count("—") == 4  # no MIM in the second direction: 3 figures and the lowest
 
 
 def test_more_than_one_dev_seed_needs_the_dev_side(tmp_path: Path, capsys):
