@@ -11,7 +11,8 @@ import pytest
 from mim_core.evaluation.cross_source import MPOX_SOURCES, directions
 from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
 from mim_core.baselines.probe import fit_probe, negative_kind
-from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, dev_over_seeds, evaluate_direction, measure,
+from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, Measurements, collection_probe,
+                                                  dev_over_seeds, evaluate_direction, markdown, measure,
                                                   one_class_scores, others_folds, probe_scores, seeds_markdown)
 from mim_core.evaluation.protocol import DEV_CLASSES
 
@@ -151,6 +152,27 @@ def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_e
     assert probe.count("[") == 6  # mean [min, max] for each direction's DermNet, healthy and Others figure
     mim = next(row for row in table if row.startswith("| mim |"))
     assert mim.count("[") == 3 and mim.count("—") == 4  # no MIM in the second direction: 3 figures and the lowest
+
+
+def test_the_collection_probe_sees_features_that_tell_the_mpox_collections_apart(both):
+    photos = [p for d in both for p in d.fit + d.calibration]
+    second = np.array([d.train_source == both[1].train_source for d in both for _ in d.fit + d.calibration], float)
+    noise = np.random.default_rng(0).normal(size=(len(photos), 16))
+    with_source = noise.copy()
+    with_source[:, 0] += 0.8 * second  # one feature leans on the collection
+
+    def probe_of(features: np.ndarray) -> dict:
+        m = Measurements({p.location: i for i, p in enumerate(photos)}, np.zeros(len(photos)), noise, noise, {},
+                         features, features[None])
+        return collection_probe(m, both)
+
+    blind, seeing = probe_of(noise), probe_of(with_source)
+    assert (blind["first"], blind["second"]) == tuple(d.train_source for d in both)
+    assert blind["ci_low"] < 0.5 < blind["ci_high"]  # features that know nothing of the collection: chance
+    assert seeing["auroc"] > 0.65 and seeing["ci_low"] > 0.5
+    line = next(r for r in markdown({"command": "", "sides": [], "directions": {}, "collection_probe": seeing}
+                                    ).splitlines() if r.startswith("**Collection probe**"))
+    assert f"{seeing['auroc']:.3f}" in line
 
 
 def test_more_than_one_dev_seed_needs_the_dev_side(tmp_path: Path, capsys):
