@@ -13,7 +13,7 @@ from mim_core.evaluation.protocol import HEALTHY_DESIGN, HEALTHY_TEST
 from mim_core.baselines.probe import fit_probe, negative_kind
 from mim_core.evaluation.cross_source_run import (HEALTHY_FOLDS, PROBE_C, Measurements, collection_probe,
                                                   dev_over_seeds, evaluate_direction, markdown, measure,
-                                                  one_class_scores, others_folds, probe_scores, seeds_markdown)
+                                                  one_class_scores, probe_scores, seeds_markdown, source_photo_folds)
 from mim_core.evaluation.protocol import DEV_CLASSES
 
 HEALTHY_ROOT = Path(__file__).resolve().parents[2] / "shared" / "healthy_skin_dev"
@@ -113,7 +113,7 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
     m = measure(sorted({p.location for p in d.photos()}), {})
     full, held = probe_scores(m, d, m.rows(d.fit))
     assert {p.location for photos in d.dev_negatives.values() for p in photos} == set(held)
-    others = others_folds(d.dev_negatives["others"])
+    others = source_photo_folds(d.dev_negatives["others"])
     assert sum(map(len, others)) == len(d.dev_negatives["others"])
     assert all(not _groups(a) & _groups(b) for i, a in enumerate(others) for b in others[i + 1:])  # by source photo
     for fold in (d.dev_negatives["healthy"][1::HEALTHY_FOLDS], others[0]):

@@ -60,7 +60,7 @@ from .protocol import DEV_CLASSES
 
 PROBE_C = 1.0  # chosen on the dev side (docs/ablations.md)
 HEALTHY_FOLDS = 5  # the healthy design photos the probe learns from are scored by probes fitted without their fold
-OTHERS_FOLDS = 5  # so are the MSLD Others it learns from, folded by source photo (its crops share one)
+SOURCE_PHOTO_FOLDS = 5  # so are the MSLD Others it learns from, folded by source photo (its crops share one)
 SEED_FIGURES = {"dermnet_mean": "DermNet mean", "healthy": "healthy", "others": "Others"}  # --dev-seeds reports
 
 
@@ -127,19 +127,19 @@ def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
     return {"one-class:knn": nearest, "one-class:mahalanobis": mahalanobis, "one-class:patchcore": patch}
 
 
-def others_folds(photos: Sequence[Photo]) -> list[list[Photo]]:
-    """:data:`OTHERS_FOLDS` folds of the Others photos by source photo (sorted groups dealt in turn): no source
-    photo's crops on both sides of a fold."""
+def source_photo_folds(photos: Sequence[Photo]) -> list[list[Photo]]:
+    """:data:`SOURCE_PHOTO_FOLDS` folds of photos by source photo (sorted groups dealt in turn): no source photo's
+    crops on both sides of a fold."""
     groups = sorted({p.group for p in photos})
-    fold_of = {g: i % OTHERS_FOLDS for i, g in enumerate(groups)}
-    return [f for f in ([p for p in photos if fold_of[p.group] == i] for i in range(OTHERS_FOLDS)) if f]
+    fold_of = {g: i % SOURCE_PHOTO_FOLDS for i, g in enumerate(groups)}
+    return [f for f in ([p for p in photos if fold_of[p.group] == i] for i in range(SOURCE_PHOTO_FOLDS)) if f]
 
 
 def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.ndarray, dict[Path, float]]:
     """The probe's scores (-logit: lower = more mpox-like) of every photo, and held-out scores of the dev negatives
     it learns from: each DermNet dev class from a probe fitted without that class, each healthy design photo from
-    one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo), each Others dev photo likewise (:func:`others_folds`,
-    by source photo)."""
+    one fitted without its fold (:data:`HEALTHY_FOLDS`, by photo), each Others dev photo likewise
+    (:func:`source_photo_folds`)."""
     def scores(negatives: Sequence[Photo]) -> np.ndarray:
         kinds = [negative_kind(p.location) for p in negatives]
         weight, bias = fit_probe(m.training_features(fit), m.training_features(m.rows(negatives)), kinds, PROBE_C)
@@ -147,7 +147,7 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
 
     healthy = d.dev_negatives["healthy"]
     held_out_sets = [d.dev_negatives[c] for c in DEV_CLASSES] + [healthy[i::HEALTHY_FOLDS] for i in range(HEALTHY_FOLDS)]
-    held_out_sets += others_folds(d.dev_negatives["others"])
+    held_out_sets += source_photo_folds(d.dev_negatives["others"])
     held_out: dict[Path, float] = {}
     for photos in held_out_sets:
         left_out = {p.location for p in photos}
@@ -159,17 +159,17 @@ def probe_scores(m: Measurements, d: Direction, fit: np.ndarray) -> tuple[np.nda
 def collection_probe(m: Measurements, found: Sequence[Direction]) -> dict:
     """How well the probe's features tell the two mpox collections apart: AUROC (95 % CI over source photos) of a
     logistic regression (C = :data:`PROBE_C`) for the second train source against the first, on the mpox train + val
-    photos of both, each scored by a fit without its fold (:data:`OTHERS_FOLDS` folds of source photos). The dev side
-    cannot see a collection shortcut, since its healthy photos belong to neither collection: features that raise this
-    figure let a verdict follow the collection a photo comes from (docs/ablations.md: mid-level features raised it
+    photos of both, each scored by a fit without its fold (:func:`source_photo_folds`). The dev side cannot see a
+    collection shortcut, since its healthy photos belong to neither collection: features that raise this figure let a
+    verdict follow the collection a photo comes from (docs/ablations.md: mid-level features raised it
     from 0.750 to 0.867, and their AUROC against healthy photos of the training collection fell from 0.662 to 0.274)."""
     first, second = found[0].train_source, found[1].train_source
     photos = [p for d in found for p in d.fit + d.calibration]
     is_second = np.array([d.train_source == second for d in found for _ in d.fit + d.calibration])
-    groups = sorted({p.group for p in photos})
-    fold = np.array([{g: i % OTHERS_FOLDS for i, g in enumerate(groups)}[p.group] for p in photos])
+    fold_of = {p.location: k for k, fold in enumerate(source_photo_folds(photos)) for p in fold}
+    fold = np.array([fold_of[p.location] for p in photos])
     features, scores = m.probe[m.rows(photos)], np.empty(len(photos))
-    for k in range(OTHERS_FOLDS):
+    for k in np.unique(fold):
         model = LogisticRegression(C=PROBE_C, max_iter=5000).fit(features[fold != k], is_second[fold != k])
         scores[fold == k] = -model.decision_function(features[fold == k])  # lower = the second collection
     group = np.array([p.group for p in photos])
