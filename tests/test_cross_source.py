@@ -134,7 +134,8 @@ def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_e
     assert {p.location for p in by_seed[0][0].dev_mpox} != {p.location for p in by_seed[1][0].dev_mpox}
     photos = sorted({p.location for found in by_seed.values() for d in found for p in d.photos()})
     m = measure(photos, {both[0].train_source: detector})  # MIM for one direction only
-    over = dev_over_seeds(m, by_seed)
+    over = dev_over_seeds({seed: {d.name: evaluate_direction(m, d, ["dev"]) for d in found}
+                           for seed, found in by_seed.items()})
     assert over["seeds"] == [0, 1]
     for d in by_seed[0]:
         seed_0 = evaluate_direction(m, d, ["dev"])

@@ -203,17 +203,18 @@ def evaluate_direction(m: Measurements, d: Direction, sides: Sequence[str]) -> d
     return out
 
 
-def dev_over_seeds(m: Measurements, by_seed: Mapping[int, Sequence[Direction]]) -> dict:
-    """Dev-side AUROCs of every method under each split seed: ``{"seeds": [...], "directions": {direction: {method:
-    {"dermnet_mean" | "healthy" | "others": [per seed]}}}}`` (MIM's too: see the module doc)."""
+def dev_over_seeds(evaluated: Mapping[int, Mapping[str, dict]]) -> dict:
+    """Dev-side AUROCs of every method under each split seed, from ``{seed: {direction name: evaluate_direction(...)
+    with the dev side}}``: ``{"seeds": [...], "directions": {direction: {method: {"dermnet_mean" | "healthy" |
+    "others": [per seed]}}}}`` (MIM's too: see the module doc)."""
     out: dict = {}
-    for found in by_seed.values():
-        for d in found:
-            for method, r in evaluate_direction(m, d, ["dev"]).items():
-                figures = out.setdefault(d.name, {}).setdefault(method, {k: [] for k in SEED_FIGURES})
+    for by_direction in evaluated.values():
+        for name, methods in by_direction.items():
+            for method, r in methods.items():
+                figures = out.setdefault(name, {}).setdefault(method, {k: [] for k in SEED_FIGURES})
                 for key in figures:
                     figures[key].append(r["dev"][key]["auroc"])
-    return {"seeds": list(by_seed), "directions": out}
+    return {"seeds": list(evaluated), "directions": out}
 
 
 def _spread(values: Sequence[float]) -> str:
@@ -333,13 +334,15 @@ def run_cross_source(data_roots: Sequence[str], healthy_root: str, mim_weights: 
     photos = sorted({p.location for f in by_seed.values() for d in f for p in d.photos()})
     print(f"{len(photos)} photos", file=sys.stderr)
     m = measure(photos, {s: MIMDetector.load(w) for s, w in mim_weights.items()})
-    results = {"command": command, "sides": list(sides), "mim_weights": mim_weights,
-               "directions": {d.name: evaluate_direction(m, d, sides) for d in found}}
+    # seed 0 on the requested sides, every other seed on the dev side only
+    evaluated = {seed: {d.name: evaluate_direction(m, d, sides if seed == 0 else ["dev"]) for d in f}
+                 for seed, f in by_seed.items()}
+    results = {"command": command, "sides": list(sides), "mim_weights": mim_weights, "directions": evaluated[0]}
     if "dev" in sides:
         results["winner"] = dev_winner(results)
         results["collection_probe"] = collection_probe(m, found)
     if dev_seeds > 1:
-        results["dev_over_seeds"] = dev_over_seeds(m, by_seed)
+        results["dev_over_seeds"] = dev_over_seeds(evaluated)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "cross_source.json", results)
