@@ -105,9 +105,10 @@ ONE_CLASS_ARCHS = ("efficientnet_lite0_knn", "efficientnet_lite0_patchcore")
 FROZEN_ARCHS = (PROBE_ARCH, *ONE_CLASS_ARCHS)  # fitted in one step on frozen features: no steps, batches or history
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", *FROZEN_ARCHS)
 NEGATIVE_SETS = ("others", "others+dev", "others+dev+healthy")
-# How a classifier card's threshold is set, on the val split only: every val mpox photo called mpox-like (MIM's
-# rule, no negative used), or Youden's J over the val mpox and val negative photos (for a model giving verdicts).
-THRESHOLD_RULES = ("every-val-mpox", "youden-val")
+# How a classifier card's threshold is set: every val mpox photo called mpox-like (MIM's rule, no negative used),
+# Youden's J over the val mpox and val negative photos, or (the probe only) Youden's J over those and the out-of-fold
+# scores of every train photo, ~5x more photos and a steadier cut (for a model giving verdicts; docs/ablations.md).
+THRESHOLD_RULES = ("every-val-mpox", "youden-val", "youden-val-oof")
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ class ClassifierConfig:
             raise ValueError(f"Unknown negative set {self.negatives!r}; choose one of {', '.join(NEGATIVE_SETS)}.")
         if self.threshold_rule not in THRESHOLD_RULES:
             raise ValueError(f"Unknown threshold rule {self.threshold_rule!r}; choose one of {', '.join(THRESHOLD_RULES)}.")
+        if self.threshold_rule == "youden-val-oof" and self.arch != PROBE_ARCH:
+            raise ValueError(f"The youden-val-oof threshold rule needs the {PROBE_ARCH} architecture (out-of-fold "
+                             "scores come from refitting its head).")
         if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1:
             raise ValueError("steps and eval_every must be at least 1 and batch_size at least 2.")
 

@@ -158,6 +158,13 @@ def load_tensor(path: str | os.PathLike, config: PreprocessConfig) -> torch.Tens
     return preprocess(decode_image(path), config)
 
 
+def jpeg_round_trip(photo: Image.Image, quality: int) -> Image.Image:
+    """RGB photo -> the same after a JPEG round trip at ``quality`` with 4:2:0 chroma (what a messaging app does)."""
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=quality, subsampling=2)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One image of a folder dataset ``root/<dataset>/<class>/<file>``.

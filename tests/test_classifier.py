@@ -147,6 +147,8 @@ def test_bad_config_is_a_sentence():
         ClassifierConfig(arch="vgg")
     with pytest.raises(ValueError, match="Unknown threshold rule"):
         ClassifierConfig(threshold_rule="median")
+    with pytest.raises(ValueError, match="needs the efficientnet_lite0_probe"):
+        ClassifierConfig(arch="resnet18", threshold_rule="youden-val-oof")  # out-of-fold scores refit the probe's head
     assert "threshold_rule" not in ClassifierConfig().to_dict()  # older files keep their meaning
 
 
@@ -159,12 +161,18 @@ def test_shipped_classifier_cards_match_their_weights(card_path: Path):
     pos = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["positives"]["val"]])
     neg = torch.stack([load_tensor(locate(roots, p), detector.config.preprocess) for p in split["negatives"]["val"]])
     pos_p, neg_p = detector.score_views(pos), detector.score_views(neg)
-    every_val = card["threshold"].get("every_val_mpox", card["threshold"]["value"])  # the youden-val rule keeps it
+    every_val = card["threshold"].get("every_val_mpox", card["threshold"]["value"])  # the Youden rules keep it
     assert every_val == pytest.approx(pos_p.min(), abs=1e-5)
-    if card["config"].get("threshold_rule") == "youden-val":
+    rule = card["config"].get("threshold_rule")
+    if rule in ("youden-val", "youden-val-oof"):
         labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]
         fpr, tpr, cuts = roc_curve(labels, np.r_[pos_p, neg_p])
-        assert card["threshold"]["value"] == pytest.approx(cuts[1:][np.argmax((tpr - fpr)[1:])], abs=1e-5)
+        youden_on_val = cuts[1:][np.argmax((tpr - fpr)[1:])]
+        assert card["threshold"]["youden_on_val"] == pytest.approx(youden_on_val, abs=1e-5)
+        if rule == "youden-val":
+            assert card["threshold"]["value"] == pytest.approx(youden_on_val, abs=1e-5)
+        else:  # over val and the train photos' out-of-fold scores: a cut among those scores, not necessarily val's
+            assert "out-of-fold" in card["threshold"]["method"]
     labels = np.r_[np.ones(len(pos_p)), np.zeros(len(neg_p))]
     assert card["evaluation"]["val"]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[pos_p, neg_p]), abs=1e-3)
     assert not set(split["positives"]["test"]) & set(split["positives"]["train"] + split["positives"]["val"])

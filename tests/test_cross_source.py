@@ -164,7 +164,7 @@ def test_the_collection_probe_sees_features_that_tell_the_mpox_collections_apart
 
     def probe_of(features: np.ndarray) -> dict:
         m = Measurements({p.location: i for i, p in enumerate(photos)}, np.zeros(len(photos)), noise, noise, {},
-                         features, features[None])
+                         features, features[None], features)
         return collection_probe(m, both)
 
     blind, seeing = probe_of(noise), probe_of(with_source)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ..checkpoint import CARD_FORMAT, manifest_sha256, save_json
+from ..checkpoint import CARD_FORMAT, WeightsError, manifest_sha256, save_json
 from ..config import FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, locate, root_list, scan_datasets, source_group
 from ..evaluation.protocol import (DEV_CLASSES, HEALTHY_DATASET, HEALTHY_DESIGN, HEALTHY_TEST, HEALTHY_TEST_LEARNT,
@@ -45,7 +45,7 @@ from ..training.augment import augment
 from ..verdict import calibrate_threshold, called_mpox, lower_is_mpox, mpox_when
 from .classifier import SCORE_DIRECTION, build_model, export_classifier, load_classifier, predict_proba
 from .one_class import train_one_class
-from .probe import train_probe
+from .probe import OUT_OF_FOLD_FOLDS, train_probe
 
 PRETRAINED_NOTE = ("Trained from scratch (torchvision weights=None): no pretrained weights could be downloaded on "
                    "the machines this project runs on, so this is not the ImageNet-pretrained model of the literature.")
@@ -241,6 +241,34 @@ def _at_threshold(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[st
             "specificity": round(float((~called_mpox(neg, threshold, when)).mean()), 4)}
 
 
+def _youden(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """Youden's J: the cut (a score, higher = mpox) that maximises sensitivity + specificity over these scores."""
+    fpr, tpr, cuts = roc_curve(np.r_[np.ones(len(positives)), np.zeros(len(negatives))], np.r_[positives, negatives])
+    return float(cuts[1:][int(np.argmax((tpr - fpr)[1:]))])  # cuts[0] is +inf (nothing called mpox)
+
+
+def _youden_with_out_of_fold(training: dict[str, Any], pos_val: np.ndarray, neg_val: np.ndarray, youden_val: float,
+                             calibrated: dict[str, Any]) -> dict[str, Any]:
+    """The ``youden-val-oof`` threshold: Youden's J over the val scores and the train photos' out-of-fold scores the
+    run stored (:func:`mim_core.baselines.probe.out_of_fold_probabilities`).
+
+    Raises:
+        WeightsError: a run without out-of-fold scores (trained before the rule existed): train it again.
+    """
+    oof = training.get("out_of_fold")
+    if not oof:
+        raise WeightsError("This run stored no out-of-fold scores, which its youden-val-oof threshold rule needs: "
+                           "train it again with `python -m mim_core train-classifier`.")
+    value = _youden(np.r_[pos_val, oof["positives"]], np.r_[neg_val, oof["negatives"]])
+    every_val = calibrated["value"]
+    return {**calibrated, "value": value, "every_val_mpox": every_val,
+            "method": f"Youden's J over the val split ({len(pos_val)} mpox, {len(neg_val)} negative photos) and the "
+                      f"out-of-fold scores of every train photo ({len(oof['positives'])} mpox, {len(oof['negatives'])} "
+                      f"negatives; {OUT_OF_FOLD_FOLDS} folds by source photo, each scored by a head fitted without "
+                      f"it): the cut that maximises sensitivity + specificity there, steadier than on val alone; "
+                      f"Youden's J on val alone would give {youden_val:.4f}, the every-val-mpox rule {every_val:.4f}"}
+
+
 def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Path], command: str) -> dict[str, Any]:
     """The card of a classifier run (``training``: its ``training.json``): threshold from the mpox val
     split, metrics of the *stored* weights on val and on the mpox test vs negatives' test split."""
@@ -256,14 +284,15 @@ def classifier_card(weights: Path, training: dict[str, Any], roots: Sequence[Pat
     when = mpox_when(SCORE_DIRECTION)
     calibrated = calibrate_threshold(pos_val, when)
     labels = np.r_[np.ones(len(pos_val)), np.zeros(len(neg_val))]
-    fpr, tpr, cuts = roc_curve(labels, np.r_[pos_val, neg_val])
-    youden = float(cuts[1:][int(np.argmax((tpr - fpr)[1:]))])  # cuts[0] is +inf (nothing called mpox)
+    youden = _youden(pos_val, neg_val)
     if config.threshold_rule == "youden-val":
         every_val = calibrated["value"]
         calibrated = {**calibrated, "value": youden, "every_val_mpox": every_val,
                       "method": f"Youden's J on the val split ({len(pos_val)} mpox, {len(neg_val)} negative photos: "
                                 f"the cut that maximises sensitivity + specificity there); the every-val-mpox rule "
                                 f"would give {every_val:.4f}"}
+    elif config.threshold_rule == "youden-val-oof":
+        calibrated = _youden_with_out_of_fold(training, pos_val, neg_val, youden, calibrated)
     threshold = calibrated["value"]
     test_auroc = auroc_ci(lower_is_mpox(pos_test, when), lower_is_mpox(neg_test, when), groups_of(split["positives"]["test"]),
                           groups_of(split["negatives"]["test"]))

@@ -14,7 +14,6 @@ the benchmark uses 1-3 by default.
 
 from __future__ import annotations
 
-import io
 from typing import Callable
 
 import numpy as np
@@ -23,7 +22,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from ..config import PreprocessConfig
-from ..data import preprocess, to_uint8
+from ..data import jpeg_round_trip, preprocess, to_uint8
 
 SEVERITIES = (1, 2, 3, 4, 5)
 NOISE_SIGMA = (0.04, 0.08, 0.12, 0.18, 0.26)  # std of additive Gaussian noise, image range [0, 1]
@@ -63,9 +62,7 @@ def gaussian_blur(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 def jpeg(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """(H, W, 3) uint8 -> the same after a JPEG round trip at JPEG_QUALITY[severity] (4:2:0 chroma)."""
-    buffer = io.BytesIO()
-    Image.fromarray(view).save(buffer, format="JPEG", quality=JPEG_QUALITY[_check(severity)], subsampling=2)
-    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return np.asarray(jpeg_round_trip(Image.fromarray(view), JPEG_QUALITY[_check(severity)]))
 
 
 def brightness_contrast(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
@@ -88,9 +85,7 @@ def downscale(view: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 def jpeg_photo(photo: Image.Image, severity: int, seed: int) -> Image.Image:
     """Whole RGB photo -> the same after a JPEG round trip at JPEG_QUALITY[severity] (4:2:0 chroma)."""
-    buffer = io.BytesIO()
-    photo.save(buffer, format="JPEG", quality=JPEG_QUALITY[_check(severity)], subsampling=2)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return jpeg_round_trip(photo, JPEG_QUALITY[_check(severity)])
 
 
 def rotate_photo(photo: Image.Image, severity: int, seed: int) -> Image.Image:

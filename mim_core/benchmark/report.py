@@ -83,10 +83,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| `{name}` | {_fmt(s['mean_dermnet_test'])} | {_fmt(s['pooled_dermnet_test'])} | "
                          f"{_fmt(s['others'])} | {_pct(sensitivity)} |")
     lines += ["", "Sensitivity and specificities at each card's own threshold (set on the val split: every val mpox photo "
-              "called mpox-like, or, for a card whose recipe says `youden-val`, Youden's J over val mpox and val "
-              "negatives).", "", "Per test class (AUROC; CIs in "
-              "`unseen_per_class.csv`):", "", "| class | n | " + " | ".join(f"`{m}`" for m in models) + " |",
-              "|---|---|" + "---|" * len(models)]
+              "called mpox-like; for a card whose recipe says `youden-val`, Youden's J over val mpox and val "
+              "negatives; `youden-val-oof`, Youden's J over those and the train photos' out-of-fold scores).", "",
+              "Per test class (AUROC; CIs in `unseen_per_class.csv`):", "",
+              "| class | n | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|---|" + "---|" * len(models)]
     per_class = pd.DataFrame(results["unseen"]["per_class"])
     for cls, rows in per_class.groupby("class", sort=True):
         by_model = dict(zip(rows["score"], rows["auroc"]))

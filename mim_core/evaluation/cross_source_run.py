@@ -3,9 +3,9 @@
 Every photo of the protocol (:mod:`mim_core.evaluation.cross_source`) is decoded once into MIM's view (the
 128 px centre crop the one-class baselines see too) and the probe's (the same crop at 224 px) and measured once:
 PNG complexity, pooled and per-cell ImageNet features (EfficientNet-Lite0 from its wheel) of MIM's view, pooled
-ones of the probe's view and of its two flips, and the score of each MIM card given for a train source. Then,
-per direction, each method is fitted on the train source's train split, its threshold set on that source's
-val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
+ones of the probe's view, of its two flips and of its JPEG copy, and the score of each MIM card given for a train
+source. Then, per direction, each method is fitted on the train source's train split, its threshold set on that
+source's val split (the rule of every card: all val mpox photos called mpox-like), and reported on the other source:
 
 - ``control:complexity``: PNG bits per pixel, pointing the way that scores higher on the dev side;
 - ``one-class:knn``: cosine distance to the nearest train mpox photo (pooled features; shipped as a card by
@@ -16,7 +16,7 @@ val split (the rule of every card: all val mpox photos called mpox-like), and re
   PatchCore statistic, without its coreset: the bank is small);
 - ``probe``: the linear probe of :mod:`mim_core.baselines.probe` on its own view against the supervised negatives (as
   its recipe, less MSID_Normal: MSLD Others train, the DermNet dev classes, the healthy design photos; each photo with
-  its two flips). On the dev side each DermNet dev class is
+  its two flips and its JPEG copy). On the dev side each DermNet dev class is
   scored by a probe fitted without that class, each healthy design or Others dev photo by one fitted without its fold,
   so no dev figure is seen in fit;
 - ``mim``: the given MIM card's score (no gates: the same bare score for every method).
@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from ..appearance import PatchFeatures
 from ..baselines.one_class import nearest_distance, worst_cell_distance
-from ..baselines.probe import TRAINING_FLIPS, VIEW, fit_probe, negative_kind
+from ..baselines.probe import TRAINING_FLIPS, VIEW, fit_probe, negative_kind, training_views
 from ..checkpoint import card_path, load_card, save_json
 from ..config import PreprocessConfig
 from ..data import decode_image, preprocess, to_uint8
@@ -67,8 +67,9 @@ SEED_FIGURES = {"dermnet_mean": "DermNet mean", "healthy": "healthy", "others": 
 @dataclass
 class Measurements:
     """Per photo (row order of ``index``): of MIM's view, complexity (N,), pooled features (N, 1280), cells
-    (N, 49, 80) and each MIM card's score (N,) by train source; pooled features of the probe's view (N, 1280) and of
-    its :data:`~mim_core.baselines.probe.TRAINING_FLIPS` (F, N, 1280: what the probe also learns from)."""
+    (N, 49, 80) and each MIM card's score (N,) by train source; pooled features of the probe's view (N, 1280), of
+    its :data:`~mim_core.baselines.probe.TRAINING_FLIPS` (F, N, 1280) and of its JPEG copy's view (N, 1280; the flips
+    and the copy are what the probe also learns from)."""
 
     index: dict[Path, int]
     complexity: np.ndarray
@@ -77,14 +78,15 @@ class Measurements:
     mim: dict[str, np.ndarray]
     probe: np.ndarray
     probe_flipped: np.ndarray
+    probe_jpeg: np.ndarray
 
     def rows(self, photos: Sequence[Photo]) -> np.ndarray:
         return np.array([self.index[p.location] for p in photos], dtype=int)
 
     def training_features(self, rows: np.ndarray) -> np.ndarray:
-        """((1 + F) n, 1280): the probe's features of ``rows``, then of their flips (the order of
-        :func:`mim_core.baselines.probe.training_features`)."""
-        return np.concatenate([self.probe[rows], *self.probe_flipped[:, rows]])
+        """((2 + F) n, 1280): the probe's features of ``rows``, then of their flips, then of their JPEG copies (the
+        order of :func:`mim_core.baselines.probe.training_features`)."""
+        return np.concatenate([self.probe[rows], *self.probe_flipped[:, rows], self.probe_jpeg[rows]])
 
 
 def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int = 32) -> Measurements:
@@ -96,7 +98,7 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
             raise ValueError(f"The MIM card for {source} sees another view ({detector.config.preprocess}); every "
                              f"method here uses {config}.")
     parts: dict[str, list] = {"complexity": [], "pooled": [], "cells": [], "probe": [], "probe_flipped": [],
-                              **{s: [] for s in mim}}
+                              "probe_jpeg": [], **{s: [] for s in mim}}
     for start in tqdm(range(0, len(photos), batch_size), desc="measure", unit="batch"):
         decoded = [decode_image(p) for p in photos[start:start + batch_size]]
         views = torch.stack([preprocess(p, config) for p in decoded])
@@ -104,7 +106,8 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
         cells, pooled = features.both(views)
         parts["pooled"].append(pooled.double().numpy())
         parts["cells"].append(cells.numpy())
-        probe_views = torch.stack([preprocess(p, VIEW) for p in decoded])
+        probe_views, jpeg_views = (torch.stack(v) for v in zip(*(training_views(p, VIEW) for p in decoded)))
+        parts["probe_jpeg"].append(features.both(jpeg_views)[1].double().numpy())
         parts["probe"].append(features.both(probe_views)[1].double().numpy())
         parts["probe_flipped"].append(np.stack([features.both(probe_views.flip(axis))[1].double().numpy()
                                                 for axis in TRAINING_FLIPS]))
@@ -113,7 +116,7 @@ def measure(photos: Sequence[Path], mim: dict[str, MIMDetector], batch_size: int
     return Measurements({Path(p): i for i, p in enumerate(photos)}, np.asarray(parts["complexity"]),
                         np.concatenate(parts["pooled"]), np.concatenate(parts["cells"]),
                         {s: np.concatenate(parts[s]) for s in mim}, np.concatenate(parts["probe"]),
-                        np.concatenate(parts["probe_flipped"], axis=1))
+                        np.concatenate(parts["probe_flipped"], axis=1), np.concatenate(parts["probe_jpeg"]))
 
 
 def one_class_scores(m: Measurements, fit: np.ndarray) -> dict[str, np.ndarray]:
