@@ -1,5 +1,6 @@
 """Time one full MIM analysis (decode, preprocess, quality gate, every mask of the bank, measure, verdict)
-per photo, in fp32 and bf16, beside a ResNet-18 forward pass of the same crop measured in the same run.
+per photo, in fp32 and (on CPUs with native bfloat16) bf16, beside a ResNet-18 forward pass of the same crop
+measured in the same run.
 
 Targets: <= 250 ms per 224 px photo on 2 CPU threads (issue #2); <= 5x a ResNet-18 forward (issues #13, #26),
 for MIM alone and for what the demo runs (``Screening``: MIM's checks and panels + the probe's verdict);
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from mim_core import MIMDetector, Screening
 from mim_core.baselines.classifier import ClassifierDetector
 from mim_core.data import decode_image, preprocess, to_uint8
 from mim_core.gate import quality_gate
+from mim_core.model import native_bf16
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,14 +51,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    detectors = {p: MIMDetector.load(args.weights, threads=args.threads, precision=p) for p in ("fp32", "bf16")}
+    precisions = ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)  # emulated bf16 is no option to time
+    detectors = {p: MIMDetector.load(args.weights, threads=args.threads, precision=p) for p in precisions}
     detector = detectors["fp32"]
     data = Path(args.data)
     sets = {
         "MSLD 224x224": sorted((data / "MSLD_v1" / "Monkeypox").glob("*.jpg"))[: args.n],
         "DermNet 640x480": sorted((data / "DermNetNZ" / "Orf").glob("*.jpg"))[: args.n],
     }
-    report = {"threads": args.threads, "masks": int(detector.bank.shape[0] * detector.bank.shape[1]),
+    report = {"cpu": f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}, native bfloat16: {native_bf16('cpu')}",
+              "threads": args.threads, "masks": int(detector.bank.shape[0] * detector.bank.shape[1]),
               "model_px": detector.config.preprocess.size}
     resnet = torchvision.models.resnet18(weights=None).eval()
     with torch.inference_mode():
@@ -89,6 +94,16 @@ def main() -> None:
         report[f"{name}, {precision}, overhead of the gates"] = {
             **medians, "overhead": round(medians["full_ms"] / medians["before_issue_12_ms"] - 1, 3)}
     print(json.dumps(report, indent=2))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else its architecture: timings depend on it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.machine()
 
 
 def _time_ms(call) -> float:

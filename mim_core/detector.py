@@ -26,7 +26,7 @@ from .gate import (GateThresholds, acquisition_refusal, channel_noise_sigma, eff
                    quality_gate, view_noise)
 from .masks import grid_mask_bank
 from .measure import DENOISERS, REFERENCES, dissimilarity_map, gaussian_fill, mean_fill, mim_score, score_map, wiener_denoise
-from .model import PRECISIONS, autocast, inpaint
+from .model import autocast, inpaint, run_precision
 from .verdict import MIM_SCORE_DIRECTION, Analysis, Decision, Verdict, card_threshold, judge, mpox_when
 
 
@@ -111,9 +111,8 @@ class MIMDetector:
                  card: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32",
                  appearance: AppearanceCheck | None = None) -> None:
         self.device = torch.device(device)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        self.precision = precision  # "bf16": the networks run under bfloat16 autocast (measures stay fp32)
+        # "bf16": the networks run under bfloat16 autocast (measures stay fp32); fp32 on CPUs without native bfloat16
+        self.precision = run_precision(precision, self.device.type)
         self.generator = generator.eval().to(self.device, memory_format=torch.channels_last)
         self.config = config
         self.threshold = float(threshold)

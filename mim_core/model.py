@@ -7,6 +7,8 @@ masked image with the mask as a fourth channel and returns a full RGB prediction
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -103,11 +105,38 @@ def count_parameters(module: nn.Module) -> int:
 
 
 PRECISIONS = ("fp32", "bf16")
+NATIVE_BF16_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's instruction-set checks
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether bfloat16 autocast can speed up this device: a GPU, or a CPU with avx512_bf16 or AMX. Elsewhere
+    (AVX2-only CPUs, e.g. AMD Zen 3) oneDNN emulates bfloat16 and the shipped generator ran about 5x slower
+    than in fp32 (docs/results.md). True when this torch has none of the checks (the request is trusted)."""
+    if device_type != "cpu":
+        return True
+    checks = [getattr(torch.cpu, name) for name in NATIVE_BF16_CHECKS if hasattr(torch.cpu, name)]
+    return not checks or any(check() for check in checks)
+
+
+def run_precision(precision: str, device_type: str) -> str:
+    """The precision a run uses: ``precision``, except that bf16 on a CPU without native bfloat16
+    (:func:`native_bf16`) runs fp32, the reference path, with a RuntimeWarning saying so.
+
+    Raises:
+        ValueError: a precision not in :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "bf16" and not native_bf16(device_type):
+        warnings.warn("This CPU has no native bfloat16 (avx512_bf16 or AMX), where bf16 runs several times slower "
+                      "than fp32: running fp32 instead.", RuntimeWarning, stacklevel=2)
+        return "fp32"
+    return precision
 
 
 def autocast(device_type: str, precision: str) -> torch.autocast:
-    """bfloat16 autocast for ``precision="bf16"`` (CPUs with avx512_bf16 and GPUs run convolutions
-    ~1.7-2x faster), a no-op context for ``"fp32"``, the reference path."""
+    """bfloat16 autocast for ``precision="bf16"`` (on GPUs and CPUs with native bfloat16 convolutions run
+    ~1.7-2x faster: pick it with :func:`run_precision`), a no-op context for ``"fp32"``, the reference path."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")

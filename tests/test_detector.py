@@ -12,6 +12,9 @@ from mim_core.detector import MIMDetector, Verdict
 from tests.conftest import SHIPPED_WEIGHTS, located, shipped_copy
 
 MPOX = "MSLD_v1/Monkeypox"
+# oneDNN runs other kernels on other CPUs (AVX2 vs AVX-512): the card's scores, computed on one, move by up to
+# ~1.5e-6 on another (1.6e-6 seen on an AVX2-only AMD EPYC against the card's, stored to 6 decimals)
+CROSS_CPU_SCORE_TOLERANCE = 1e-5
 
 
 def _test_split_image(detector, data_root: Path) -> Path:
@@ -47,7 +50,7 @@ def test_same_photo_same_score_across_detectors_and_batching(detector, data_root
 def test_val_mpox_photos_fall_at_or_under_the_threshold(detector, data_root: Path):
     # the threshold was set as the max MIM score over the mpox val split: re-derive it
     scores = [detector.analyze(located(p)).score for p in detector.card["split"]["val"]]
-    assert max(scores) == pytest.approx(detector.threshold, abs=1e-6)
+    assert max(scores) == pytest.approx(detector.threshold, abs=CROSS_CPU_SCORE_TOLERANCE)
 
 
 def test_flat_and_non_skin_pictures_are_not_usable(detector):

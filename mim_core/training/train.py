@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +29,7 @@ from ..checkpoint import export_weights, save_json, save_torch
 from ..config import MIMConfig, RunConfig
 from ..data import ImageRecord, decode_image, group_split, load_tensor, root_list, scan_datasets
 from ..masks import grid_mask_bank, random_masks
-from ..model import InpaintGenerator, PatchDiscriminator, autocast, count_parameters, inpaint
+from ..model import InpaintGenerator, PatchDiscriminator, autocast, count_parameters, inpaint, run_precision
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def train(data_roots: str | Path | Sequence[str | Path], out_dir: str | Path, co
     (augmentation and the RNG stay on the CPU, so a seed gives the same batches anywhere);
     ``time_limit_s`` stops at the first checkpoint past that much training time and exports what is
     best so far (``training.json`` records the step reached); ``precision="bf16"`` runs forward passes
-    under bfloat16 autocast.
+    under bfloat16 autocast (fp32 on a CPU without native bfloat16: :func:`~mim_core.model.run_precision`).
 
     Under ``torchrun --nproc_per_node N`` the same command trains one model on N processes: every rank
     draws the same seeded batch of ``train.batch_size`` (so the RNG state in ``last.pt`` is everyone's),
@@ -161,6 +161,8 @@ def train(data_roots: str | Path | Sequence[str | Path], out_dir: str | Path, co
     if cfg.batch_size % ranks.world:
         raise ValueError(f"train.batch_size {cfg.batch_size} does not split over {ranks.world} processes.")
     torch.set_num_threads(run.threads)
+    # training.json records the precision that ran
+    run = replace(run, precision=run_precision(run.precision, torch.device(device).type))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     roots = root_list(data_roots)
