@@ -3,7 +3,8 @@ this same file, its ``app_file``).
 
 Environment: MIM_WEIGHTS (weights path, card beside it), MIM_VERDICT_WEIGHTS (the classifier card that gives
 the verdict, default weights/effnet_probe.pt; set it empty for MIM's own verdict), MIM_THREADS (torch CPU threads, default 2),
-MIM_PRECISION (fp32, the default and the card's reference, or bf16: faster on CPUs with avx512_bf16),
+MIM_PRECISION (fp32, the default and the card's reference, or bf16: faster on CPUs with native bfloat16;
+fp32 runs elsewhere),
 MIM_CLINICAL_DB (a clinical study database: adds the clinical module's Review tab; off by default),
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (host and port).
 """

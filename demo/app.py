@@ -117,7 +117,8 @@ def build_demo(weights_path: str | os.PathLike = DEFAULT_WEIGHTS, *, threads: in
         verdict_weights: the classifier card giving the default verdict (MIM keeps its checks and panels); None: MIM's
             own. The page also offers MIM alone and every other classifier card beside ``weights_path``.
         threads: torch CPU threads for the whole process (set once, here).
-        precision: ``fp32`` (the reference the card's numbers come from) or ``bf16`` (~1.7x faster).
+        precision: ``fp32`` (the reference the card's numbers come from) or ``bf16`` (~1.7x faster where the
+            CPU has native bfloat16; fp32 runs elsewhere).
         concurrency: analyses run at the same time (Analyse and Batch share the limit); with few cores,
             1 gives the fastest answer per request, the rest wait in the queue.
         extra_tabs: builders of more tabs, shown between Batch and Model (see :data:`TabBuilder`).

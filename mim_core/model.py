@@ -110,8 +110,8 @@ NATIVE_BF16_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # 
 
 def native_bf16(device_type: str) -> bool:
     """Whether bfloat16 autocast can speed up this device: a GPU, or a CPU with avx512_bf16 or AMX. Elsewhere
-    (AVX2-only CPUs, e.g. AMD Zen 3) oneDNN emulates bfloat16 and the shipped generator ran about 5x slower
-    than in fp32 (docs/results.md). True when this torch has none of the checks (the request is trusted)."""
+    (AVX2-only CPUs, e.g. AMD Zen 3) oneDNN emulates bfloat16: training ran about 15x and the analysis about 4x
+    slower than in fp32 (docs/results.md). True when this torch has none of the checks (the request is trusted)."""
     if device_type != "cpu":
         return True
     checks = [getattr(torch.cpu, name) for name in NATIVE_BF16_CHECKS if hasattr(torch.cpu, name)]
