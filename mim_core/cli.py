@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' hook
+    """A warning as one sentence for the user (the default shows the source line that raised it)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Known failures print one plain sentence (no traceback) and exit 2."""
     from .checkpoint import WeightsError
@@ -259,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _plain_warning
+            return args.run(args)
     except (WeightsError, ImageDecodeError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mim_core import model
+from mim_core.cli import main
 from tests.conftest import REPO, located
 
 
@@ -48,3 +50,13 @@ def test_score_all_good_exits_zero_and_missing_weights_is_one_sentence(detector,
     missing = _run("score", "--weights", "nowhere/none.pt", str(good))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.startswith("error: ")
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_is_one_plain_warning(detector, monkeypatch, capsys):
+    monkeypatch.setattr(model, "native_bf16", lambda device_type: False)
+    photo = located(detector.card["split"]["test"][0])
+    assert main(["score", "--json", "--verdict-weights", "none", "--precision", "bf16", str(photo)]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["warning: This CPU has no native bfloat16 (avx512_bf16 or AMX), where bf16 runs "
+                                "several times slower than fp32: running fp32 instead."]
+    assert json.loads(out) == {"path": str(photo), **detector.analyze(photo).summary()}  # the fp32 reference

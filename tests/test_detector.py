@@ -12,8 +12,8 @@ from mim_core.detector import MIMDetector, Verdict
 from tests.conftest import SHIPPED_WEIGHTS, located, shipped_copy
 
 MPOX = "MSLD_v1/Monkeypox"
-# oneDNN runs other kernels on other CPUs (AVX2 vs AVX-512): the card's scores, computed on one, move by up to
-# ~1.5e-6 on another (1.6e-6 seen on an AVX2-only AMD EPYC against the card's, stored to 6 decimals)
+# oneDNN runs other kernels on other CPUs (AVX2 vs AVX-512): the card's scores, computed on one, move by about
+# 1e-6 on another (up to 1.6e-6 seen on an AVX2-only AMD EPYC against the card's values, stored to 6 decimals)
 CROSS_CPU_SCORE_TOLERANCE = 1e-5
 
 
