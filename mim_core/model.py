@@ -125,9 +125,7 @@ def run_precision(precision: str, device_type: str) -> str:
     Raises:
         ValueError: a precision not in :data:`PRECISIONS`.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "bf16" and not native_bf16(device_type):
+    if _checked(precision) == "bf16" and not native_bf16(device_type):
         warnings.warn("This CPU has no native bfloat16 (avx512_bf16 or AMX), where bf16 runs several times slower "
                       "than fp32: running fp32 instead.", RuntimeWarning, stacklevel=2)
         return "fp32"
@@ -137,6 +135,10 @@ def run_precision(precision: str, device_type: str) -> str:
 def autocast(device_type: str, precision: str) -> torch.autocast:
     """bfloat16 autocast for ``precision="bf16"`` (on GPUs and CPUs with native bfloat16 convolutions run
     ~1.7-2x faster: pick it with :func:`run_precision`), a no-op context for ``"fp32"``, the reference path."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=_checked(precision) == "bf16")
+
+
+def _checked(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    return precision
