@@ -66,8 +66,10 @@ def add_model_run(db: Path) -> None:
                                    for c in store.cases(usable_only=True)])
 
 
-@pytest.fixture
-def sites(tmp_path: Path, data_root: Path) -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def built_sites(tmp_path_factory, data_root: Path) -> Path:
+    """The two sites, built once (a dozen command runs); each test gets its own copy (:func:`sites`)."""
+    tmp_path = tmp_path_factory.mktemp("sites")
     others = sorted((data_root / "MSLD_v1" / "Others").iterdir())[:3]
     a = build_site(tmp_path, data_root, "SITE_A", others[:2], ["ana", "ben"])
     b = build_site(tmp_path, data_root, "SITE_B", others[1:], ["ana", "cy"])
@@ -82,7 +84,14 @@ def sites(tmp_path: Path, data_root: Path) -> tuple[Path, Path]:
     store.mark_model_shown(dee, first)
     add_model_run(a)
     add_model_run(b)
-    return a, b
+    return tmp_path
+
+
+@pytest.fixture
+def sites(built_sites: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the two sites' folders and databases (every connection was closed, so no -wal file is pending)."""
+    shutil.copytree(built_sites, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "SITE_A.db", tmp_path / "SITE_B.db"
 
 
 def status_table(status: str) -> dict[str, list[str]]:

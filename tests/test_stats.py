@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mim_core.evaluation.stats import auroc_ci, mean_auroc_ci
+from mim_core.evaluation.stats import _group_weights, auroc_ci, mean_auroc_ci
 
 
 def test_auroc_matches_sklearn_and_ci_brackets_it():
@@ -12,6 +12,18 @@ def test_auroc_matches_sklearn_and_ci_brackets_it():
     assert abs(result.value - expected) < 1e-12
     assert result.low < result.value < result.high
     assert 0.6 < result.value < 0.9
+    tied_pos, tied_neg = np.round(pos, 1), np.round(neg, 1)  # ties count half, as in sklearn
+    expected = roc_auc_score(np.r_[np.ones(30), np.zeros(80)], -np.r_[tied_pos, tied_neg])
+    assert abs(auroc_ci(tied_pos, tied_neg).value - expected) < 1e-12
+
+
+def test_each_bootstrap_resample_draws_as_many_source_groups_as_there_are():
+    groups = ["a", "a", "b", "c", "c", "c"]
+    weights = _group_weights(groups, 500, np.random.default_rng(0))  # (resamples, items)
+    first_of_each = [0, 2, 3]
+    assert weights.shape == (500, 6) and (weights[:, first_of_each].sum(axis=1) == 3).all()
+    assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 3] == weights[:, 5]).all()  # a group moves whole
+    assert len({tuple(row) for row in weights}) > 5  # and the resamples differ
 
 
 def test_perfect_and_reversed_separation():

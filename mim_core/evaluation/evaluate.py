@@ -226,7 +226,8 @@ def evaluate(weights: str | Path, data_roots: Sequence[str | Path] | None, out_d
     ``data_roots``: where the photos are (default: the roots in the card); with several mpox sources every
     figure is also given per source (``per_source``).
     ``update_card`` records the results in the card's ``evaluation`` section (nothing else changes).
-    ``per_class_limit`` keeps the first N images of each non-mpox class (for quick checks only).
+    ``per_class_limit`` keeps the first N images of each class, and of each mpox source's train, val and test
+    photos (for quick checks only).
     ``reuse_measurements`` reads ``out_dir/measurements.csv`` from an earlier run of the same weights, so a
     new score or control costs seconds instead of a pass over every image.
     ``dermnet_short_side``: see :func:`measure_all` (a stress check; not for the card).
@@ -243,8 +244,7 @@ def evaluate(weights: str | Path, data_roots: Sequence[str | Path] | None, out_d
     roots = root_list(data_roots or card["data"]["roots"])
     table = assign_roles(scan_datasets(roots), card["split"])
     if per_class_limit:
-        table = table[table["role"].str.startswith("mpox") | (table.groupby("class").cumcount() < per_class_limit)]
-        table = table.reset_index(drop=True)
+        table = table[table.groupby(["class", "role"]).cumcount() < per_class_limit].reset_index(drop=True)
     cache = out_dir / "measurements.csv"
     if reuse_measurements and cache.is_file():
         previous = json.loads((out_dir / "results.json").read_text())
