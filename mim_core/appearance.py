@@ -237,15 +237,20 @@ class AppearanceCheck:
 Degraded = Iterable[tuple[torch.Tensor, Sequence[int]]]
 
 
-def _photo_reference(features: PatchFeatures, views: torch.Tensor, groups: Sequence[str], skin_views: torch.Tensor,
+def _features(features: PatchFeatures, views: torch.Tensor, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, P, C) patch features and (B, 1280) whole-view features of ``views``, in batches (one trunk pass each)."""
+    parts = [features.both(chunk) for chunk in views.split(batch)]
+    return torch.cat([p for p, _ in parts]), torch.cat([w for _, w in parts])
+
+
+def _photo_reference(features: PatchFeatures, whole: torch.Tensor, groups: Sequence[str], n_skin: int,
                      degraded: Degraded) -> tuple[torch.Tensor, list[str], np.ndarray, np.ndarray]:
-    """The skin reference photos' whole-view features (fp16, as stored), their groups, their leave-one-
-    source-out distances, and those of the ``degraded`` copies (each against the reference without its
-    own source photo). ``degraded``: batches of (views as the measure sees them, index of the reference
-    photo each was made from; mpox views first, then skin views)."""
-    whole = torch.cat([features.both(batch)[1] for source in (views, skin_views)
-                       for batch in source.split(32)]).half()
-    reference_groups = list(groups) + [f"skin:{i}" for i in range(len(skin_views))]
+    """The skin reference photos' whole-view features (``whole``: mpox views, then ``n_skin`` skin views; fp16,
+    as stored), their groups, their leave-one-source-out distances, and those of the ``degraded`` copies (each
+    against the reference without its own source photo). ``degraded``: batches of (views as the measure sees
+    them, index of the reference photo each was made from)."""
+    whole = whole.half()
+    reference_groups = list(groups) + [f"skin:{i}" for i in range(n_skin)]
     loo = nearest_photo_distances(whole, whole, np.asarray(reference_groups), reference_groups)
     copies = [nearest_photo_distances(features.both(batch)[1], whole, np.asarray(reference_groups),
                                       [reference_groups[i] for i in index]) for batch, index in degraded]
@@ -268,17 +273,18 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
             check runs before the acquisition gate. ``degraded_rule`` says how they were made.
     """
     features = PatchFeatures(config)
-    patches = features(views)  # (B, P, C)
+    patches, whole_mpox = _features(features, views)  # (B, P, C), (B, 1280)
+    skin_patches, whole_skin = _features(features, skin_views)
     cells = patches.shape[1]
     bank_groups = np.repeat(np.asarray(groups), cells)
     bank = patches.flatten(0, 1)
     loo = nearest_distances(patches, bank, bank_groups, groups)
     passing = loo[np.asarray(judged, dtype=bool)]
-    whole, reference_groups, photo_loo, copies = _photo_reference(features, views, groups, skin_views, degraded)
+    whole, reference_groups, photo_loo, copies = _photo_reference(features, torch.cat([whole_mpox, whole_skin]), groups,
+                                                                  len(skin_views), degraded)
     save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config),
                            "skin_photos": whole, "skin_photo_groups": reference_groups})
-    skin = np.concatenate([nearest_distances(features(skin_views[i:i + 32]), bank)
-                           for i in range(0, len(skin_views), 32)])
+    skin = np.concatenate([nearest_distances(chunk, bank) for chunk in skin_patches.split(32)])
     describe = lambda d: {"min": round(float(d.min()), 5), "median": round(float(np.median(d)), 5),  # noqa: E731
                           "max": round(float(d.max()), 5)}
     return {
