@@ -20,7 +20,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
 
 from ..checkpoint import WeightsError, load_card, save_torch, sha256_file, verify_weights
 from ..config import ARCHITECTURES, FROZEN_ARCHS, ONE_CLASS_ARCHS, PROBE_ARCH, ClassifierConfig
@@ -52,6 +51,8 @@ class BinaryClassifier(nn.Module):
 
     def __init__(self, arch: str, bn_momentum: float = 0.1) -> None:
         super().__init__()
+        import torchvision  # here, not at the top: importing it costs every command start about 2 s
+
         if arch == "resnet18":
             self.net = torchvision.models.resnet18(weights=None, num_classes=1)
         elif arch == "mobilenet_v3_small":

@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 from PIL import Image
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
 
 from ..appearance import PatchFeatures
 from ..config import ClassifierConfig, PreprocessConfig
@@ -128,6 +127,8 @@ def fit_probe(positives: np.ndarray, negatives: np.ndarray, kinds: Sequence[str]
     kinds = np.tile(np.asarray(kinds), len(negatives) // len(kinds))
     x = np.concatenate([positives, negatives])
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    from sklearn.linear_model import LogisticRegression  # here: only fitting needs it (about 2 s to import)
+
     model = LogisticRegression(C=c, max_iter=5000).fit(x, y, sample_weight=sample_weights(len(positives), kinds))
     return model.coef_[0], float(model.intercept_[0])
 
