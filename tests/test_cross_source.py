@@ -83,11 +83,27 @@ def _small(d, n: int = 6):
                    supervised_negatives=[p for photos in d.dev_negatives.values() for p in take(photos)])
 
 
-def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_like(both, detector):
-    d = _small(both[0])
-    photos = sorted({p.location for p in d.photos()})
-    m = measure(photos, {d.train_source: detector})
-    assert m.pooled.shape == (len(photos), 1280) and m.cells.shape[1:] == (49, 80)
+@pytest.fixture(scope="module")
+def by_seed(both, data_root: Path, msid_root: Path) -> dict[int, list]:
+    """The small directions' dev sides for split seeds 0 and 1."""
+    dev_only = lambda d: replace(_small(d), test_mpox=[], test_negatives={})  # noqa: E731
+    return {0: [dev_only(d) for d in both],
+            1: [dev_only(d) for d in directions([data_root, msid_root], HEALTHY_ROOT, seed=1)]}
+
+
+@pytest.fixture(scope="module")
+def measured(both, by_seed, detector) -> Measurements:
+    """One measurement of every photo the scoring tests below use (each photo decoded and measured once), with
+    MIM for the first direction's training source only."""
+    photos = {p.location for p in _small(both[0]).photos()}
+    photos |= {p.location for found in by_seed.values() for d in found for p in d.photos()}
+    return measure(sorted(photos), {both[0].train_source: detector})
+
+
+def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_like(both, measured):
+    d, m = _small(both[0]), measured
+    photos = {p.location for p in d.photos()}
+    assert photos <= set(m.index) and m.pooled.shape == (len(m.index), 1280) and m.cells.shape[1:] == (49, 80)
     results = evaluate_direction(m, d, ["dev", "test"])
     assert set(results) == {"control:complexity", "one-class:knn", "one-class:mahalanobis", "one-class:patchcore",
                             "probe", "mim"}
@@ -108,9 +124,8 @@ def test_every_method_scores_both_sides_and_calls_the_calibration_photos_mpox_li
     assert scores["one-class:patchcore"][other] == pytest.approx(worst, abs=1e-5)
 
 
-def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both):
-    d = _small(both[0])
-    m = measure(sorted({p.location for p in d.photos()}), {})
+def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both, measured):
+    d, m = _small(both[0]), measured
     full, held = probe_scores(m, d, m.rows(d.fit))
     assert {p.location for photos in d.dev_negatives.values() for p in photos} == set(held)
     others = source_photo_folds(d.dev_negatives["others"])
@@ -126,14 +141,9 @@ def test_the_probes_dev_negatives_are_scored_by_probes_that_never_saw_them(both)
             assert held[p.location] != pytest.approx(full[row], abs=1e-6)  # the full probe learned from it
 
 
-def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_every_method(
-        both, data_root: Path, msid_root: Path, detector):
-    dev_only = lambda d: replace(_small(d), test_mpox=[], test_negatives={})  # noqa: E731
-    by_seed = {0: [dev_only(d) for d in both],
-               1: [dev_only(d) for d in directions([data_root, msid_root], HEALTHY_ROOT, seed=1)]}
+def test_the_dev_side_over_split_seeds_repeats_seed_0_and_redraws_the_rest_for_every_method(by_seed, measured):
     assert {p.location for p in by_seed[0][0].dev_mpox} != {p.location for p in by_seed[1][0].dev_mpox}
-    photos = sorted({p.location for found in by_seed.values() for d in found for p in d.photos()})
-    m = measure(photos, {both[0].train_source: detector})  # MIM for one direction only
+    m = measured  # MIM for one direction only
     over = dev_over_seeds({seed: {d.name: evaluate_direction(m, d, ["dev"]) for d in found}
                            for seed, found in by_seed.items()})
     assert over["seeds"] == [0, 1]
