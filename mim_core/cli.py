@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", help="data root(s) of the photos (default: the ones in the card)")
     p.add_argument("--out", required=True, help="folder for evaluation.md, results.json, CSVs and roc.png")
     p.add_argument("--update-card", action="store_true", help="record the results in the model card")
-    p.add_argument("--per-class-limit", type=int, help="first N images per class and per mpox split (quick checks only)")
+    p.add_argument("--per-class-limit", type=int,
+                   help="first N images per class and per mpox split (quick checks only)")
     p.add_argument("--reuse-measurements", action="store_true",
                    help="re-derive scores and tables from OUT/measurements.csv of an earlier run (same weights)")
     p.add_argument("--dermnet-short-side", type=int,
