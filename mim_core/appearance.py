@@ -243,14 +243,14 @@ def _features(features: PatchFeatures, views: torch.Tensor, batch: int = 32) -> 
     return torch.cat([p for p, _ in parts]), torch.cat([w for _, w in parts])
 
 
-def _photo_reference(features: PatchFeatures, whole: torch.Tensor, groups: Sequence[str], n_skin: int,
+def _photo_reference(features: PatchFeatures, whole: torch.Tensor, groups: Sequence[str],
                      degraded: Degraded) -> tuple[torch.Tensor, list[str], np.ndarray, np.ndarray]:
-    """The skin reference photos' whole-view features (``whole``: mpox views, then ``n_skin`` skin views; fp16,
-    as stored), their groups, their leave-one-source-out distances, and those of the ``degraded`` copies (each
-    against the reference without its own source photo). ``degraded``: batches of (views as the measure sees
-    them, index of the reference photo each was made from)."""
+    """The skin reference photos' whole-view features (``whole``: the mpox views of ``groups``, then the skin
+    views; fp16, as stored), their groups, their leave-one-source-out distances, and those of the ``degraded``
+    copies (each against the reference without its own source photo). ``degraded``: batches of (views as the
+    measure sees them, index of the reference photo each was made from)."""
     whole = whole.half()
-    reference_groups = list(groups) + [f"skin:{i}" for i in range(n_skin)]
+    reference_groups = list(groups) + [f"skin:{i}" for i in range(len(whole) - len(groups))]
     loo = nearest_photo_distances(whole, whole, np.asarray(reference_groups), reference_groups)
     copies = [nearest_photo_distances(features.both(batch)[1], whole, np.asarray(reference_groups),
                                       [reference_groups[i] for i in index]) for batch, index in degraded]
@@ -281,7 +281,7 @@ def calibrate_appearance(views: torch.Tensor, groups: Sequence[str], judged: Seq
     loo = nearest_distances(patches, bank, bank_groups, groups)
     passing = loo[np.asarray(judged, dtype=bool)]
     whole, reference_groups, photo_loo, copies = _photo_reference(features, torch.cat([whole_mpox, whole_skin]), groups,
-                                                                  len(skin_views), degraded)
+                                                                  degraded)
     save_torch(bank_path, {"bank": bank.half(), "groups": list(groups), "config": asdict(config),
                            "skin_photos": whole, "skin_photo_groups": reference_groups})
     skin = np.concatenate([nearest_distances(chunk, bank) for chunk in skin_patches.split(32)])

@@ -51,12 +51,10 @@ class BinaryClassifier(nn.Module):
 
     def __init__(self, arch: str, bn_momentum: float = 0.1) -> None:
         super().__init__()
-        import torchvision  # here, not at the top: importing it costs every command start about 2 s
+        if arch in ("resnet18", "mobilenet_v3_small"):
+            import torchvision  # only these need it: at the top it cost every command start, the demo's too, ~2 s
 
-        if arch == "resnet18":
-            self.net = torchvision.models.resnet18(weights=None, num_classes=1)
-        elif arch == "mobilenet_v3_small":
-            self.net = torchvision.models.mobilenet_v3_small(weights=None, num_classes=1)
+            self.net = getattr(torchvision.models, arch)(weights=None, num_classes=1)
         elif arch == PROBE_ARCH:
             self.net = FrozenFeatureProbe()
         elif arch in ONE_CLASS_ARCHS:

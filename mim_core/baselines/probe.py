@@ -122,13 +122,13 @@ def fit_probe(positives: np.ndarray, negatives: np.ndarray, kinds: Sequence[str]
         kinds: the :func:`negative_kind` of each negative photo; when ``negatives`` also holds their flips and copies
             (N a multiple of ``len(kinds)``, in the order of :func:`training_features`), the kinds repeat.
     """
+    from sklearn.linear_model import LogisticRegression  # here: only fitting needs it (about 2 s to import)
+
     if len(kinds) == 0 or len(negatives) % len(kinds):
         raise ValueError(f"{len(kinds)} kinds for {len(negatives)} negative rows.")
     kinds = np.tile(np.asarray(kinds), len(negatives) // len(kinds))
     x = np.concatenate([positives, negatives])
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-    from sklearn.linear_model import LogisticRegression  # here: only fitting needs it (about 2 s to import)
-
     model = LogisticRegression(C=c, max_iter=5000).fit(x, y, sample_weight=sample_weights(len(positives), kinds))
     return model.coef_[0], float(model.intercept_[0])
 
